@@ -1,0 +1,106 @@
+/* backend.h: the private interface between the core and the compute backends (internal).
+ *
+ * The core drives every backend through this table and never includes a GPU header: to it,
+ * r1_dev and r1_buf are opaque. The design (docs/backends.md) is made for devices with their
+ * own memory and asynchronous queues: weights live in device buffers (r1_buf), work is
+ * recorded in order on the device's queue and flushed by submit(), which returns a sequence
+ * number; wait() blocks until a number is complete. The per-device expert cache
+ * (lib/device_expert_cache.c) uses these numbers to evict an expert only once no queued work
+ * still reads it. */
+#ifndef R1_BACKEND_H
+#define R1_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "r1.h"
+
+/* Bump on any change to this file; a backend whose table carries another value is refused. */
+#define R1_BACKEND_ABI 1
+
+typedef struct r1_dev r1_dev; /* an open device; defined by each backend */
+typedef struct r1_buf r1_buf; /* a region of device memory; defined by each backend */
+
+/* A tensor resident on a device: where it is, what it holds. Shapes in PyTorch order. */
+typedef struct r1_dtensor {
+    r1_buf *buf;
+    size_t offset;          /* bytes from the start of buf */
+    int32_t dtype;          /* r1_dtype */
+    int32_t n_dims;
+    int64_t shape[4];
+    r1_buf *scale_buf;      /* fp8 only: (ceil(rows/128), ceil(cols/128)) float32 block scales */
+    size_t scale_offset;
+} r1_dtensor;
+
+/* Operation kinds. Coarse on purpose: a GPU backend fuses what is inside one op, and the hybrid
+ * rule (supports() == 0: run it on the CPU backend) works at this granularity. */
+enum r1_op_kind {
+    R1_OP_MATMUL = 1, /* dst(T, out) = src0(T, in) . src1(out, in)^T; src1 any weight dtype */
+    R1_OP_KIND_END
+};
+
+enum { R1_OP_MAX_SRC = 8 };
+
+typedef struct r1_op {
+    int32_t kind;             /* enum r1_op_kind */
+    int32_t n_src;
+    r1_dtensor dst;
+    r1_dtensor src[R1_OP_MAX_SRC];
+    const void *params;       /* kind-specific parameters, or NULL */
+} r1_op;
+
+/* What a device is; filled by device_info(). */
+typedef struct r1_device_info {
+    char name[256];
+    uint64_t memory_total_bytes;
+    uint64_t memory_free_bytes;
+    int32_t host_shared;      /* 1 when device buffers are host memory (wrap_host is zero-copy) */
+} r1_device_info;
+
+typedef struct r1_backend_ops {
+    uint32_t abi;     /* R1_BACKEND_ABI */
+    const char *name; /* "cpu", "cuda", "vulkan" */
+
+    /* How many devices can be opened here; 0 = unusable, with the reason written to why. */
+    int32_t (*probe)(char *why, size_t why_len);
+    r1_status (*open)(r1_dev **out, int32_t index);
+    void (*close)(r1_dev *dev); /* waits for queued work; accepts NULL */
+    r1_status (*device_info)(r1_dev *dev, r1_device_info *out);
+
+    r1_status (*alloc)(r1_dev *dev, size_t bytes, r1_buf **out);
+    void (*free)(r1_dev *dev, r1_buf *buf); /* caller guarantees no queued work reads buf */
+    /* A buffer over host memory the caller keeps alive (a mapped file); NULL when the device
+     * cannot read host memory in place, and the core then allocates and uploads. */
+    r1_status (*wrap_host)(r1_dev *dev, const void *host, size_t bytes, r1_buf **out);
+
+    /* Queued, in order: src must stay valid until the submit() that follows completes. */
+    r1_status (*upload)(r1_dev *dev, r1_buf *dst, size_t off, const void *src, size_t n);
+    r1_status (*download)(r1_dev *dev, void *dst, r1_buf *src, size_t off, size_t n);
+
+    /* 0 when this device cannot run op (kind, dtype or size): the core runs it on the CPU. */
+    int32_t (*supports)(r1_dev *dev, const r1_op *op);
+    r1_status (*run)(r1_dev *dev, const r1_op *op); /* queued */
+
+    /* Flush recorded work; *seq_out names it. Sequence numbers grow by one per submit. */
+    r1_status (*submit)(r1_dev *dev, uint64_t *seq_out);
+    /* Block until every submit up to seq is complete (UINT64_MAX: all of them). */
+    r1_status (*wait)(r1_dev *dev, uint64_t seq);
+    /* The highest sequence number known complete, without blocking. */
+    uint64_t (*completed)(r1_dev *dev);
+} r1_backend_ops;
+
+/* Each backend's entry point: its operations table (backends/<name>/). The build links the
+ * ones it was configured with; backends/meson.build generates the list. */
+const r1_backend_ops *r1_backend_cpu__ops(void);
+const r1_backend_ops *r1_backend_cuda__ops(void);
+const r1_backend_ops *r1_backend_vulkan__ops(void);
+
+/* The registry (backend_registry.c). */
+int32_t r1_backend_registry__count(void);
+const r1_backend_ops *r1_backend_registry__at(int32_t index);
+/* NULL (and a message) when no backend of that name is built. */
+const r1_backend_ops *r1_backend_registry__find(const char *name);
+/* Cached probe: device count, 0 when unusable (message set). */
+int32_t r1_backend_registry__probe(const r1_backend_ops *ops);
+
+#endif

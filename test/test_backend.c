@@ -1,0 +1,151 @@
+/* test_backend.c: the backend registry, availability queries and the CPU backend's memory ops. */
+#include <check.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "r1.h"
+
+START_TEST(test_backend_cpu_always_listed_and_available)
+{
+    int32_t n = r1_backend_count();
+    ck_assert_int_ge(n, 1);
+    int found = 0;
+    for (int32_t i = 0; i < n; i++) {
+        const char *name = r1_backend_name(i);
+        ck_assert_ptr_nonnull(name);
+        found |= strcmp(name, "cpu") == 0;
+    }
+    ck_assert(found);
+    ck_assert_int_eq(r1_backend_available("cpu"), 1);
+    ck_assert_str_eq(r1_last_error(), "");
+}
+END_TEST
+
+START_TEST(test_backend_name_out_of_range_has_message)
+{
+    ck_assert_ptr_null(r1_backend_name(-1));
+    ck_assert_ptr_nonnull(strstr(r1_last_error(), "outside"));
+    ck_assert_ptr_null(r1_backend_name(r1_backend_count()));
+    ck_assert_ptr_nonnull(strstr(r1_last_error(), "backend index"));
+    /* the next successful call clears the message */
+    ck_assert_ptr_nonnull(r1_backend_name(0));
+    ck_assert_str_eq(r1_last_error(), "");
+}
+END_TEST
+
+START_TEST(test_backend_unknown_name_unavailable_with_message)
+{
+    ck_assert_int_eq(r1_backend_available("tpu"), 0);
+    ck_assert_ptr_nonnull(strstr(r1_last_error(), "no backend named 'tpu'"));
+    ck_assert_int_eq(r1_backend_available(NULL), 0);
+    ck_assert_ptr_nonnull(strstr(r1_last_error(), "NULL"));
+    ck_assert_int_eq(r1_backend_available("CPU"), 0); /* names are case-sensitive */
+}
+END_TEST
+
+START_TEST(test_backend_gpu_answers_are_consistent)
+{
+    /* On a machine without the device, a built GPU backend answers 0 with a reason; a backend
+     * that is not built answers 0 with "no backend named". Either way, never a crash. */
+    const char *gpus[] = {"cuda", "vulkan"};
+    for (size_t i = 0; i < 2; i++) {
+        int32_t a = r1_backend_available(gpus[i]);
+        ck_assert(a == 0 || a == 1);
+        if (a == 0)
+            ck_assert_str_ne(r1_last_error(), "");
+        ck_assert_int_eq(r1_backend_available(gpus[i]), a); /* cached, stable */
+    }
+}
+END_TEST
+
+START_TEST(test_backend_registry_tables_are_complete)
+{
+    for (int32_t i = 0; i < r1_backend_registry__count(); i++) {
+        const r1_backend_ops *ops = r1_backend_registry__at(i);
+        ck_assert_ptr_nonnull(ops);
+        ck_assert_uint_eq(ops->abi, R1_BACKEND_ABI);
+        ck_assert(ops->probe && ops->open && ops->close && ops->device_info && ops->alloc &&
+                  ops->free && ops->upload && ops->download && ops->supports && ops->run &&
+                  ops->submit && ops->wait && ops->completed);
+    }
+    ck_assert_ptr_null(r1_backend_registry__at(-1));
+    ck_assert_ptr_eq(r1_backend_registry__find("cpu"), r1_backend_cpu__ops());
+}
+END_TEST
+
+START_TEST(test_backend_cpu_buffers_round_trip)
+{
+    const r1_backend_ops *ops = r1_backend_cpu__ops();
+    r1_dev *dev = NULL;
+    ck_assert_int_eq(ops->open(&dev, 0), R1_OK);
+    r1_device_info info;
+    ck_assert_int_eq(ops->device_info(dev, &info), R1_OK);
+    ck_assert_int_eq(info.host_shared, 1);
+    ck_assert_uint_gt(info.memory_total_bytes, 0);
+
+    r1_buf *buf = NULL;
+    ck_assert_int_eq(ops->alloc(dev, 1000, &buf), R1_OK);
+    uint8_t src[1000], dst[1000];
+    for (int i = 0; i < 1000; i++)
+        src[i] = (uint8_t)(i * 7);
+    ck_assert_int_eq(ops->upload(dev, buf, 0, src, 1000), R1_OK);
+    uint64_t seq = 0;
+    ck_assert_int_eq(ops->submit(dev, &seq), R1_OK);
+    ck_assert_int_eq(ops->wait(dev, seq), R1_OK);
+    ck_assert_uint_ge(ops->completed(dev), seq);
+    ck_assert_int_eq(ops->download(dev, dst, buf, 0, 1000), R1_OK);
+    ck_assert_mem_eq(src, dst, 1000);
+
+    /* transfers past the end are refused with a message, and the buffer stays usable */
+    ck_assert_int_eq(ops->upload(dev, buf, 999, src, 2), R1_ERR_OUT_OF_RANGE);
+    ck_assert_ptr_nonnull(strstr(r1_last_error(), "exceeds"));
+    ck_assert_int_eq(ops->download(dev, dst, buf, SIZE_MAX, 1), R1_ERR_OUT_OF_RANGE);
+    ck_assert_int_eq(ops->download(dev, dst, buf, 500, 500), R1_OK);
+    ops->free(dev, buf);
+
+    r1_buf *view = NULL;
+    ck_assert_int_eq(ops->wrap_host(dev, src, sizeof src, &view), R1_OK);
+    ck_assert_int_eq(ops->download(dev, dst, view, 10, 10), R1_OK);
+    ck_assert_mem_eq(dst, src + 10, 10);
+    ops->free(dev, view);
+    ops->free(dev, NULL);
+    ops->close(dev);
+}
+END_TEST
+
+START_TEST(test_backend_cpu_rejects_bad_device_index)
+{
+    r1_dev *dev = NULL;
+    ck_assert_int_eq(r1_backend_cpu__ops()->open(&dev, 1), R1_ERR_OUT_OF_RANGE);
+    ck_assert_ptr_null(dev);
+    ck_assert_ptr_nonnull(strstr(r1_last_error(), "one device"));
+}
+END_TEST
+
+static Suite *backend_suite(void)
+{
+    Suite *s = suite_create("backend");
+    TCase *api = tcase_create("public queries");
+    tcase_add_test(api, test_backend_cpu_always_listed_and_available);
+    tcase_add_test(api, test_backend_name_out_of_range_has_message);
+    tcase_add_test(api, test_backend_unknown_name_unavailable_with_message);
+    tcase_add_test(api, test_backend_gpu_answers_are_consistent);
+    suite_add_tcase(s, api);
+    TCase *cpu = tcase_create("cpu backend");
+    tcase_add_test(cpu, test_backend_registry_tables_are_complete);
+    tcase_add_test(cpu, test_backend_cpu_buffers_round_trip);
+    tcase_add_test(cpu, test_backend_cpu_rejects_bad_device_index);
+    suite_add_tcase(s, cpu);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(backend_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
