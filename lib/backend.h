@@ -24,11 +24,11 @@ typedef struct r1_buf r1_buf; /* a region of device memory; defined by each back
 /* A tensor resident on a device: where it is, what it holds. Shapes in PyTorch order. */
 typedef struct r1_dtensor {
     r1_buf *buf;
-    size_t offset;          /* bytes from the start of buf */
-    int32_t dtype;          /* r1_dtype */
+    size_t offset; /* bytes from the start of buf */
+    int32_t dtype; /* r1_dtype */
     int32_t n_dims;
     int64_t shape[4];
-    r1_buf *scale_buf;      /* fp8 only: (ceil(rows/128), ceil(cols/128)) float32 block scales */
+    r1_buf *scale_buf; /* fp8 only: (ceil(rows/128), ceil(cols/128)) float32 block scales */
     size_t scale_offset;
 } r1_dtensor;
 
@@ -42,11 +42,11 @@ enum r1_op_kind {
 enum { R1_OP_MAX_SRC = 8 };
 
 typedef struct r1_op {
-    int32_t kind;             /* enum r1_op_kind */
+    int32_t kind; /* enum r1_op_kind */
     int32_t n_src;
     r1_dtensor dst;
     r1_dtensor src[R1_OP_MAX_SRC];
-    const void *params;       /* kind-specific parameters, or NULL */
+    const void *params; /* kind-specific parameters, or NULL */
 } r1_op;
 
 /* What a device is; filled by device_info(). */
@@ -54,7 +54,7 @@ typedef struct r1_device_info {
     char name[256];
     uint64_t memory_total_bytes;
     uint64_t memory_free_bytes;
-    int32_t host_shared;      /* 1 when device buffers are host memory (wrap_host is zero-copy) */
+    int32_t host_shared; /* 1 when device buffers are host memory (wrap_host is zero-copy) */
 } r1_device_info;
 
 typedef struct r1_backend_ops {

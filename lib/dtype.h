@@ -19,9 +19,9 @@ typedef enum r1_dtype {
 
 /* A row of a weight matrix is a whole number of blocks. */
 typedef struct r1_dtype_traits {
-    const char *name;      /* "f32", "f16", "bf16", "fp8_e4m3", "q8_0", "q4_0" */
-    uint32_t block_elems;  /* elements per block (1 for plain types, 32 for q8_0/q4_0) */
-    uint32_t block_bytes;  /* bytes per block */
+    const char *name;        /* "f32", "f16", "bf16", "fp8_e4m3", "q8_0", "q4_0" */
+    uint32_t block_elems;    /* elements per block (1 for plain types, 32 for q8_0/q4_0) */
+    uint32_t block_bytes;    /* bytes per block */
     int32_t has_block_scale; /* 1 for fp8: needs a (ceil(rows/128), ceil(cols/128)) f32 scale */
 } r1_dtype_traits;
 
@@ -44,12 +44,13 @@ float r1_fp8_e4m3__to_f32(uint8_t b); /* 0x7f/0xff are NaN; no infinities */
 
 /* Block formats, byte-exact on disk (little-endian f16 scale first). */
 typedef struct r1_block_q8_0 {
-    uint16_t d;      /* f16 scale */
+    uint16_t d; /* f16 scale */
     int8_t q[32];
 } r1_block_q8_0;
 typedef struct r1_block_q4_0 {
-    uint16_t d;      /* f16 scale */
-    uint8_t qs[16];  /* element j (j<16) in the low nibble of qs[j], element j+16 in its high nibble */
+    uint16_t d; /* f16 scale */
+    uint8_t
+        qs[16]; /* element j (j<16) in the low nibble of qs[j], element j+16 in its high nibble */
 } r1_block_q4_0;
 
 /* Reference quantisers (the converter's; test/ref/quant.py implements the same bit for bit).
@@ -60,7 +61,7 @@ void r1_quantize__q4_0(const float *x, r1_block_q4_0 *out, int64_t n);
 /* Dequantise one row (n_cols elements) of a matrix stored in type dt.
  * row_data points at the row's first byte. For fp8, scale_row points at the row of block scales
  * for this row (scale[(row/128) * scale_cols]), else it is ignored. */
-void r1_dtype__dequantize_row(int32_t dt, const void *row_data, const float *scale_row,
-                              float *out, int64_t n_cols);
+void r1_dtype__dequantize_row(int32_t dt, const void *row_data, const float *scale_row, float *out,
+                              int64_t n_cols);
 
 #endif

@@ -10,17 +10,20 @@ enum { R1_MAX_DIMS = 4 };
 /* Shapes are in PyTorch order, outermost first: a Linear weight is (out_features, in_features),
  * row r holds the in_features weights of output r, contiguous, in the tensor's dtype. */
 typedef struct r1_tensor {
-    int32_t dtype;              /* r1_dtype */
+    int32_t dtype; /* r1_dtype */
     int32_t n_dims;
     int64_t shape[R1_MAX_DIMS];
-    const void *data;           /* row-major; borrowed (mmap or expert cache) */
+    const void *data; /* row-major; borrowed (mmap or expert cache) */
     size_t nbytes;
-    const float *scale;         /* fp8 only: weight_scale_inv, (ceil(rows/128), ceil(cols/128)) */
-    int64_t scale_cols;         /* fp8 only: ceil(cols/128) */
+    const float *scale; /* fp8 only: weight_scale_inv, (ceil(rows/128), ceil(cols/128)) */
+    int64_t scale_cols; /* fp8 only: ceil(cols/128) */
 } r1_tensor;
 
 /* rows = product of all but the last dim; cols = last dim. */
-static inline int64_t r1_tensor__cols(const r1_tensor *t) { return t->shape[t->n_dims - 1]; }
+static inline int64_t r1_tensor__cols(const r1_tensor *t)
+{
+    return t->shape[t->n_dims - 1];
+}
 static inline int64_t r1_tensor__rows(const r1_tensor *t)
 {
     int64_t r = 1;

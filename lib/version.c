@@ -2,7 +2,7 @@
 #include "r1.h"
 
 #define R1_STR2(x) #x
-#define R1_STR(x) R1_STR2(x)
+#define R1_STR(x)  R1_STR2(x)
 
 R1_API uint32_t r1_version_number(void)
 {

@@ -63,7 +63,8 @@ static r1_status cpu_alloc(r1_dev *dev, size_t bytes, r1_buf **out)
     if (buf == NULL)
         return r1_error__set(R1_ERR_NO_MEMORY, "cannot allocate a cpu buffer header");
     size_t rounded = (bytes + R1_CPU_ALIGN - 1) / R1_CPU_ALIGN * R1_CPU_ALIGN;
-    if (rounded < bytes || (buf->data = aligned_alloc(R1_CPU_ALIGN, rounded ? rounded : R1_CPU_ALIGN)) == NULL) {
+    if (rounded < bytes ||
+        (buf->data = aligned_alloc(R1_CPU_ALIGN, rounded ? rounded : R1_CPU_ALIGN)) == NULL) {
         free(buf);
         return r1_error__set(R1_ERR_NO_MEMORY, "cannot allocate %zu bytes of host memory", bytes);
     }

@@ -79,7 +79,8 @@ static r1_status cuda_open(r1_dev **out, int32_t index)
     else if ((err = cudaStreamCreateWithFlags(&dev->stream, cudaStreamNonBlocking)) != cudaSuccess)
         st = cuda_fail(err, "cudaStreamCreate");
     for (int i = 0; st == R1_OK && i < R1_CUDA_EVENT_RING; i++)
-        if ((err = cudaEventCreateWithFlags(&dev->events[i], cudaEventDisableTiming)) != cudaSuccess)
+        if ((err = cudaEventCreateWithFlags(&dev->events[i], cudaEventDisableTiming)) !=
+            cudaSuccess)
             st = cuda_fail(err, "cudaEventCreate");
     if (st != R1_OK) {
         cuda_close(dev);
@@ -147,8 +148,8 @@ static r1_status cuda_upload(r1_dev *dev, r1_buf *dst, size_t off, const void *s
     if (st != R1_OK || n == 0)
         return st;
     cudaSetDevice(dev->device);
-    cudaError_t err = cudaMemcpyAsync((char *)dst->ptr + off, src, n, cudaMemcpyHostToDevice,
-                                      dev->stream);
+    cudaError_t err =
+        cudaMemcpyAsync((char *)dst->ptr + off, src, n, cudaMemcpyHostToDevice, dev->stream);
     return err == cudaSuccess ? R1_OK : cuda_fail(err, "cudaMemcpyAsync (upload)");
 }
 
@@ -158,8 +159,8 @@ static r1_status cuda_download(r1_dev *dev, void *dst, r1_buf *src, size_t off, 
     if (st != R1_OK || n == 0)
         return st;
     cudaSetDevice(dev->device);
-    cudaError_t err = cudaMemcpyAsync(dst, (const char *)src->ptr + off, n,
-                                      cudaMemcpyDeviceToHost, dev->stream);
+    cudaError_t err =
+        cudaMemcpyAsync(dst, (const char *)src->ptr + off, n, cudaMemcpyDeviceToHost, dev->stream);
     return err == cudaSuccess ? R1_OK : cuda_fail(err, "cudaMemcpyAsync (download)");
 }
 

@@ -52,7 +52,8 @@ static void r1_vk_load(void)
     for (size_t i = 0; i < sizeof names / sizeof names[0] && r1_vk.lib == NULL; i++)
         r1_vk.lib = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
     if (r1_vk.lib == NULL) {
-        snprintf(r1_vk.why, sizeof r1_vk.why, "the Vulkan loader (libvulkan.so.1) is not installed");
+        snprintf(r1_vk.why, sizeof r1_vk.why,
+                 "the Vulkan loader (libvulkan.so.1) is not installed");
         return;
     }
     /* POSIX allows the object-to-function pointer conversion that dlsym needs. */
@@ -127,8 +128,8 @@ static int r1_vk_rank(VkPhysicalDeviceType t)
 }
 
 /* Fills up to cap devices in preference order; returns the count (0 with a message on error). */
-static uint32_t r1_vk_devices(VkInstance inst, const r1_vk_instance_fns *fn,
-                              VkPhysicalDevice *out, uint32_t cap)
+static uint32_t r1_vk_devices(VkInstance inst, const r1_vk_instance_fns *fn, VkPhysicalDevice *out,
+                              uint32_t cap)
 {
     uint32_t n = cap;
     VkResult res = fn->enumerate_physical_devices(inst, &n, out);
@@ -279,8 +280,7 @@ static r1_status vk_device_info(r1_dev *dev, r1_device_info *out)
  * the backend reports devices, and supports() sends every op to the CPU backend. */
 static r1_status vk_not_yet(const char *what)
 {
-    return r1_error__set(R1_ERR_UNSUPPORTED, "vulkan: %s is not implemented in this release",
-                         what);
+    return r1_error__set(R1_ERR_UNSUPPORTED, "vulkan: %s is not implemented in this release", what);
 }
 
 static r1_status vk_alloc(r1_dev *dev, size_t bytes, r1_buf **out)

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# run_all.sh: the whole test suite as CI runs it: dependencies, a normal build with every test
+# (unit, API, install/consumer, symbols, ABI, format), then an AddressSanitizer+UBSan build
+# running the unit and API suites again. Prints Check's totals at the end.
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+sh .ci/deps
+jobs=$(nproc 2>/dev/null || echo 2)
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+
+echo "== build (debugoptimized) =="
+[ -f build/build.ninja ] || meson setup build --buildtype=debugoptimized
+ninja -C build -j "$jobs"
+echo "== tests =="
+meson test -C build --print-errorlogs --verbose --num-processes "$jobs" 2>&1 | tee -a "$log"
+
+echo "== build (address,undefined sanitizers) =="
+[ -f build-asan/build.ninja ] || meson setup build-asan --buildtype=debug \
+    -Db_sanitize=address,undefined -Db_lundef=false \
+    -Dc_args=-fno-sanitize-recover=all -Dcpp_args=-fno-sanitize-recover=all
+ninja -C build-asan -j "$jobs"
+echo "== tests under sanitizers =="
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:protect_shadow_gap=0 UBSAN_OPTIONS=print_stacktrace=1 \
+    meson test -C build-asan --print-errorlogs --verbose --num-processes "$jobs" \
+    --no-suite abi --no-suite install --no-suite lint 2>&1 | tee -a "$log"
+
+# Check prints "NN%: Checks: N, Failures: F, Errors: E" per suite; add them up.
+awk '/^[0-9]+%: Checks: [0-9]+, Failures: [0-9]+, Errors: [0-9]+/ {
+        gsub(",", ""); c += $3; f += $5; e += $7 }
+     END { pct = c ? int(100 * (c - f - e) / c) : 0;
+           printf "%d%%: Checks: %d, Failures: %d, Errors: %d\n", pct, c, f, e }' "$log"
