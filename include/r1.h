@@ -15,6 +15,11 @@
  * stability promise.
  */
 
+/**
+ * @def R1_API
+ * @brief Marks a public function: exported from the shared library (default visibility, or
+ *        dllexport/dllimport on Windows chosen by R1_BUILDING), empty when R1_STATIC is set.
+ */
 #if defined(_WIN32) && !defined(R1_STATIC)
 #if defined(R1_BUILDING)
 #define R1_API __declspec(dllexport)
