@@ -1,0 +1,721 @@
+/* test_tokenizer.c: tokenizer vs Hugging Face reference ids; decode, streaming, blobs. */
+#include "error.h"
+#include "tokenizer.h"
+
+#include <check.h>
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef R1_TEST_DATA_DIR
+#define R1_TEST_DATA_DIR "test/data"
+#endif
+
+/* The tokenizer data directory: $R1_TOKENIZER_TEST_DATA, else R1_TEST_DATA_DIR/tokenizer. */
+static void data_path(char *out, size_t cap, const char *name)
+{
+    const char *env = getenv("R1_TOKENIZER_TEST_DATA");
+    if (env && *env)
+        snprintf(out, cap, "%s/%s", env, name);
+    else
+        snprintf(out, cap, "%s/tokenizer/%s", R1_TEST_DATA_DIR, name);
+}
+
+static char *read_file(const char *name, size_t *len_out)
+{
+    char path[4096];
+    data_path(path, sizeof path, name);
+    FILE *f = fopen(path, "rb");
+    ck_assert_msg(f != NULL, "cannot open %s", path);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc((size_t)n + 1);
+    ck_assert_ptr_nonnull(buf);
+    ck_assert_uint_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    buf[n] = '\0';
+    *len_out = (size_t)n;
+    return buf;
+}
+
+/* Reference records: text bytes and ids. */
+typedef struct ref_case {
+    char *text;
+    size_t len;
+    int32_t *ids;
+    size_t n_ids;
+} ref_case;
+
+typedef struct ref_set {
+    ref_case *v;
+    size_t n;
+} ref_set;
+
+static int hexval(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+static ref_set load_refs(const char *name)
+{
+    size_t len;
+    char *json = read_file(name, &len);
+    cJSON *root = cJSON_ParseWithLength(json, len);
+    ck_assert_msg(cJSON_IsArray(root), "%s is not a JSON array", name);
+    ref_set s;
+    s.n = (size_t)cJSON_GetArraySize(root);
+    s.v = calloc(s.n, sizeof *s.v);
+    size_t k = 0;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, root)
+    {
+        ref_case *c = &s.v[k++];
+        const cJSON *hex = cJSON_GetObjectItemCaseSensitive(e, "hex");
+        if (cJSON_IsString(hex)) {
+            size_t hl = strlen(hex->valuestring);
+            c->len = hl / 2;
+            c->text = malloc(c->len + 1);
+            for (size_t i = 0; i < c->len; i++)
+                c->text[i] = (char)(hexval(hex->valuestring[2 * i]) * 16 +
+                                    hexval(hex->valuestring[2 * i + 1]));
+        } else {
+            const char *t = cJSON_GetObjectItemCaseSensitive(e, "text")->valuestring;
+            c->len = strlen(t);
+            c->text = malloc(c->len + 1);
+            memcpy(c->text, t, c->len);
+        }
+        const cJSON *ids = cJSON_GetObjectItemCaseSensitive(e, "ids");
+        c->n_ids = (size_t)cJSON_GetArraySize(ids);
+        c->ids = malloc((c->n_ids + 1) * sizeof *c->ids);
+        size_t j = 0;
+        const cJSON *id;
+        cJSON_ArrayForEach(id, ids) c->ids[j++] = (int32_t)id->valuedouble;
+    }
+    cJSON_Delete(root);
+    free(json);
+    return s;
+}
+
+static void free_refs(ref_set *s)
+{
+    for (size_t i = 0; i < s->n; i++) {
+        free(s->v[i].text);
+        free(s->v[i].ids);
+    }
+    free(s->v);
+}
+
+/* Shared fixtures: loading the 6 MB tokenizer.json once per TCase keeps the suite fast. */
+static r1_tokenizer_spec *g_spec, *g_spec_v3;
+static r1_tokenizer *g_r1, *g_v3;
+
+static r1_tokenizer_spec *load_spec(void)
+{
+    size_t jl, cl;
+    char *json = read_file("tokenizer.json", &jl);
+    char *cfg = read_file("tokenizer_config.json", &cl);
+    r1_tokenizer_spec *spec = NULL;
+    r1_status st = r1_tokenizer__spec_from_json(&spec, json, jl, cfg, cl);
+    ck_assert_msg(st == R1_OK, "spec_from_json: %d %s", st, r1_error__message());
+    free(json);
+    free(cfg);
+    return spec;
+}
+
+/* DeepSeek-V3's tokenizer.json is R1's with ids 128798/128799 back as special placeholders
+ * (verified against the shipped V3 file), so V3 is derived instead of stored. */
+static void make_v3(r1_tokenizer_spec *s)
+{
+    for (uint32_t i = 0; i < s->n_added; i++) {
+        r1_tokenizer_added *a = &s->added[i];
+        if (a->id != 128798 && a->id != 128799)
+            continue;
+        char buf[64];
+        snprintf(buf, sizeof buf,
+                 "<\xef\xbd\x9cplace\xe2\x96\x81holder\xe2\x96\x81no\xe2\x96\x81%d\xef\xbd\x9c>",
+                 a->id - 128000);
+        free(a->content);
+        a->content = strdup(buf);
+        a->content_len = (uint32_t)strlen(buf);
+        a->special = 1;
+        a->normalized = 0;
+        /* Not in vocab, so the per-id bytes are the content too: rebuild them. */
+    }
+    uint64_t total = 0;
+    uint32_t *len = malloc(s->n_ids * sizeof *len);
+    for (uint32_t i = 0; i < s->n_ids; i++)
+        len[i] = (uint32_t)(s->token_off[i + 1] - s->token_off[i]);
+    len[128798] = (uint32_t)strlen("<\xef\xbd\x9cplace\xe2\x96\x81holder\xe2\x96\x81no\xe2\x96\x81"
+                                   "798\xef\xbd\x9c>");
+    len[128799] = len[128798];
+    for (uint32_t i = 0; i < s->n_ids; i++)
+        total += len[i];
+    char *bytes = malloc(total);
+    uint64_t *off = malloc((s->n_ids + 1) * sizeof *off);
+    off[0] = 0;
+    for (uint32_t i = 0; i < s->n_ids; i++) {
+        const char *src = s->token_bytes + s->token_off[i];
+        if (i == 128798 || i == 128799)
+            for (uint32_t k = 0; k < s->n_added; k++)
+                if (s->added[k].id == (int32_t)i)
+                    src = s->added[k].content;
+        memcpy(bytes + off[i], src, len[i]);
+        off[i + 1] = off[i] + len[i];
+    }
+    free(s->token_bytes);
+    free(s->token_off);
+    s->token_bytes = bytes;
+    s->token_off = off;
+    free(len);
+}
+
+static void setup_tokenizers(void)
+{
+    g_spec = load_spec();
+    ck_assert_int_eq(r1_tokenizer__create(&g_r1, g_spec), R1_OK);
+    g_spec_v3 = load_spec();
+    make_v3(g_spec_v3);
+    r1_status st = r1_tokenizer__create(&g_v3, g_spec_v3);
+    ck_assert_msg(st == R1_OK, "v3: %s", r1_error__message());
+}
+
+static void teardown_tokenizers(void)
+{
+    r1_tokenizer__destroy(g_r1);
+    r1_tokenizer__destroy(g_v3);
+    r1_tokenizer__spec_destroy(g_spec);
+    r1_tokenizer__spec_destroy(g_spec_v3);
+    g_r1 = g_v3 = NULL;
+    g_spec = g_spec_v3 = NULL;
+}
+
+static int32_t *encode_all(const r1_tokenizer *tok, const char *t, size_t n, uint32_t flags,
+                           size_t *n_out, r1_status *st_out)
+{
+    size_t need = 0;
+    r1_status st = r1_tokenizer__encode(tok, t, n, flags, NULL, 0, &need);
+    int32_t *ids = malloc((need + 1) * sizeof *ids);
+    if (st == R1_ERR_BUFFER_TOO_SMALL)
+        st = r1_tokenizer__encode(tok, t, n, flags, ids, need, &need);
+    *n_out = need;
+    *st_out = st;
+    return ids;
+}
+
+static size_t count_matches(const r1_tokenizer *tok, const ref_set *refs, int verbose)
+{
+    size_t ok = 0;
+    for (size_t i = 0; i < refs->n; i++) {
+        const ref_case *c = &refs->v[i];
+        size_t n;
+        r1_status st;
+        int32_t *ids = encode_all(tok, c->text, c->len, R1_TOKENIZE_PARSE_SPECIAL, &n, &st);
+        int same = st == R1_OK && n == c->n_ids && memcmp(ids, c->ids, n * sizeof *ids) == 0;
+        ok += same;
+        if (!same && verbose) {
+            fprintf(stderr, "MISMATCH #%zu st=%d len=%zu: ", i, st, c->len);
+            for (size_t k = 0; k < c->len && k < 60; k++)
+                fprintf(stderr, "%02x", (uint8_t)c->text[k]);
+            fprintf(stderr, "\n  want:");
+            for (size_t k = 0; k < c->n_ids && k < 24; k++)
+                fprintf(stderr, " %d", c->ids[k]);
+            fprintf(stderr, "\n  got: ");
+            for (size_t k = 0; k < n && k < 24; k++)
+                fprintf(stderr, " %d", ids[k]);
+            fprintf(stderr, "\n");
+        }
+        free(ids);
+    }
+    return ok;
+}
+
+START_TEST(test_tokenizer_reference_r1)
+{
+    ref_set refs = load_refs("reference-ids-r1.json");
+    ck_assert_uint_eq(refs.n, 62);
+    ck_assert_uint_eq(count_matches(g_r1, &refs, 1), refs.n);
+    free_refs(&refs);
+}
+END_TEST
+
+START_TEST(test_tokenizer_reference_v3)
+{
+    ref_set refs = load_refs("reference-ids-v3.json");
+    ck_assert_uint_eq(refs.n, 62);
+    ck_assert_uint_eq(count_matches(g_v3, &refs, 1), refs.n);
+    free_refs(&refs);
+}
+END_TEST
+
+START_TEST(test_tokenizer_broad_r1)
+{
+    ref_set refs = load_refs("broad-ids-r1.json");
+    ck_assert_uint_ge(refs.n, 600);
+    size_t ok = count_matches(g_r1, &refs, 1);
+    fprintf(stderr, "tokenizer broad set: %zu/%zu match\n", ok, refs.n);
+    ck_assert_uint_eq(ok, refs.n);
+    free_refs(&refs);
+}
+END_TEST
+
+static void check_roundtrip_set(const char *name)
+{
+    ref_set refs = load_refs(name);
+    for (size_t i = 0; i < refs.n; i++) {
+        const ref_case *c = &refs.v[i];
+        size_t n, len = 0;
+        r1_status st;
+        int32_t *ids = encode_all(g_r1, c->text, c->len, R1_TOKENIZE_PARSE_SPECIAL, &n, &st);
+        ck_assert_int_eq(st, R1_OK);
+        char *out = malloc(c->len + 16);
+        st = r1_tokenizer__decode(g_r1, ids, n, 0, out, c->len + 16, &len);
+        ck_assert_int_eq(st, R1_OK);
+        ck_assert_uint_eq(len, c->len);
+        ck_assert(memcmp(out, c->text, len) == 0);
+        /* The same without added-token parsing: still a faithful round trip. */
+        free(ids);
+        ids = encode_all(g_r1, c->text, c->len, 0, &n, &st);
+        ck_assert_int_eq(st, R1_OK);
+        st = r1_tokenizer__decode(g_r1, ids, n, 0, out, c->len + 16, &len);
+        ck_assert_int_eq(st, R1_OK);
+        ck_assert_uint_eq(len, c->len);
+        ck_assert(memcmp(out, c->text, len) == 0);
+        free(out);
+        free(ids);
+    }
+    free_refs(&refs);
+}
+
+START_TEST(test_tokenizer_roundtrip)
+{
+    check_roundtrip_set("reference-ids-r1.json");
+    check_roundtrip_set("broad-ids-r1.json");
+}
+END_TEST
+
+static int valid_utf8(const char *s, size_t n)
+{
+    const uint8_t *u = (const uint8_t *)s;
+    size_t i = 0;
+    while (i < n) {
+        uint8_t c = u[i];
+        size_t need = c < 0x80                 ? 1
+                      : c >= 0xC2 && c <= 0xDF ? 2
+                      : c >= 0xE0 && c <= 0xEF ? 3
+                      : c >= 0xF0 && c <= 0xF4 ? 4
+                                               : 0;
+        if (!need || i + need > n)
+            return 0;
+        for (size_t k = 1; k < need; k++)
+            if ((u[i + k] & 0xC0) != 0x80)
+                return 0;
+        if ((c == 0xE0 && u[i + 1] < 0xA0) || (c == 0xED && u[i + 1] > 0x9F) ||
+            (c == 0xF0 && u[i + 1] < 0x90) || (c == 0xF4 && u[i + 1] > 0x8F))
+            return 0;
+        i += need;
+    }
+    return 1;
+}
+
+START_TEST(test_tokenizer_stream)
+{
+    ref_set refs = load_refs("broad-ids-r1.json");
+    r1_tokenizer_stream *st;
+    ck_assert_int_eq(r1_tokenizer__stream_create(&st, g_r1, 0), R1_OK);
+    for (size_t i = 0; i < refs.n; i++) {
+        const ref_case *c = &refs.v[i];
+        char *acc = malloc(c->len + 64);
+        size_t n_acc = 0;
+        char chunk[1024];
+        for (size_t k = 0; k < c->n_ids; k++) {
+            size_t len = 0;
+            r1_status s = r1_tokenizer__stream_push(st, c->ids[k], chunk, 0, &len);
+            if (s == R1_ERR_BUFFER_TOO_SMALL) /* nothing consumed: retry with room */
+                s = r1_tokenizer__stream_push(st, c->ids[k], chunk, sizeof chunk, &len);
+            ck_assert_int_eq(s, R1_OK);
+            ck_assert(valid_utf8(chunk, len));
+            memcpy(acc + n_acc, chunk, len);
+            n_acc += len;
+        }
+        size_t len = 0;
+        ck_assert_int_eq(r1_tokenizer__stream_flush(st, chunk, sizeof chunk, &len), R1_OK);
+        ck_assert_uint_eq(len, 0);
+        ck_assert_uint_eq(n_acc, c->len);
+        ck_assert(memcmp(acc, c->text, n_acc) == 0);
+        free(acc);
+    }
+    /* A split character is held back, then completed; a dangling one flushes as U+FFFD. */
+    int32_t b_c3 = r1_tokenizer__token_to_id(g_r1, "\xc3\x83", 2); /* byte 0xC3 */
+    int32_t b_a9 = r1_tokenizer__token_to_id(g_r1, "\xc2\xa9", 2); /* byte 0xA9 */
+    ck_assert_int_ge(b_c3, 0);
+    ck_assert_int_ge(b_a9, 0);
+    char out[16];
+    size_t len = 99;
+    ck_assert_int_eq(r1_tokenizer__stream_push(st, b_c3, out, sizeof out, &len), R1_OK);
+    ck_assert_uint_eq(len, 0);
+    ck_assert_int_eq(r1_tokenizer__stream_push(st, b_a9, out, sizeof out, &len), R1_OK);
+    ck_assert_uint_eq(len, 2);
+    ck_assert(memcmp(out, "\xc3\xa9", 2) == 0);
+    ck_assert_int_eq(r1_tokenizer__stream_push(st, b_c3, out, sizeof out, &len), R1_OK);
+    ck_assert_uint_eq(len, 0);
+    ck_assert_int_eq(r1_tokenizer__stream_flush(st, out, 0, &len), R1_ERR_BUFFER_TOO_SMALL);
+    ck_assert_uint_eq(len, 3);
+    ck_assert_int_eq(r1_tokenizer__stream_flush(st, out, sizeof out, &len), R1_OK);
+    ck_assert_uint_eq(len, 3);
+    ck_assert(memcmp(out, "\xef\xbf\xbd", 3) == 0);
+    /* A byte that can never start a character comes out at once as U+FFFD. */
+    int32_t b_ff = r1_tokenizer__token_to_id(g_r1, "\xc3\xbf", 2); /* byte 0xFF */
+    ck_assert_int_eq(r1_tokenizer__stream_push(st, b_ff, out, sizeof out, &len), R1_OK);
+    ck_assert_uint_eq(len, 3);
+    ck_assert_int_eq(r1_tokenizer__stream_push(st, -1, out, sizeof out, &len), R1_ERR_OUT_OF_RANGE);
+    ck_assert_int_eq(r1_tokenizer__stream_push(st, 200000, out, sizeof out, &len),
+                     R1_ERR_OUT_OF_RANGE);
+    free_refs(&refs);
+    r1_tokenizer__stream_destroy(st);
+}
+END_TEST
+
+START_TEST(test_tokenizer_invalid_utf8)
+{
+    static const char *const bad[] = {
+        "\x80",       "a\xc3",    "\xc0\xaf",    "\xed\xa0\x80", "\xf4\x90\x80\x80",
+        "ok\xe2\x82", "\xff\xfe", "\xf0\x9f\x98"};
+    static const char *const fixed[] = {"\xef\xbf\xbd",
+                                        "a\xef\xbf\xbd",
+                                        "\xef\xbf\xbd\xef\xbf\xbd",
+                                        "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd",
+                                        "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd",
+                                        "ok\xef\xbf\xbd",
+                                        "\xef\xbf\xbd\xef\xbf\xbd",
+                                        "\xef\xbf\xbd"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        size_t n = 0;
+        int32_t ids[64];
+        r1_status st = r1_tokenizer__encode(g_r1, bad[i], strlen(bad[i]), 0, ids, 64, &n);
+        ck_assert_int_eq(st, R1_ERR_INVALID_UTF8);
+        ck_assert_ptr_nonnull(strstr(r1_error__message(), "byte"));
+        st = r1_tokenizer__encode(g_r1, bad[i], strlen(bad[i]), R1_TOKENIZE_REPLACE_INVALID, ids,
+                                  64, &n);
+        ck_assert_int_eq(st, R1_OK);
+        char out[64];
+        size_t len;
+        ck_assert_int_eq(r1_tokenizer__decode(g_r1, ids, n, 0, out, sizeof out, &len), R1_OK);
+        ck_assert_uint_eq(len, strlen(fixed[i]));
+        ck_assert(memcmp(out, fixed[i], len) == 0);
+    }
+    /* Random bytes: an error or a valid encode, never a crash. */
+    uint32_t seed = 12345;
+    char buf[64];
+    int32_t ids[256];
+    for (int t = 0; t < 2000; t++) {
+        size_t n = (size_t)(t % 60), got;
+        for (size_t k = 0; k < n; k++) {
+            seed = seed * 1103515245u + 12345u;
+            buf[k] = (char)(seed >> 16);
+        }
+        r1_status st = r1_tokenizer__encode(g_r1, buf, n, 0, ids, 256, &got);
+        ck_assert(st == R1_OK || st == R1_ERR_INVALID_UTF8);
+        st = r1_tokenizer__encode(g_r1, buf, n, R1_TOKENIZE_REPLACE_INVALID, ids, 256, &got);
+        ck_assert_int_eq(st, R1_OK);
+    }
+}
+END_TEST
+
+START_TEST(test_tokenizer_buffers_and_flags)
+{
+    const char *text = "<\xef\xbd\x9cUser\xef\xbd\x9c>Hi<think>";
+    size_t n = 0;
+    int32_t ids[64];
+    ck_assert_int_eq(
+        r1_tokenizer__encode(g_r1, text, strlen(text), R1_TOKENIZE_PARSE_SPECIAL, ids, 1, &n),
+        R1_ERR_BUFFER_TOO_SMALL);
+    ck_assert_uint_eq(n, 3);
+    ck_assert_int_eq(r1_tokenizer__encode(g_r1, text, strlen(text),
+                                          R1_TOKENIZE_PARSE_SPECIAL | R1_TOKENIZE_ADD_BOS, ids, 64,
+                                          &n),
+                     R1_OK);
+    ck_assert_uint_eq(n, 4);
+    ck_assert_int_eq(ids[0], 0);
+    ck_assert_int_eq(ids[1], 128803);
+    ck_assert_int_eq(ids[3], 128798);
+    /* Plain text: no added token can come out. */
+    ck_assert_int_eq(r1_tokenizer__encode(g_r1, text, strlen(text), 0, ids, 64, &n), R1_OK);
+    ck_assert_uint_gt(n, 3);
+    for (size_t i = 0; i < n; i++)
+        ck_assert_int_lt(ids[i], 128000);
+    /* Non-special added tokens only: BOS text stays text, <think> is parsed. */
+    const char *bos = "<\xef\xbd\x9c"
+                      "begin\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c><think>";
+    ck_assert_int_eq(
+        r1_tokenizer__encode(g_v3, bos, strlen(bos), R1_TOKENIZE_PARSE_SPECIAL, ids, 64, &n),
+        R1_OK);
+    ck_assert_int_eq(ids[0], 0);
+    ck_assert_int_eq(
+        r1_tokenizer__encode(g_r1, bos, strlen(bos), R1_TOKENIZE_PARSE_ADDED, ids, 64, &n), R1_OK);
+    ck_assert_int_ne(ids[0], 0);
+    ck_assert_int_eq(ids[n - 1], 128798);
+    /* Decode: capacity, skip special, bad ids. */
+    int32_t in[3] = {0, 19923, 1};
+    char out[64];
+    size_t len;
+    ck_assert_int_eq(r1_tokenizer__decode(g_r1, in, 3, 0, out, 2, &len), R1_ERR_BUFFER_TOO_SMALL);
+    ck_assert_uint_gt(len, 2);
+    ck_assert_int_eq(
+        r1_tokenizer__decode(g_r1, in, 3, R1_DETOKENIZE_SKIP_SPECIAL, out, sizeof out, &len),
+        R1_OK);
+    ck_assert_uint_eq(len, 5);
+    ck_assert(memcmp(out, "Hello", 5) == 0);
+    int32_t badid[1] = {128815};
+    ck_assert_int_eq(r1_tokenizer__decode(g_r1, badid, 1, 0, out, sizeof out, &len),
+                     R1_ERR_OUT_OF_RANGE);
+    badid[0] = -5;
+    ck_assert_int_eq(r1_tokenizer__decode(g_r1, badid, 1, 0, out, sizeof out, &len),
+                     R1_ERR_OUT_OF_RANGE);
+    ck_assert_int_eq(r1_tokenizer__bos_id(g_r1), 0);
+    ck_assert_int_eq(r1_tokenizer__eos_id(g_r1), 1);
+    ck_assert_uint_eq(r1_tokenizer__n_ids(g_r1), 128815);
+    ck_assert_ptr_nonnull(r1_tokenizer__chat_template(g_r1));
+    ck_assert_int_eq(r1_tokenizer__encode(g_r1, "", 0, 0, NULL, 0, &n), R1_OK);
+    ck_assert_uint_eq(n, 0);
+}
+END_TEST
+
+START_TEST(test_tokenizer_blob_roundtrip)
+{
+    size_t need = 0;
+    ck_assert_int_eq(r1_tokenizer__spec_serialize(g_spec, NULL, 0, &need), R1_ERR_BUFFER_TOO_SMALL);
+    uint8_t *blob = malloc(need);
+    size_t len = 0;
+    ck_assert_int_eq(r1_tokenizer__spec_serialize(g_spec, blob, need, &len), R1_OK);
+    ck_assert_uint_eq(len, need);
+    fprintf(stderr, "tokenizer blob: %zu bytes\n", len);
+    r1_tokenizer_spec *back = NULL;
+    r1_status st = r1_tokenizer__spec_parse(&back, blob, len);
+    ck_assert_msg(st == R1_OK, "%s", r1_error__message());
+    r1_tokenizer *tok = NULL;
+    ck_assert_int_eq(r1_tokenizer__create(&tok, back), R1_OK);
+    ref_set refs = load_refs("broad-ids-r1.json");
+    ck_assert_uint_eq(count_matches(tok, &refs, 1), refs.n);
+    free_refs(&refs);
+    /* Serialising the parsed spec gives the same bytes. */
+    uint8_t *again = malloc(need);
+    ck_assert_int_eq(r1_tokenizer__spec_serialize(back, again, need, &len), R1_OK);
+    ck_assert(memcmp(blob, again, need) == 0);
+    free(again);
+    r1_tokenizer__destroy(tok);
+    r1_tokenizer__spec_destroy(back);
+    free(blob);
+}
+END_TEST
+
+/* A tiny byte-level tokenizer: the 256 byte tokens, plus "Ġt", "he", "Ġthe". */
+static r1_tokenizer_spec *tiny_spec(void)
+{
+    r1_tokenizer_spec *s;
+    ck_assert_int_eq(r1_tokenizer__spec_create(&s), R1_OK);
+    s->n_ids = 256 + 3 + 1;
+    s->token_off = calloc(s->n_ids + 1, sizeof *s->token_off);
+    s->in_vocab = calloc(s->n_ids, 1);
+    s->token_bytes = malloc(4096);
+    uint32_t next = 256;
+    for (uint32_t b = 0; b < 256; b++) {
+        int printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || b >= 174;
+        uint32_t cp = printable ? b : next++;
+        char *p = s->token_bytes + s->token_off[b];
+        size_t n = cp < 0x80 ? 1 : 2;
+        if (n == 1)
+            p[0] = (char)cp;
+        else {
+            p[0] = (char)(0xC0 | (cp >> 6));
+            p[1] = (char)(0x80 | (cp & 0x3F));
+        }
+        s->token_off[b + 1] = s->token_off[b] + n;
+        s->in_vocab[b] = 1;
+    }
+    static const char *const extra[4] = {"\xc4\xa0t", "he", "\xc4\xa0the", "<|x|>"};
+    for (uint32_t k = 0; k < 4; k++) {
+        size_t n = strlen(extra[k]);
+        memcpy(s->token_bytes + s->token_off[256 + k], extra[k], n);
+        s->token_off[257 + k] = s->token_off[256 + k] + n;
+        s->in_vocab[256 + k] = k < 3;
+    }
+    s->n_merges = 3;
+    s->merges = malloc(6 * sizeof *s->merges);
+    /* Ġ is byte 0x20, whose token id is 0x20 here. */
+    s->merges[0] = 0x20;
+    s->merges[1] = 't';
+    s->merges[2] = 'h';
+    s->merges[3] = 'e';
+    s->merges[4] = 256;
+    s->merges[5] = 257;
+    s->n_added = 1;
+    s->added = calloc(1, sizeof *s->added);
+    s->added[0].id = 259;
+    s->added[0].content = strdup("<|x|>");
+    s->added[0].content_len = 5;
+    s->added[0].special = 1;
+    s->n_steps = 2;
+    s->steps = calloc(2, sizeof *s->steps);
+    s->steps[0].kind = R1_TOKENIZER_STEP_SPLIT;
+    s->steps[0].is_regex = 1;
+    s->steps[0].behavior = R1_TOKENIZER_SPLIT_ISOLATED;
+    s->steps[0].pattern = strdup(" ?\\p{L}+|\\s+");
+    s->steps[0].pattern_len = (uint32_t)strlen(s->steps[0].pattern);
+    s->steps[1].kind = R1_TOKENIZER_STEP_BYTE_LEVEL;
+    s->bos_id = 259;
+    s->chat_template = strdup("{{ x }}");
+    s->chat_template_len = 7;
+    return s;
+}
+
+START_TEST(test_tokenizer_blob_corrupt)
+{
+    r1_tokenizer_spec *s = tiny_spec();
+    r1_tokenizer *tok = NULL;
+    ck_assert_int_eq(r1_tokenizer__create(&tok, s), R1_OK);
+    int32_t ids[16];
+    size_t n;
+    ck_assert_int_eq(
+        r1_tokenizer__encode(tok, "a the<|x|>", 10, R1_TOKENIZE_PARSE_SPECIAL, ids, 16, &n), R1_OK);
+    ck_assert_uint_eq(n, 3);
+    ck_assert_int_eq(ids[0], 'a');
+    ck_assert_int_eq(ids[1], 258);
+    ck_assert_int_eq(ids[2], 259);
+    r1_tokenizer__destroy(tok);
+    size_t len;
+    ck_assert_int_eq(r1_tokenizer__spec_serialize(s, NULL, 0, &len), R1_ERR_BUFFER_TOO_SMALL);
+    uint8_t *blob = malloc(len), *copy = malloc(len);
+    ck_assert_int_eq(r1_tokenizer__spec_serialize(s, blob, len, &len), R1_OK);
+    r1_tokenizer_spec *back = NULL;
+    for (size_t cut = 0; cut < len; cut++) {
+        ck_assert_int_eq(r1_tokenizer__spec_parse(&back, blob, cut), R1_ERR_FORMAT);
+        ck_assert_ptr_null(back);
+    }
+    uint32_t seed = 99;
+    for (int t = 0; t < 3000; t++) {
+        memcpy(copy, blob, len);
+        int flips = 1 + t % 3;
+        for (int f = 0; f < flips; f++) {
+            seed = seed * 1103515245u + 12345u;
+            size_t at = (seed >> 8) % len;
+            copy[at] ^= (uint8_t)(1u << ((seed >> 4) % 8));
+        }
+        if (memcmp(copy, blob, len) == 0)
+            continue;
+        r1_status st = r1_tokenizer__spec_parse(&back, copy, len);
+        ck_assert(st == R1_ERR_FORMAT || st == R1_ERR_CHECKSUM || st == R1_ERR_UNSUPPORTED);
+    }
+    /* With the checksum recomputed, flips reach the payload checks: never a crash. */
+    int parsed = 0;
+    for (int t = 0; t < 3000; t++) {
+        memcpy(copy, blob, len);
+        seed = seed * 1103515245u + 12345u;
+        size_t at = 20 + (seed >> 8) % (len - 20);
+        copy[at] ^= (uint8_t)(1u << ((seed >> 4) % 8));
+        uint32_t c = 0xFFFFFFFFu;
+        for (size_t i = 20; i < len; i++) {
+            c ^= copy[i];
+            for (int k = 0; k < 8; k++)
+                c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+        }
+        c ^= 0xFFFFFFFFu;
+        copy[16] = (uint8_t)c;
+        copy[17] = (uint8_t)(c >> 8);
+        copy[18] = (uint8_t)(c >> 16);
+        copy[19] = (uint8_t)(c >> 24);
+        r1_status st = r1_tokenizer__spec_parse(&back, copy, len);
+        if (st == R1_OK) {
+            parsed++;
+            if (r1_tokenizer__create(&tok, back) == R1_OK) {
+                (void)r1_tokenizer__encode(tok, "a the x", 7, R1_TOKENIZE_PARSE_SPECIAL, ids, 16,
+                                           &n);
+                r1_tokenizer__destroy(tok);
+            }
+            r1_tokenizer__spec_destroy(back);
+            back = NULL;
+        } else {
+            ck_assert(st == R1_ERR_FORMAT || st == R1_ERR_UNSUPPORTED);
+        }
+    }
+    ck_assert_int_gt(parsed, 0);
+    free(blob);
+    free(copy);
+    r1_tokenizer__spec_destroy(s);
+}
+END_TEST
+
+START_TEST(test_tokenizer_json_errors)
+{
+    r1_tokenizer_spec *s = NULL;
+    const char *bad = "{\"model\": ";
+    ck_assert_int_eq(r1_tokenizer__spec_from_json(&s, bad, strlen(bad), NULL, 0), R1_ERR_FORMAT);
+    const char *norm = "{\"normalizer\": {\"type\": \"NFC\"}, \"model\": {\"type\": \"BPE\", "
+                       "\"vocab\": {\"a\": 0},"
+                       " \"merges\": []}, \"pre_tokenizer\": {\"type\": \"ByteLevel\"}}";
+    ck_assert_int_eq(r1_tokenizer__spec_from_json(&s, norm, strlen(norm), NULL, 0),
+                     R1_ERR_UNSUPPORTED);
+    const char *wp =
+        "{\"model\": {\"type\": \"WordPiece\", \"vocab\": {\"a\": 0}, \"merges\": []}}";
+    ck_assert_int_eq(r1_tokenizer__spec_from_json(&s, wp, strlen(wp), NULL, 0), R1_ERR_UNSUPPORTED);
+    /* Both merge spellings; ByteLevel defaults (prefix space, GPT-2 regex). */
+    const char *ok[2] = {
+        "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1, \"ab\": 2, \"\xc4\xa0\": "
+        "3},"
+        " \"merges\": [\"a b\"]}, \"pre_tokenizer\": {\"type\": \"ByteLevel\"}}",
+        "{\"model\": {\"vocab\": {\"a\": 0, \"b\": 1, \"ab\": 2, \"\xc4\xa0\": 3},"
+        " \"merges\": [[\"a\", \"b\"]]}, \"pre_tokenizer\": {\"type\": \"ByteLevel\"}}"};
+    for (int i = 0; i < 2; i++) {
+        r1_status st = r1_tokenizer__spec_from_json(&s, ok[i], strlen(ok[i]), NULL, 0);
+        ck_assert_msg(st == R1_OK, "%s", r1_error__message());
+        r1_tokenizer *tok;
+        ck_assert_int_eq(r1_tokenizer__create(&tok, s), R1_OK);
+        int32_t ids[8];
+        size_t n;
+        ck_assert_int_eq(r1_tokenizer__encode(tok, "ab", 2, 0, ids, 8, &n), R1_OK);
+        ck_assert_uint_eq(n, 2);
+        ck_assert_int_eq(ids[0], 3);
+        ck_assert_int_eq(ids[1], 2);
+        r1_tokenizer__destroy(tok);
+        r1_tokenizer__spec_destroy(s);
+    }
+    const char *badmerge = "{\"model\": {\"vocab\": {\"a\": 0}, \"merges\": [\"a c\"]},"
+                           " \"pre_tokenizer\": {\"type\": \"ByteLevel\"}}";
+    ck_assert_int_eq(r1_tokenizer__spec_from_json(&s, badmerge, strlen(badmerge), NULL, 0),
+                     R1_ERR_FORMAT);
+}
+END_TEST
+
+static Suite *tokenizer_suite(void)
+{
+    Suite *s = suite_create("tokenizer");
+    TCase *real = tcase_create("deepseek");
+    /* Unchecked: parse the 6 MB tokenizer.json once per TCase, not once per test. */
+    tcase_add_unchecked_fixture(real, setup_tokenizers, teardown_tokenizers);
+    tcase_set_timeout(real, 120);
+    tcase_add_test(real, test_tokenizer_reference_r1);
+    tcase_add_test(real, test_tokenizer_reference_v3);
+    tcase_add_test(real, test_tokenizer_broad_r1);
+    tcase_add_test(real, test_tokenizer_roundtrip);
+    tcase_add_test(real, test_tokenizer_stream);
+    tcase_add_test(real, test_tokenizer_invalid_utf8);
+    tcase_add_test(real, test_tokenizer_buffers_and_flags);
+    tcase_add_test(real, test_tokenizer_blob_roundtrip);
+    suite_add_tcase(s, real);
+    TCase *blob = tcase_create("synthetic");
+    tcase_set_timeout(blob, 60);
+    tcase_add_test(blob, test_tokenizer_blob_corrupt);
+    tcase_add_test(blob, test_tokenizer_json_errors);
+    suite_add_tcase(s, blob);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(tokenizer_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
