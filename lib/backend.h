@@ -87,6 +87,10 @@ typedef struct r1_backend_ops {
     r1_status (*wait)(r1_dev *dev, uint64_t seq);
     /* The highest sequence number known complete, without blocking. */
     uint64_t (*completed)(r1_dev *dev);
+
+    /* Host threads the device may use for its ops (<= 0: one per core); NULL when the backend
+     * has no use for host threads. */
+    r1_status (*set_threads)(r1_dev *dev, int32_t n_threads);
 } r1_backend_ops;
 
 /* Each backend's entry point: its operations table (backends/<name>/). The build links the

@@ -64,4 +64,7 @@ void r1_quantize__q4_0(const float *x, r1_block_q4_0 *out, int64_t n);
 void r1_dtype__dequantize_row(int32_t dt, const void *row_data, const float *scale_row, float *out,
                               int64_t n_cols);
 
+/* The 256-entry e4m3fn decode table (exact float32 values), for kernels that gather from it. */
+const float *r1_fp8_e4m3__table(void);
+
 #endif

@@ -11,6 +11,7 @@
  * caller's memory, and the "queue" runs each op on the calling thread as it is recorded. */
 struct r1_dev {
     uint64_t submitted;
+    r1_threadpool *pool; /* NULL: the process-wide pool */
 };
 
 struct r1_buf {
@@ -43,7 +44,21 @@ static r1_status cpu_open(r1_dev **out, int32_t index)
 
 static void cpu_close(r1_dev *dev)
 {
+    if (dev == NULL)
+        return;
+    r1_threadpool__destroy(dev->pool);
     free(dev);
+}
+
+static r1_status cpu_set_threads(r1_dev *dev, int32_t n_threads)
+{
+    r1_threadpool *pool = NULL;
+    r1_status st = r1_threadpool__create(&pool, n_threads, -1);
+    if (st != R1_OK)
+        return st;
+    r1_threadpool__destroy(dev->pool);
+    dev->pool = pool;
+    return R1_OK;
 }
 
 static r1_status cpu_device_info(r1_dev *dev, r1_device_info *out)
@@ -142,8 +157,7 @@ static int32_t cpu_supports(r1_dev *dev, const r1_op *op)
 
 static r1_status cpu_run(r1_dev *dev, const r1_op *op)
 {
-    (void)dev;
-    return r1_cpu__op_run(op);
+    return r1_cpu__op_run(dev->pool, op);
 }
 
 static r1_status cpu_submit(r1_dev *dev, uint64_t *seq_out)
@@ -184,6 +198,7 @@ static const r1_backend_ops r1_cpu_ops = {
     .submit = cpu_submit,
     .wait = cpu_wait,
     .completed = cpu_completed,
+    .set_threads = cpu_set_threads,
 };
 
 const r1_backend_ops *r1_backend_cpu__ops(void)

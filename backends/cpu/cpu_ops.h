@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "backend.h"
+#include "threadpool.h"
 
 /* "x86-64 CPU (avx512 kernels)" and the like. */
 const char *r1_cpu__description(void);
@@ -15,6 +16,7 @@ void *r1_cpu__buf_data(r1_buf *buf);
 size_t r1_cpu__buf_bytes(const r1_buf *buf);
 
 int32_t r1_cpu__op_supported(const r1_op *op);
-r1_status r1_cpu__op_run(const r1_op *op);
+/* Runs op on pool (NULL: the process-wide default pool). */
+r1_status r1_cpu__op_run(r1_threadpool *pool, const r1_op *op);
 
 #endif

@@ -1,0 +1,54 @@
+/* cpu_kernels.h: the CPU kernels the forward pass calls (internal). */
+#ifndef R1_CPU_KERNELS_H
+#define R1_CPU_KERNELS_H
+
+#include <stdint.h>
+
+#include "r1.h"
+#include "tensor.h"
+#include "threadpool.h"
+
+/* y(n_tokens, out) = x(n_tokens, in) . W(out, in)^T for a weight of any r1_dtype, dequantised
+ * on the fly; x and y are dense row-major float32 (row strides in and out) and must not overlap.
+ * W is w->data with r1_tensor__rows(w) = out rows of r1_tensor__cols(w) = in elements; fp8
+ * needs w->scale and w->scale_cols = ceil(in/128); q8_0/q4_0 need in % 32 == 0.
+ *
+ * Work is split over pool's threads by output rows (NULL pool: the caller alone). Each output
+ * element is computed by one task in an order fixed by the data and the kernel level alone, so
+ * results are bit-identical for any thread count; levels differ only by summation rounding.
+ * With n_tokens >= r1_cpu__blas_min_tokens() and BLAS built in, panels of 64 rows are
+ * dequantised to float and multiplied by sgemm (one OpenBLAS thread per pool thread).
+ * Returns R1_ERR_INVALID_ARG (with a message) on a bad shape, dtype or missing scale,
+ * R1_ERR_NO_MEMORY when a panel buffer cannot be had. */
+r1_status r1_cpu__matmul(r1_threadpool *pool, const r1_tensor *w, const float *x, int64_t n_tokens,
+                         float *y);
+
+/* The smallest n_tokens that takes the BLAS path (0 when BLAS is not built in). mode: 1 use BLAS
+ * when built (default), 0 never (tests, benchmarks); returns the previous mode. */
+int64_t r1_cpu__blas_min_tokens(void);
+int32_t r1_cpu__set_blas(int32_t mode);
+
+/* y = x * g / sqrt(mean(x^2) + eps) over n elements; y may alias x. The sum of squares is
+ * accumulated in double: for n up to 7168 that makes the normaliser correctly rounded in
+ * practice, independent of SIMD level, at a cost invisible next to the matmuls. */
+void r1_cpu__rmsnorm(const float *x, const float *g, float eps, int64_t n, float *y);
+/* n_rows independent rows of n elements (row stride n). */
+void r1_cpu__rmsnorm_rows(const float *x, const float *g, float eps, int64_t n_rows, int64_t n,
+                          float *y);
+
+/* y[i] = silu(a[i]) * b[i] with the stable sigmoid (spec §8.10); y may alias a or b. */
+void r1_cpu__silu_mul(const float *a, const float *b, int64_t n, float *y);
+
+/* In place: x = exp(x - max(x)) / sum. A row of all -inf becomes all zero rather than NaN. */
+void r1_cpu__softmax(float *x, int64_t n);
+
+/* y = a + b; y may alias a or b. */
+void r1_cpu__add(const float *a, const float *b, int64_t n, float *y);
+/* x *= s. */
+void r1_cpu__scale(float *x, float s, int64_t n);
+/* y += alpha * x. */
+void r1_cpu__axpy(float alpha, const float *x, int64_t n, float *y);
+/* sum a[i] * b[i], accumulated in float32 by the active level's kernel. */
+float r1_cpu__dot_f32(const float *a, const float *b, int64_t n);
+
+#endif

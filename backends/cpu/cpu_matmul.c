@@ -1,0 +1,204 @@
+/* cpu_matmul.c: weight products: level dispatch, row split over the pool, BLAS panels. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+
+#include "cpu_features.h"
+#include "cpu_kernels.h"
+#include "dtype.h"
+#include "error.h"
+#include "kernels_levels.h"
+
+#ifdef R1_CPU_HAVE_BLAS
+#include <cblas.h>
+#endif
+
+enum {
+    /* Row chunks start at multiples of this: whole cache lines of y per task for f32 outputs,
+     * and a grain coarse enough that claiming a task costs nothing next to computing it. */
+    R1_MM_ROW_ALIGN = 16,
+    /* Chunks per thread: enough to even out a slow core, few enough to keep claims cheap. */
+    R1_MM_TASKS_PER_THREAD = 4,
+    /* Below this many multiply-adds the op runs on the caller: waking workers costs more. */
+    R1_MM_MIN_PARALLEL_MACS = 1 << 15,
+    /* Rows per dequantised sgemm panel; panels start at fixed multiples of it, so every
+     * element's sgemm call (and its arithmetic) is the same for any thread count. */
+    R1_MM_PANEL_ROWS = 64,
+    R1_MM_BLAS_MIN_TOKENS = 4,
+};
+
+const r1_cpu_kernel_table *r1_cpu__kernels_active(void)
+{
+#ifdef R1_CPU_X86_KERNELS
+    switch (r1_cpu__active_level()) {
+    case R1_CPU_AVX512: return r1_cpu__kernels_avx512();
+    case R1_CPU_AVX2: return r1_cpu__kernels_avx2();
+    default: break;
+    }
+#endif
+    return r1_cpu__kernels_scalar();
+}
+
+static _Atomic int32_t r1_mm_blas_mode = 1;
+
+int32_t r1_cpu__set_blas(int32_t mode)
+{
+    return atomic_exchange(&r1_mm_blas_mode, mode ? 1 : 0);
+}
+
+int64_t r1_cpu__blas_min_tokens(void)
+{
+#ifdef R1_CPU_HAVE_BLAS
+    return R1_MM_BLAS_MIN_TOKENS;
+#else
+    return 0;
+#endif
+}
+
+typedef struct r1_mm_ctx {
+    const r1_cpu_kernel_table *k;
+    r1_threadpool *pool;
+    const uint8_t *w;
+    size_t row_bytes;
+    const float *scale;
+    int64_t scale_cols;
+    int32_t dtype;
+    int64_t rows, cols; /* out, in */
+    const float *x;
+    int64_t n_tokens;
+    float *y;
+    int64_t rows_per_task;
+    _Atomic int32_t failed; /* a panel buffer could not be allocated */
+} r1_mm_ctx;
+
+static const float *r1_mm_scale_row(const r1_mm_ctx *c, int64_t r)
+{
+    return c->scale != NULL ? c->scale + (r / R1_FP8_SCALE_BLOCK) * c->scale_cols : NULL;
+}
+
+/* Each row's dot product runs in full for one token at a time: the order inside the kernel is
+ * the only order, whoever runs the row. */
+static void r1_mm_rows_task(void *ctx, int64_t task, int32_t worker)
+{
+    (void)worker;
+    r1_mm_ctx *c = ctx;
+    int64_t r0 = task * c->rows_per_task;
+    int64_t r1 = r0 + c->rows_per_task < c->rows ? r0 + c->rows_per_task : c->rows;
+    r1_cpu_dot_fn dot = c->k->dot[c->dtype];
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *row = c->w + (size_t)r * c->row_bytes;
+        const float *srow = r1_mm_scale_row(c, r);
+        for (int64_t t = 0; t < c->n_tokens; t++)
+            c->y[t * c->rows + r] = dot(row, srow, c->x + t * c->cols, c->cols);
+    }
+}
+
+#ifdef R1_CPU_HAVE_BLAS
+static pthread_once_t r1_mm_blas_once = PTHREAD_ONCE_INIT;
+
+static void r1_mm_blas_init(void)
+{
+#ifdef R1_CPU_HAVE_OPENBLAS
+    /* Our pool already gives every core a panel; OpenBLAS's own threads would oversubscribe. */
+    openblas_set_num_threads(1);
+#endif
+}
+
+static void r1_mm_panel_task(void *ctx, int64_t task, int32_t worker)
+{
+    r1_mm_ctx *c = ctx;
+    int64_t r0 = task * R1_MM_PANEL_ROWS;
+    int64_t n = c->rows - r0 < R1_MM_PANEL_ROWS ? c->rows - r0 : R1_MM_PANEL_ROWS;
+    const float *panel;
+    if (c->dtype == R1_DTYPE_F32) {
+        panel = (const float *)(const void *)(c->w + (size_t)r0 * c->row_bytes);
+    } else {
+        float *buf = r1_threadpool__scratch(
+            c->pool, worker, (size_t)R1_MM_PANEL_ROWS * (size_t)c->cols * sizeof(float));
+        if (buf == NULL) {
+            atomic_store(&c->failed, 1);
+            return;
+        }
+        for (int64_t i = 0; i < n; i++)
+            c->k->dequant[c->dtype](c->w + (size_t)(r0 + i) * c->row_bytes,
+                                    r1_mm_scale_row(c, r0 + i), buf + i * c->cols, c->cols);
+        panel = buf;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)c->n_tokens, (int)n, (int)c->cols,
+                1.0f, c->x, (int)c->cols, panel, (int)c->cols, 0.0f, c->y + r0, (int)c->rows);
+}
+#endif
+
+static r1_status r1_mm_check(const r1_tensor *w, const float *x, int64_t n_tokens, const float *y)
+{
+    if (w == NULL || x == NULL || y == NULL || w->data == NULL)
+        return r1_error__set(R1_ERR_INVALID_ARG, "matmul: NULL weight, input or output");
+    const r1_dtype_traits *tr = r1_dtype__traits(w->dtype);
+    if (tr == NULL)
+        return r1_error__set(R1_ERR_INVALID_ARG, "matmul: unknown weight dtype %d", (int)w->dtype);
+    if (w->n_dims < 1 || w->n_dims > R1_MAX_DIMS || n_tokens < 0)
+        return r1_error__set(R1_ERR_INVALID_ARG, "matmul: %d-d weight, %lld tokens", (int)w->n_dims,
+                             (long long)n_tokens);
+    int64_t rows = r1_tensor__rows(w), cols = r1_tensor__cols(w);
+    if (rows <= 0 || cols <= 0 || cols > INT32_MAX || rows > INT32_MAX)
+        return r1_error__set(R1_ERR_INVALID_ARG, "matmul: bad weight shape %lld x %lld",
+                             (long long)rows, (long long)cols);
+    size_t row_bytes = r1_dtype__row_bytes(w->dtype, cols);
+    if (row_bytes == 0)
+        return r1_error__set(R1_ERR_INVALID_ARG,
+                             "matmul: %lld columns are not whole %s blocks of %u", (long long)cols,
+                             tr->name, (unsigned)tr->block_elems);
+    if ((size_t)rows > w->nbytes / row_bytes)
+        return r1_error__set(R1_ERR_INVALID_ARG,
+                             "matmul: %s weight %lld x %lld needs %zu bytes per row, has %zu bytes",
+                             tr->name, (long long)rows, (long long)cols, row_bytes, w->nbytes);
+    if (tr->has_block_scale &&
+        (w->scale == NULL || w->scale_cols != (cols + R1_FP8_SCALE_BLOCK - 1) / R1_FP8_SCALE_BLOCK))
+        return r1_error__set(R1_ERR_INVALID_ARG,
+                             "matmul: %s weight needs a block scale with %lld columns", tr->name,
+                             (long long)((cols + R1_FP8_SCALE_BLOCK - 1) / R1_FP8_SCALE_BLOCK));
+    return R1_OK;
+}
+
+r1_status r1_cpu__matmul(r1_threadpool *pool, const r1_tensor *w, const float *x, int64_t n_tokens,
+                         float *y)
+{
+    r1_status st = r1_mm_check(w, x, n_tokens, y);
+    if (st != R1_OK || n_tokens == 0)
+        return st;
+    r1_mm_ctx c = {
+        .k = r1_cpu__kernels_active(),
+        .pool = pool,
+        .w = w->data,
+        .row_bytes = r1_dtype__row_bytes(w->dtype, r1_tensor__cols(w)),
+        .scale = r1_dtype__traits(w->dtype)->has_block_scale ? w->scale : NULL,
+        .scale_cols = w->scale_cols,
+        .dtype = w->dtype,
+        .rows = r1_tensor__rows(w),
+        .cols = r1_tensor__cols(w),
+        .x = x,
+        .n_tokens = n_tokens,
+        .y = y,
+    };
+#ifdef R1_CPU_HAVE_BLAS
+    if (n_tokens >= R1_MM_BLAS_MIN_TOKENS && atomic_load(&r1_mm_blas_mode)) {
+        pthread_once(&r1_mm_blas_once, r1_mm_blas_init);
+        int64_t n_panels = (c.rows + R1_MM_PANEL_ROWS - 1) / R1_MM_PANEL_ROWS;
+        r1_threadpool__run(pool, n_panels, r1_mm_panel_task, &c);
+        if (atomic_load(&c.failed))
+            return r1_error__set(R1_ERR_NO_MEMORY,
+                                 "matmul: cannot allocate a %d x %lld dequantisation panel",
+                                 (int)R1_MM_PANEL_ROWS, (long long)c.cols);
+        return R1_OK;
+    }
+#endif
+    int64_t n_threads = r1_threadpool__size(pool);
+    int64_t n_tasks = n_threads * R1_MM_TASKS_PER_THREAD;
+    if (n_threads == 1 || c.rows * c.cols * n_tokens < R1_MM_MIN_PARALLEL_MACS)
+        n_tasks = 1;
+    int64_t per = (c.rows + n_tasks - 1) / n_tasks;
+    per = (per + R1_MM_ROW_ALIGN - 1) / R1_MM_ROW_ALIGN * R1_MM_ROW_ALIGN;
+    c.rows_per_task = per;
+    r1_threadpool__run(pool, (c.rows + per - 1) / per, r1_mm_rows_task, &c);
+    return R1_OK;
+}

@@ -1,0 +1,292 @@
+/* kernels_avx2.c: AVX2+FMA+F16C row kernels, called only on CPUs that have them. */
+#include <immintrin.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "kernels_levels.h"
+
+/* Fixed pairing order, so a row's result never depends on anything but its data. */
+static inline float r1_hsum256(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* Eight f16 values to float. */
+static inline __m256 r1_load8_f16(const uint16_t *p)
+{
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+}
+
+/* bf16 is the top half of a float: widen and shift. */
+static inline __m256 r1_load8_bf16(const uint16_t *p)
+{
+    __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
+}
+
+/* Eight e4m3fn bytes to float, scaled by 2^-8: moving the 7 magnitude bits down one place
+ * gives the f16 with the same mantissa and an exponent 8 lower (bias 15 vs 7), subnormals
+ * included, and F16C converts that exactly. The 2^8 goes into the block scale. The NaN codes
+ * 0x7f/0xff decode as +-480 here; valid checkpoints never contain them. */
+static inline __m256 r1_load8_fp8(const uint8_t *p)
+{
+    __m128i b = _mm_loadl_epi64((const __m128i *)p);
+    __m128i w = _mm_unpacklo_epi8(_mm_setzero_si128(), b); /* byte << 8 */
+    __m128i h = _mm_and_si128(_mm_srai_epi16(w, 1), _mm_set1_epi16((short)0xBF80));
+    return _mm256_cvtph_ps(h);
+}
+
+static inline __m256 r1_load8_f32(const float *p)
+{
+    return _mm256_loadu_ps(p);
+}
+
+/* Tails: copy the last (< 8) elements into zeroed buffers and run the same load. */
+#define R1_TAIL_LOAD(load, type, p, rem)                                                           \
+    __extension__({                                                                                \
+        type buf_[8];                                                                              \
+        memset(buf_, 0, sizeof buf_);                                                              \
+        memcpy(buf_, (p), (size_t)(rem) * sizeof(type));                                           \
+        load(buf_);                                                                                \
+    })
+
+static inline __m256 r1_load_tail_x(const float *x, int64_t rem)
+{
+    return R1_TAIL_LOAD(r1_load8_f32, float, x, rem);
+}
+
+/* The body shared by the plain types: 32 elements per step in four accumulators, then 8, then
+ * the tail, then a fixed reduction. */
+#define R1_DOT_PLAIN(load, type, w, x, n)                                                          \
+    __extension__({                                                                                \
+        __m256 a0_ = _mm256_setzero_ps(), a1_ = a0_, a2_ = a0_, a3_ = a0_;                         \
+        int64_t i_ = 0;                                                                            \
+        for (; i_ + 32 <= (n); i_ += 32) {                                                         \
+            a0_ = _mm256_fmadd_ps(load((w) + i_), _mm256_loadu_ps((x) + i_), a0_);                 \
+            a1_ = _mm256_fmadd_ps(load((w) + i_ + 8), _mm256_loadu_ps((x) + i_ + 8), a1_);         \
+            a2_ = _mm256_fmadd_ps(load((w) + i_ + 16), _mm256_loadu_ps((x) + i_ + 16), a2_);       \
+            a3_ = _mm256_fmadd_ps(load((w) + i_ + 24), _mm256_loadu_ps((x) + i_ + 24), a3_);       \
+        }                                                                                          \
+        for (; i_ + 8 <= (n); i_ += 8)                                                             \
+            a0_ = _mm256_fmadd_ps(load((w) + i_), _mm256_loadu_ps((x) + i_), a0_);                 \
+        if (i_ < (n))                                                                              \
+            a0_ = _mm256_fmadd_ps(R1_TAIL_LOAD(load, type, (w) + i_, (n)-i_),                      \
+                                  r1_load_tail_x((x) + i_, (n)-i_), a0_);                          \
+        r1_hsum256(_mm256_add_ps(_mm256_add_ps(a0_, a1_), _mm256_add_ps(a2_, a3_)));               \
+    })
+
+static float r1_avx2_dot_f32(const float *a, const float *b, int64_t n)
+{
+    return R1_DOT_PLAIN(r1_load8_f32, float, a, b, n);
+}
+
+static float r1_avx2_row_f32(const void *row, const float *scale_row, const float *x, int64_t n)
+{
+    (void)scale_row;
+    return r1_avx2_dot_f32(row, x, n);
+}
+
+static float r1_avx2_row_f16(const void *row, const float *scale_row, const float *x, int64_t n)
+{
+    (void)scale_row;
+    const uint16_t *w = row;
+    return R1_DOT_PLAIN(r1_load8_f16, uint16_t, w, x, n);
+}
+
+static float r1_avx2_row_bf16(const void *row, const float *scale_row, const float *x, int64_t n)
+{
+    (void)scale_row;
+    const uint16_t *w = row;
+    return R1_DOT_PLAIN(r1_load8_bf16, uint16_t, w, x, n);
+}
+
+static float r1_avx2_row_fp8(const void *row, const float *scale_row, const float *x, int64_t n)
+{
+    const uint8_t *q = row;
+    __m256 total = _mm256_setzero_ps();
+    for (int64_t b0 = 0; b0 < n; b0 += R1_FP8_SCALE_BLOCK) {
+        int64_t len = n - b0 < R1_FP8_SCALE_BLOCK ? n - b0 : R1_FP8_SCALE_BLOCK;
+        const uint8_t *qb = q + b0;
+        const float *xb = x + b0;
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        int64_t i = 0;
+        for (; i + 32 <= len; i += 32) {
+            a0 = _mm256_fmadd_ps(r1_load8_fp8(qb + i), _mm256_loadu_ps(xb + i), a0);
+            a1 = _mm256_fmadd_ps(r1_load8_fp8(qb + i + 8), _mm256_loadu_ps(xb + i + 8), a1);
+            a2 = _mm256_fmadd_ps(r1_load8_fp8(qb + i + 16), _mm256_loadu_ps(xb + i + 16), a2);
+            a3 = _mm256_fmadd_ps(r1_load8_fp8(qb + i + 24), _mm256_loadu_ps(xb + i + 24), a3);
+        }
+        for (; i + 8 <= len; i += 8)
+            a0 = _mm256_fmadd_ps(r1_load8_fp8(qb + i), _mm256_loadu_ps(xb + i), a0);
+        if (i < len)
+            a0 = _mm256_fmadd_ps(R1_TAIL_LOAD(r1_load8_fp8, uint8_t, qb + i, len - i),
+                                 r1_load_tail_x(xb + i, len - i), a0);
+        __m256 part = _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3));
+        __m256 s = _mm256_set1_ps(scale_row[b0 / R1_FP8_SCALE_BLOCK] * 256.0f);
+        total = _mm256_fmadd_ps(part, s, total);
+    }
+    return r1_hsum256(total);
+}
+
+/* 32 signed bytes times 32 floats, as one vector of partial sums (two independent chains). */
+static inline __m256 r1_block_dot_i8(__m128i q0, __m128i q1, const float *x)
+{
+    __m256 f0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q0));
+    __m256 f1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q0, 8)));
+    __m256 f2 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q1));
+    __m256 f3 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q1, 8)));
+    __m256 p01 = _mm256_fmadd_ps(f1, _mm256_loadu_ps(x + 8), _mm256_mul_ps(f0, _mm256_loadu_ps(x)));
+    __m256 p23 =
+        _mm256_fmadd_ps(f3, _mm256_loadu_ps(x + 24), _mm256_mul_ps(f2, _mm256_loadu_ps(x + 16)));
+    return _mm256_add_ps(p01, p23);
+}
+
+/* Q4_0 nibbles as signed bytes: low nibbles are elements 0..15, high nibbles 16..31. */
+static inline void r1_unpack_q4(const uint8_t *qs, __m128i *lo, __m128i *hi)
+{
+    __m128i v = _mm_loadu_si128((const __m128i *)qs);
+    __m128i m = _mm_set1_epi8(0x0f), eight = _mm_set1_epi8(8);
+    *lo = _mm_sub_epi8(_mm_and_si128(v, m), eight);
+    *hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(v, 4), m), eight);
+}
+
+/* Even and odd blocks go to separate accumulators so the scale multiply-adds of consecutive
+ * blocks do not wait on each other. */
+static float r1_avx2_row_q8_0(const void *row, const float *scale_row, const float *x, int64_t n)
+{
+    (void)scale_row;
+    const r1_block_q8_0 *blk = row;
+    int64_t nb = n / R1_QBLOCK;
+    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int64_t b = 0; b < nb; b++) {
+        __m128i q0 = _mm_loadu_si128((const __m128i *)blk[b].q);
+        __m128i q1 = _mm_loadu_si128((const __m128i *)(blk[b].q + 16));
+        __m256 p = r1_block_dot_i8(q0, q1, x + b * R1_QBLOCK);
+        __m256 d = _mm256_set1_ps(_cvtsh_ss(blk[b].d));
+        acc[b & 1] = _mm256_fmadd_ps(p, d, acc[b & 1]);
+    }
+    return r1_hsum256(_mm256_add_ps(acc[0], acc[1]));
+}
+
+static float r1_avx2_row_q4_0(const void *row, const float *scale_row, const float *x, int64_t n)
+{
+    (void)scale_row;
+    const r1_block_q4_0 *blk = row;
+    int64_t nb = n / R1_QBLOCK;
+    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int64_t b = 0; b < nb; b++) {
+        __m128i lo, hi;
+        r1_unpack_q4(blk[b].qs, &lo, &hi);
+        __m256 p = r1_block_dot_i8(lo, hi, x + b * R1_QBLOCK);
+        __m256 d = _mm256_set1_ps(_cvtsh_ss(blk[b].d));
+        acc[b & 1] = _mm256_fmadd_ps(p, d, acc[b & 1]);
+    }
+    return r1_hsum256(_mm256_add_ps(acc[0], acc[1]));
+}
+
+/* Dequantisers: the same values as r1_dtype__dequantize_row (each a single float rounding). */
+static void r1_avx2_dequant_f32(const void *row, const float *s, float *out, int64_t n)
+{
+    (void)s;
+    memcpy(out, row, (size_t)n * sizeof(float));
+}
+
+static void r1_avx2_dequant_f16(const void *row, const float *s, float *out, int64_t n)
+{
+    const uint16_t *h = row;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(out + i, r1_load8_f16(h + i));
+    if (i < n)
+        r1_dtype__dequantize_row(R1_DTYPE_F16, h + i, s, out + i, n - i);
+}
+
+static void r1_avx2_dequant_bf16(const void *row, const float *s, float *out, int64_t n)
+{
+    const uint16_t *h = row;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(out + i, r1_load8_bf16(h + i));
+    if (i < n)
+        r1_dtype__dequantize_row(R1_DTYPE_BF16, h + i, s, out + i, n - i);
+}
+
+static void r1_avx2_dequant_fp8(const void *row, const float *scale_row, float *out, int64_t n)
+{
+    const uint8_t *q = row;
+    for (int64_t b0 = 0; b0 < n; b0 += R1_FP8_SCALE_BLOCK) {
+        int64_t len = n - b0 < R1_FP8_SCALE_BLOCK ? n - b0 : R1_FP8_SCALE_BLOCK;
+        float scale = scale_row[b0 / R1_FP8_SCALE_BLOCK];
+        __m256 s = _mm256_set1_ps(scale * 256.0f);
+        int64_t i = 0;
+        for (; i + 8 <= len; i += 8)
+            _mm256_storeu_ps(out + b0 + i, _mm256_mul_ps(r1_load8_fp8(q + b0 + i), s));
+        if (i < len)
+            r1_dtype__dequantize_row(R1_DTYPE_FP8_E4M3, q + b0 + i, &scale, out + b0 + i, len - i);
+    }
+}
+
+static inline void r1_store_block_i8(__m128i q0, __m128i q1, float d, float *out)
+{
+    __m256 vd = _mm256_set1_ps(d);
+    _mm256_storeu_ps(out, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q0)), vd));
+    _mm256_storeu_ps(
+        out + 8,
+        _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q0, 8))), vd));
+    _mm256_storeu_ps(out + 16, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q1)), vd));
+    _mm256_storeu_ps(
+        out + 24,
+        _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q1, 8))), vd));
+}
+
+static void r1_avx2_dequant_q8_0(const void *row, const float *s, float *out, int64_t n)
+{
+    (void)s;
+    const r1_block_q8_0 *blk = row;
+    for (int64_t b = 0; b < n / R1_QBLOCK; b++)
+        r1_store_block_i8(_mm_loadu_si128((const __m128i *)blk[b].q),
+                          _mm_loadu_si128((const __m128i *)(blk[b].q + 16)), _cvtsh_ss(blk[b].d),
+                          out + b * R1_QBLOCK);
+}
+
+static void r1_avx2_dequant_q4_0(const void *row, const float *s, float *out, int64_t n)
+{
+    (void)s;
+    const r1_block_q4_0 *blk = row;
+    for (int64_t b = 0; b < n / R1_QBLOCK; b++) {
+        __m128i lo, hi;
+        r1_unpack_q4(blk[b].qs, &lo, &hi);
+        r1_store_block_i8(lo, hi, _cvtsh_ss(blk[b].d), out + b * R1_QBLOCK);
+    }
+}
+
+static const r1_cpu_kernel_table r1_avx2_table = {
+    .name = "avx2",
+    .dot =
+        {
+            [R1_DTYPE_F32] = r1_avx2_row_f32,
+            [R1_DTYPE_F16] = r1_avx2_row_f16,
+            [R1_DTYPE_BF16] = r1_avx2_row_bf16,
+            [R1_DTYPE_FP8_E4M3] = r1_avx2_row_fp8,
+            [R1_DTYPE_Q8_0] = r1_avx2_row_q8_0,
+            [R1_DTYPE_Q4_0] = r1_avx2_row_q4_0,
+        },
+    .dequant =
+        {
+            [R1_DTYPE_F32] = r1_avx2_dequant_f32,
+            [R1_DTYPE_F16] = r1_avx2_dequant_f16,
+            [R1_DTYPE_BF16] = r1_avx2_dequant_bf16,
+            [R1_DTYPE_FP8_E4M3] = r1_avx2_dequant_fp8,
+            [R1_DTYPE_Q8_0] = r1_avx2_dequant_q8_0,
+            [R1_DTYPE_Q4_0] = r1_avx2_dequant_q4_0,
+        },
+    .dot_f32 = r1_avx2_dot_f32,
+};
+
+const r1_cpu_kernel_table *r1_cpu__kernels_avx2(void)
+{
+    return &r1_avx2_table;
+}

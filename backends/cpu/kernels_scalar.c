@@ -1,0 +1,165 @@
+/* kernels_scalar.c: portable row kernels, the reference level that runs on any CPU. */
+#include <stdint.h>
+
+#include "kernels_levels.h"
+
+/* Four interleaved accumulators: a fixed order that is less sequential than one running sum
+ * (smaller rounding growth) and that the compiler cannot reorder without -ffast-math. */
+static float r1_scalar_dot_f32(const float *a, const float *b, int64_t n)
+{
+    float acc[4] = {0, 0, 0, 0};
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4)
+        for (int k = 0; k < 4; k++)
+            acc[k] += a[i + k] * b[i + k];
+    for (; i < n; i++)
+        acc[0] += a[i] * b[i];
+    return (acc[0] + acc[1]) + (acc[2] + acc[3]);
+}
+
+static float r1_scalar_row_f32(const void *row, const float *scale_row, const float *x, int64_t n)
+{
+    (void)scale_row;
+    return r1_scalar_dot_f32(row, x, n);
+}
+
+static float r1_scalar_row_f16(const void *row, const float *scale_row, const float *x, int64_t n)
+{
+    (void)scale_row;
+    const uint16_t *h = row;
+    float acc[4] = {0, 0, 0, 0};
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4)
+        for (int k = 0; k < 4; k++)
+            acc[k] += r1_fp16__to_f32(h[i + k]) * x[i + k];
+    for (; i < n; i++)
+        acc[0] += r1_fp16__to_f32(h[i]) * x[i];
+    return (acc[0] + acc[1]) + (acc[2] + acc[3]);
+}
+
+static float r1_scalar_row_bf16(const void *row, const float *scale_row, const float *x, int64_t n)
+{
+    (void)scale_row;
+    const uint16_t *h = row;
+    float acc[4] = {0, 0, 0, 0};
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4)
+        for (int k = 0; k < 4; k++)
+            acc[k] += r1_bf16__to_f32(h[i + k]) * x[i + k];
+    for (; i < n; i++)
+        acc[0] += r1_bf16__to_f32(h[i]) * x[i];
+    return (acc[0] + acc[1]) + (acc[2] + acc[3]);
+}
+
+/* The block scale multiplies each 128-column partial sum once instead of every weight: the
+ * fp32-scale-inside-the-GEMM form of spec §5.3.2, fewer multiplies and no extra rounding of w. */
+static float r1_scalar_row_fp8(const void *row, const float *scale_row, const float *x, int64_t n)
+{
+    const uint8_t *q = row;
+    const float *table = r1_fp8_e4m3__table();
+    float total = 0.0f;
+    for (int64_t b0 = 0; b0 < n; b0 += R1_FP8_SCALE_BLOCK) {
+        int64_t b1 = b0 + R1_FP8_SCALE_BLOCK < n ? b0 + R1_FP8_SCALE_BLOCK : n;
+        float acc[4] = {0, 0, 0, 0};
+        int64_t i = b0;
+        for (; i + 4 <= b1; i += 4)
+            for (int k = 0; k < 4; k++)
+                acc[k] += table[q[i + k]] * x[i + k];
+        for (; i < b1; i++)
+            acc[0] += table[q[i]] * x[i];
+        total += ((acc[0] + acc[1]) + (acc[2] + acc[3])) * scale_row[b0 / R1_FP8_SCALE_BLOCK];
+    }
+    return total;
+}
+
+static float r1_scalar_row_q8_0(const void *row, const float *scale_row, const float *x, int64_t n)
+{
+    (void)scale_row;
+    const r1_block_q8_0 *blk = row;
+    float total = 0.0f;
+    for (int64_t b = 0; b < n / R1_QBLOCK; b++) {
+        const float *xb = x + b * R1_QBLOCK;
+        float acc[4] = {0, 0, 0, 0};
+        for (int j = 0; j < R1_QBLOCK; j += 4)
+            for (int k = 0; k < 4; k++)
+                acc[k] += (float)blk[b].q[j + k] * xb[j + k];
+        total += ((acc[0] + acc[1]) + (acc[2] + acc[3])) * r1_fp16__to_f32(blk[b].d);
+    }
+    return total;
+}
+
+static float r1_scalar_row_q4_0(const void *row, const float *scale_row, const float *x, int64_t n)
+{
+    (void)scale_row;
+    const r1_block_q4_0 *blk = row;
+    float total = 0.0f;
+    for (int64_t b = 0; b < n / R1_QBLOCK; b++) {
+        const float *xb = x + b * R1_QBLOCK;
+        float lo = 0.0f, hi = 0.0f;
+        for (int j = 0; j < R1_QBLOCK / 2; j++) {
+            lo += (float)((int)(blk[b].qs[j] & 0x0f) - 8) * xb[j];
+            hi += (float)((int)(blk[b].qs[j] >> 4) - 8) * xb[j + R1_QBLOCK / 2];
+        }
+        total += (lo + hi) * r1_fp16__to_f32(blk[b].d);
+    }
+    return total;
+}
+
+static void r1_scalar_dequant(int32_t dt, const void *row, const float *scale_row, float *out,
+                              int64_t n)
+{
+    r1_dtype__dequantize_row(dt, row, scale_row, out, n);
+}
+
+static void r1_scalar_dequant_f32(const void *row, const float *s, float *out, int64_t n)
+{
+    r1_scalar_dequant(R1_DTYPE_F32, row, s, out, n);
+}
+static void r1_scalar_dequant_f16(const void *row, const float *s, float *out, int64_t n)
+{
+    r1_scalar_dequant(R1_DTYPE_F16, row, s, out, n);
+}
+static void r1_scalar_dequant_bf16(const void *row, const float *s, float *out, int64_t n)
+{
+    r1_scalar_dequant(R1_DTYPE_BF16, row, s, out, n);
+}
+static void r1_scalar_dequant_fp8(const void *row, const float *s, float *out, int64_t n)
+{
+    r1_scalar_dequant(R1_DTYPE_FP8_E4M3, row, s, out, n);
+}
+static void r1_scalar_dequant_q8_0(const void *row, const float *s, float *out, int64_t n)
+{
+    r1_scalar_dequant(R1_DTYPE_Q8_0, row, s, out, n);
+}
+static void r1_scalar_dequant_q4_0(const void *row, const float *s, float *out, int64_t n)
+{
+    r1_scalar_dequant(R1_DTYPE_Q4_0, row, s, out, n);
+}
+
+static const r1_cpu_kernel_table r1_scalar_table = {
+    .name = "scalar",
+    .dot =
+        {
+            [R1_DTYPE_F32] = r1_scalar_row_f32,
+            [R1_DTYPE_F16] = r1_scalar_row_f16,
+            [R1_DTYPE_BF16] = r1_scalar_row_bf16,
+            [R1_DTYPE_FP8_E4M3] = r1_scalar_row_fp8,
+            [R1_DTYPE_Q8_0] = r1_scalar_row_q8_0,
+            [R1_DTYPE_Q4_0] = r1_scalar_row_q4_0,
+        },
+    .dequant =
+        {
+            [R1_DTYPE_F32] = r1_scalar_dequant_f32,
+            [R1_DTYPE_F16] = r1_scalar_dequant_f16,
+            [R1_DTYPE_BF16] = r1_scalar_dequant_bf16,
+            [R1_DTYPE_FP8_E4M3] = r1_scalar_dequant_fp8,
+            [R1_DTYPE_Q8_0] = r1_scalar_dequant_q8_0,
+            [R1_DTYPE_Q4_0] = r1_scalar_dequant_q4_0,
+        },
+    .dot_f32 = r1_scalar_dot_f32,
+};
+
+const r1_cpu_kernel_table *r1_cpu__kernels_scalar(void)
+{
+    return &r1_scalar_table;
+}

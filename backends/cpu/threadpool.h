@@ -1,0 +1,41 @@
+/* threadpool.h: the CPU backend's fixed-size worker pool that splits one op (internal). */
+#ifndef R1_THREADPOOL_H
+#define R1_THREADPOOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "r1.h"
+
+typedef struct r1_threadpool r1_threadpool;
+
+/* One task of a run: task is in [0, n_tasks); worker is in [0, r1_threadpool__size()) and names
+ * the thread running it (0 is the caller), for r1_threadpool__scratch(). Which worker runs which
+ * task changes from run to run, so a task's arithmetic must depend on task alone. */
+typedef void (*r1_threadpool_fn)(void *ctx, int64_t task, int32_t worker);
+
+/* A pool of n_threads threads counting the caller (n_threads - 1 are started here); n_threads
+ * <= 0 means one per online CPU. spin_us bounds how long an idle worker polls for the next run
+ * before sleeping on a condition variable (negative: the default, 50 us): a decode step issues
+ * hundreds of small ops back to back, and a futex wake per op would cost more than the op. */
+r1_status r1_threadpool__create(r1_threadpool **out, int32_t n_threads, int32_t spin_us);
+/* Stops and joins the workers; accepts NULL. No run may be in progress. */
+void r1_threadpool__destroy(r1_threadpool *pool);
+int32_t r1_threadpool__size(const r1_threadpool *pool);
+
+/* Calls fn(ctx, task, worker) once for every task in [0, n_tasks) and returns when all have
+ * returned. The caller works too. Runs on one pool from several threads are serialised; fn must
+ * not start a run on the same pool. A NULL pool runs every task on the caller. */
+void r1_threadpool__run(r1_threadpool *pool, int64_t n_tasks, r1_threadpool_fn fn, void *ctx);
+
+/* A buffer of at least bytes, 64-byte aligned, private to worker and kept between runs; only
+ * worker itself may call this, from inside a task. NULL when out of memory. With a NULL pool it
+ * is a buffer private to the calling thread. */
+void *r1_threadpool__scratch(r1_threadpool *pool, int32_t worker, size_t bytes);
+
+/* The process-wide pool the CPU backend's ops use, created on first use with R1_NUM_THREADS
+ * threads from the environment, else one per online CPU. Lives until the process exits. NULL
+ * (and a message) when it cannot be created; r1_threadpool__run() then runs serially. */
+r1_threadpool *r1_threadpool__default(void);
+
+#endif

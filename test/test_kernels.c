@@ -1,0 +1,552 @@
+/* test_kernels.c: the CPU thread pool, weight products and element-wise kernels. */
+#include <check.h>
+#include <math.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "../backends/cpu/cpu_features.h"
+#include "../backends/cpu/cpu_kernels.h"
+#include "../backends/cpu/cpu_ops.h"
+#include "../backends/cpu/kernels_levels.h"
+#include "../backends/cpu/threadpool.h"
+#include "dtype.h"
+
+static uint64_t rng_state;
+static uint32_t rng_u32(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (uint32_t)(rng_state >> 16);
+}
+/* uniform in [-1, 1) */
+static float rng_f(void)
+{
+    return (float)(rng_u32() & 0xffffff) / (float)(1 << 23) - 1.0f;
+}
+
+/* ---- thread pool ---------------------------------------------------------------------- */
+
+typedef struct count_ctx {
+    _Atomic int32_t *hits;
+    _Atomic int32_t bad_worker;
+    int32_t n_threads;
+} count_ctx;
+
+static void count_task(void *ctx, int64_t task, int32_t worker)
+{
+    count_ctx *c = ctx;
+    if (worker < 0 || worker >= c->n_threads)
+        atomic_store(&c->bad_worker, 1);
+    atomic_fetch_add(&c->hits[task], 1);
+}
+
+START_TEST(test_kernels_pool_runs_every_task_once)
+{
+    for (int32_t n_threads = 1; n_threads <= 4; n_threads++) {
+        for (int32_t spin = 0; spin <= 50; spin += 50) {
+            r1_threadpool *pool = NULL;
+            ck_assert_int_eq(r1_threadpool__create(&pool, n_threads, spin), R1_OK);
+            ck_assert_int_eq(r1_threadpool__size(pool), n_threads);
+            enum { N = 37 };
+            _Atomic int32_t hits[N];
+            count_ctx c = {.hits = hits, .n_threads = n_threads};
+            /* many short runs back to back, through both the spinning and the sleeping paths */
+            for (int run = 0; run < 2000; run++) {
+                int64_t n = 1 + run % N;
+                for (int i = 0; i < N; i++)
+                    atomic_store(&hits[i], 0);
+                r1_threadpool__run(pool, n, count_task, &c);
+                for (int64_t i = 0; i < N; i++)
+                    ck_assert_int_eq(atomic_load(&hits[i]), i < n ? 1 : 0);
+            }
+            ck_assert_int_eq(atomic_load(&c.bad_worker), 0);
+            r1_threadpool__run(pool, 0, count_task, &c); /* no tasks: returns at once */
+            r1_threadpool__destroy(pool);
+        }
+    }
+    r1_threadpool__destroy(NULL);
+}
+END_TEST
+
+static void scratch_task(void *ctx, int64_t task, int32_t worker)
+{
+    r1_threadpool *pool = ctx;
+    size_t bytes = 1000 + (size_t)task * 100;
+    unsigned char *p = r1_threadpool__scratch(pool, worker, bytes);
+    ck_assert_ptr_nonnull(p);
+    ck_assert_uint_eq((uintptr_t)p % 64, 0);
+    memset(p, (int)task, bytes);
+}
+
+START_TEST(test_kernels_pool_scratch_and_null_pool)
+{
+    r1_threadpool *pool = NULL;
+    ck_assert_int_eq(r1_threadpool__create(&pool, 3, -1), R1_OK);
+    r1_threadpool__run(pool, 64, scratch_task, pool);
+    r1_threadpool__destroy(pool);
+
+    /* a NULL pool runs serially on the caller, with a thread-local scratch */
+    enum { N = 10 };
+    _Atomic int32_t hits[N] = {0};
+    count_ctx c = {.hits = hits, .n_threads = 1};
+    r1_threadpool__run(NULL, N, count_task, &c);
+    for (int i = 0; i < N; i++)
+        ck_assert_int_eq(atomic_load(&hits[i]), 1);
+    r1_threadpool__run(NULL, 8, scratch_task, NULL);
+    ck_assert_ptr_nonnull(r1_threadpool__default());
+    ck_assert_int_ge(r1_threadpool__size(r1_threadpool__default()), 1);
+}
+END_TEST
+
+/* ---- matmul --------------------------------------------------------------------------- */
+
+typedef struct test_weight {
+    r1_tensor t;
+    void *data;
+    float *scale;
+    double *deq; /* (rows, cols) exact dequantised values */
+} test_weight;
+
+static void weight_make(test_weight *w, int32_t dt, int64_t rows, int64_t cols)
+{
+    memset(w, 0, sizeof *w);
+    size_t row_bytes = r1_dtype__row_bytes(dt, cols);
+    ck_assert_uint_gt(row_bytes, 0);
+    w->data = malloc(row_bytes * (size_t)rows);
+    float *src = malloc(sizeof(float) * (size_t)(rows * cols));
+    for (int64_t i = 0; i < rows * cols; i++)
+        src[i] = rng_f() * (float)(1 + (i / cols) % 3);
+    int64_t sr = (rows + 127) / 128, sc = (cols + 127) / 128;
+    for (int64_t r = 0; r < rows; r++) {
+        const float *s = src + r * cols;
+        uint8_t *d = (uint8_t *)w->data + (size_t)r * row_bytes;
+        for (int64_t c = 0; c < cols; c++) {
+            switch (dt) {
+            case R1_DTYPE_F32: memcpy(d + 4 * c, &s[c], 4); break;
+            case R1_DTYPE_F16: ((uint16_t *)(void *)d)[c] = r1_fp16__from_f32(s[c]); break;
+            case R1_DTYPE_BF16: ((uint16_t *)(void *)d)[c] = r1_bf16__from_f32(s[c]); break;
+            case R1_DTYPE_FP8_E4M3: {
+                uint8_t b;
+                do
+                    b = (uint8_t)rng_u32();
+                while ((b & 0x7f) == 0x7f);
+                d[c] = b;
+                break;
+            }
+            default: break;
+            }
+        }
+        if (dt == R1_DTYPE_Q8_0)
+            r1_quantize__q8_0(s, (r1_block_q8_0 *)(void *)d, cols);
+        if (dt == R1_DTYPE_Q4_0)
+            r1_quantize__q4_0(s, (r1_block_q4_0 *)(void *)d, cols);
+    }
+    if (dt == R1_DTYPE_FP8_E4M3) {
+        w->scale = malloc(sizeof(float) * (size_t)(sr * sc));
+        for (int64_t i = 0; i < sr * sc; i++)
+            w->scale[i] = ldexpf(1.0f + 0.5f * rng_f(), (int)(rng_u32() % 9) - 12);
+    }
+    w->t = (r1_tensor){.dtype = dt,
+                       .n_dims = 2,
+                       .shape = {rows, cols},
+                       .data = w->data,
+                       .nbytes = row_bytes * (size_t)rows,
+                       .scale = w->scale,
+                       .scale_cols = sc};
+    w->deq = malloc(sizeof(double) * (size_t)(rows * cols));
+    float *row = malloc(sizeof(float) * (size_t)cols);
+    for (int64_t r = 0; r < rows; r++) {
+        r1_dtype__dequantize_row(dt, (uint8_t *)w->data + (size_t)r * row_bytes,
+                                 w->scale ? w->scale + (r / 128) * sc : NULL, row, cols);
+        for (int64_t c = 0; c < cols; c++)
+            w->deq[r * cols + c] = row[c];
+    }
+    free(row);
+    free(src);
+}
+
+static void weight_free(test_weight *w)
+{
+    free(w->data);
+    free(w->scale);
+    free(w->deq);
+}
+
+/* |y - ref| within 1e-5 of sum |w x|: the relative bound of a dot product, which stays
+ * meaningful when the terms cancel. */
+static void check_against_reference(const test_weight *w, const float *x, int64_t n_tokens,
+                                    const float *y, const char *what)
+{
+    int64_t rows = w->t.shape[0], cols = w->t.shape[1];
+    for (int64_t t = 0; t < n_tokens; t++)
+        for (int64_t r = 0; r < rows; r++) {
+            double ref = 0, mag = 0;
+            for (int64_t c = 0; c < cols; c++) {
+                double p = w->deq[r * cols + c] * (double)x[t * cols + c];
+                ref += p;
+                mag += fabs(p);
+            }
+            double err = fabs((double)y[t * rows + r] - ref);
+            ck_assert_msg(err <= 1e-5 * mag + 1e-30,
+                          "%s: y[%lld][%lld] = %.9g, reference %.9g (sum |wx| %.3g)", what,
+                          (long long)t, (long long)r, (double)y[t * rows + r], ref, mag);
+        }
+}
+
+static const struct {
+    int64_t rows, cols;
+} plain_shapes[] = {{200, 300}, {19, 7}, {1, 1}, {130, 128}, {64, 1031}};
+static const struct {
+    int64_t rows, cols;
+} quant_shapes[] = {{37, 32}, {200, 320}, {16, 64}};
+
+static void run_matmul_matrix(int32_t dt)
+{
+    r1_threadpool *pools[2] = {NULL, NULL};
+    ck_assert_int_eq(r1_threadpool__create(&pools[0], 1, -1), R1_OK);
+    ck_assert_int_eq(r1_threadpool__create(&pools[1], 2, -1), R1_OK);
+    int quant = dt == R1_DTYPE_Q8_0 || dt == R1_DTYPE_Q4_0;
+    size_t n_shapes = quant ? sizeof quant_shapes / sizeof quant_shapes[0]
+                            : sizeof plain_shapes / sizeof plain_shapes[0];
+    int32_t top = r1_cpu__detected_level();
+    for (size_t s = 0; s < n_shapes; s++) {
+        int64_t rows = quant ? quant_shapes[s].rows : plain_shapes[s].rows;
+        int64_t cols = quant ? quant_shapes[s].cols : plain_shapes[s].cols;
+        rng_state = 0x1234567ull + s * 77 + (uint64_t)dt;
+        test_weight w;
+        weight_make(&w, dt, rows, cols);
+        float *x = malloc(sizeof(float) * (size_t)(5 * cols));
+        for (int64_t i = 0; i < 5 * cols; i++)
+            x[i] = rng_f();
+        float *y[2];
+        y[0] = malloc(sizeof(float) * (size_t)(5 * rows));
+        y[1] = malloc(sizeof(float) * (size_t)(5 * rows));
+        for (int32_t level = R1_CPU_SCALAR; level <= top; level++) {
+            ck_assert_int_eq(r1_cpu__force_level(level), level);
+            for (int blas = 0; blas <= 1; blas++) {
+                r1_cpu__set_blas(blas);
+                for (int64_t n_tokens = 1; n_tokens <= 5; n_tokens += 4) {
+                    for (int p = 0; p < 2; p++) {
+                        for (int64_t i = 0; i < n_tokens * rows; i++)
+                            y[p][i] = NAN;
+                        ck_assert_int_eq(r1_cpu__matmul(pools[p], &w.t, x, n_tokens, y[p]), R1_OK);
+                    }
+                    char what[128];
+                    snprintf(what, sizeof what, "%s %lldx%lld level %s blas %d T=%lld",
+                             r1_dtype__traits(dt)->name, (long long)rows, (long long)cols,
+                             r1_cpu__level_name(level), blas, (long long)n_tokens);
+                    check_against_reference(&w, x, n_tokens, y[0], what);
+                    ck_assert_msg(memcmp(y[0], y[1], sizeof(float) * (size_t)(n_tokens * rows)) ==
+                                      0,
+                                  "%s: 1 and 2 threads differ", what);
+                }
+            }
+        }
+        r1_cpu__force_level(-1);
+        r1_cpu__set_blas(1);
+        free(x);
+        free(y[0]);
+        free(y[1]);
+        weight_free(&w);
+    }
+    r1_threadpool__destroy(pools[0]);
+    r1_threadpool__destroy(pools[1]);
+}
+
+START_TEST(test_kernels_matmul_every_dtype_level_and_threads)
+{
+    run_matmul_matrix((int32_t)_i);
+}
+END_TEST
+
+START_TEST(test_kernels_matmul_large_split_is_deterministic)
+{
+    /* big enough that the 4-thread pool really splits rows, in both the row and panel paths */
+    rng_state = 99;
+    test_weight w;
+    weight_make(&w, R1_DTYPE_FP8_E4M3, 1000, 640);
+    float *x = malloc(sizeof(float) * 640 * 8), *a = malloc(sizeof(float) * 1000 * 8),
+          *b = malloc(sizeof(float) * 1000 * 8);
+    for (int i = 0; i < 640 * 8; i++)
+        x[i] = rng_f();
+    r1_threadpool *p4 = NULL;
+    ck_assert_int_eq(r1_threadpool__create(&p4, 4, -1), R1_OK);
+    for (int64_t t = 1; t <= 8; t += 7) {
+        ck_assert_int_eq(r1_cpu__matmul(NULL, &w.t, x, t, a), R1_OK);
+        for (int rep = 0; rep < 5; rep++) {
+            ck_assert_int_eq(r1_cpu__matmul(p4, &w.t, x, t, b), R1_OK);
+            ck_assert_mem_eq(a, b, sizeof(float) * (size_t)(1000 * t));
+        }
+        check_against_reference(&w, x, t, a, "fp8 1000x640");
+    }
+    r1_threadpool__destroy(p4);
+    free(x);
+    free(a);
+    free(b);
+    weight_free(&w);
+}
+END_TEST
+
+START_TEST(test_kernels_force_level_selects_table)
+{
+    ck_assert_str_eq(r1_cpu__kernels_scalar()->name, "scalar");
+    r1_cpu__force_level(R1_CPU_SCALAR);
+    ck_assert_ptr_eq(r1_cpu__kernels_active(), r1_cpu__kernels_scalar());
+    if (r1_cpu__detected_level() >= R1_CPU_AVX2) {
+        r1_cpu__force_level(R1_CPU_AVX2);
+        ck_assert_str_eq(r1_cpu__kernels_active()->name, "avx2");
+    }
+    if (r1_cpu__detected_level() >= R1_CPU_AVX512) {
+        r1_cpu__force_level(R1_CPU_AVX512);
+        ck_assert_str_eq(r1_cpu__kernels_active()->name, "avx512");
+    }
+    ck_assert_int_eq(r1_cpu__force_level(-1), r1_cpu__active_level());
+}
+END_TEST
+
+START_TEST(test_kernels_dequant_tables_match_dtype_c)
+{
+    /* the SIMD dequantisers feed sgemm: they must give exactly the reference values */
+    for (int32_t dt = 0; dt < R1_DTYPE_COUNT; dt++) {
+        int64_t cols = (dt == R1_DTYPE_Q8_0 || dt == R1_DTYPE_Q4_0) ? 320 : 301;
+        rng_state = 5 + (uint64_t)dt;
+        test_weight w;
+        weight_make(&w, dt, 3, cols);
+        float want[320], got[320];
+        size_t rb = r1_dtype__row_bytes(dt, cols);
+        for (int32_t level = R1_CPU_SCALAR; level <= r1_cpu__detected_level(); level++) {
+            r1_cpu__force_level(level);
+            const r1_cpu_kernel_table *k = r1_cpu__kernels_active();
+            for (int64_t r = 0; r < 3; r++) {
+                const void *row = (const uint8_t *)w.data + rb * (size_t)r;
+                r1_dtype__dequantize_row(dt, row, w.scale, want, cols);
+                k->dequant[dt](row, w.scale, got, cols);
+                ck_assert_msg(memcmp(want, got, sizeof(float) * (size_t)cols) == 0,
+                              "%s dequant differs at level %s", r1_dtype__traits(dt)->name,
+                              k->name);
+            }
+        }
+        r1_cpu__force_level(-1);
+        weight_free(&w);
+    }
+}
+END_TEST
+
+START_TEST(test_kernels_matmul_rejects_bad_arguments)
+{
+    float x[64] = {0}, y[64];
+    uint8_t data[64 * 64] = {0};
+    r1_tensor t = {
+        .dtype = R1_DTYPE_Q8_0, .n_dims = 2, .shape = {2, 48}, .data = data, .nbytes = sizeof data};
+    ck_assert_int_eq(r1_cpu__matmul(NULL, &t, x, 1, y), R1_ERR_INVALID_ARG); /* 48 % 32 */
+    t.dtype = R1_DTYPE_FP8_E4M3;
+    ck_assert_int_eq(r1_cpu__matmul(NULL, &t, x, 1, y), R1_ERR_INVALID_ARG); /* no scale */
+    t.dtype = 17;
+    ck_assert_int_eq(r1_cpu__matmul(NULL, &t, x, 1, y), R1_ERR_INVALID_ARG);
+    t.dtype = R1_DTYPE_F32;
+    t.shape[0] = 1000; /* more rows than the bytes hold */
+    ck_assert_int_eq(r1_cpu__matmul(NULL, &t, x, 1, y), R1_ERR_INVALID_ARG);
+    t.shape[0] = 2;
+    ck_assert_int_eq(r1_cpu__matmul(NULL, &t, NULL, 1, y), R1_ERR_INVALID_ARG);
+    ck_assert_int_eq(r1_cpu__matmul(NULL, &t, x, 0, y), R1_OK);
+}
+END_TEST
+
+START_TEST(test_kernels_cpu_backend_runs_matmul_op)
+{
+    const r1_backend_ops *ops = r1_backend_cpu__ops();
+    r1_dev *dev = NULL;
+    ck_assert_int_eq(ops->open(&dev, 0), R1_OK);
+    rng_state = 4242;
+    test_weight w;
+    weight_make(&w, R1_DTYPE_FP8_E4M3, 150, 260);
+    float x[3 * 260], want[3 * 150], got[3 * 150];
+    for (int i = 0; i < 3 * 260; i++)
+        x[i] = rng_f();
+    ck_assert_int_eq(r1_cpu__matmul(NULL, &w.t, x, 3, want), R1_OK);
+
+    r1_buf *wb, *sb, *xb, *yb;
+    ck_assert_int_eq(ops->wrap_host(dev, w.data, w.t.nbytes, &wb), R1_OK);
+    ck_assert_int_eq(ops->wrap_host(dev, w.scale, sizeof(float) * 2 * 3, &sb), R1_OK);
+    ck_assert_int_eq(ops->alloc(dev, sizeof x, &xb), R1_OK);
+    ck_assert_int_eq(ops->alloc(dev, sizeof got, &yb), R1_OK);
+    ck_assert_int_eq(ops->upload(dev, xb, 0, x, sizeof x), R1_OK);
+    r1_op op = {.kind = R1_OP_MATMUL, .n_src = 2};
+    op.src[0] = (r1_dtensor){.buf = xb, .dtype = R1_DTYPE_F32, .n_dims = 2, .shape = {3, 260}};
+    op.src[1] = (r1_dtensor){
+        .buf = wb, .dtype = R1_DTYPE_FP8_E4M3, .n_dims = 2, .shape = {150, 260}, .scale_buf = sb};
+    op.dst = (r1_dtensor){.buf = yb, .dtype = R1_DTYPE_F32, .n_dims = 2, .shape = {3, 150}};
+    ck_assert_int_eq(ops->supports(dev, &op), 1);
+    ck_assert_int_eq(ops->run(dev, &op), R1_OK);
+    ck_assert_int_eq(ops->download(dev, got, yb, 0, sizeof got), R1_OK);
+    ck_assert_mem_eq(got, want, sizeof got);
+
+    op.dst.shape[1] = 151; /* shape mismatch: not supported, and run says so */
+    ck_assert_int_eq(ops->supports(dev, &op), 0);
+    ck_assert_int_eq(ops->run(dev, &op), R1_ERR_UNSUPPORTED);
+    op.dst.shape[1] = 150;
+    op.src[1].scale_buf = NULL;
+    ck_assert_int_eq(ops->supports(dev, &op), 0);
+
+    ops->free(dev, wb);
+    ops->free(dev, sb);
+    ops->free(dev, xb);
+    ops->free(dev, yb);
+    ops->close(dev);
+    weight_free(&w);
+}
+END_TEST
+
+/* ---- element-wise --------------------------------------------------------------------- */
+
+static void assert_close(double got, double want, double rel, const char *what, int64_t i)
+{
+    ck_assert_msg(fabs(got - want) <= rel * fabs(want) + 1e-30, "%s[%lld]: %.9g vs %.9g", what,
+                  (long long)i, got, want);
+}
+
+START_TEST(test_kernels_rmsnorm_matches_double)
+{
+    enum { N = 7168 };
+    static float x[2 * N], g[N], y[2 * N];
+    rng_state = 7;
+    for (int i = 0; i < 2 * N; i++)
+        x[i] = rng_f() * 30.0f;
+    for (int i = 0; i < N; i++)
+        g[i] = rng_f() + 1.5f;
+    r1_cpu__rmsnorm_rows(x, g, 1e-6f, 2, N, y);
+    for (int r = 0; r < 2; r++) {
+        double ss = 0;
+        for (int i = 0; i < N; i++)
+            ss += (double)x[r * N + i] * x[r * N + i];
+        double inv = 1.0 / sqrt(ss / N + 1e-6);
+        for (int i = 0; i < N; i++)
+            assert_close(y[r * N + i], x[r * N + i] * inv * g[i], 3e-7, "rmsnorm", i);
+    }
+    /* in place, and the eps dominating a zero row */
+    float z[4] = {0, 0, 0, 0}, one[4] = {1, 1, 1, 1};
+    r1_cpu__rmsnorm(z, one, 1e-5f, 4, z);
+    for (int i = 0; i < 4; i++)
+        ck_assert(z[i] == 0.0f);
+    memcpy(y, x, sizeof(float) * N);
+    r1_cpu__rmsnorm(y, g, 1e-6f, N, y);
+    float ref[N];
+    r1_cpu__rmsnorm(x, g, 1e-6f, N, ref);
+    ck_assert_mem_eq(y, ref, sizeof ref);
+}
+END_TEST
+
+START_TEST(test_kernels_silu_mul_is_stable)
+{
+    float a[] = {-1000.0f, -88.0f, -5.0f, -0.5f, 0.0f, 0.5f, 5.0f, 88.0f, 1000.0f};
+    enum { N = sizeof a / sizeof a[0] };
+    float b[N], y[N];
+    for (int i = 0; i < N; i++)
+        b[i] = 0.5f + (float)i;
+    r1_cpu__silu_mul(a, b, N, y);
+    for (int i = 0; i < N; i++) {
+        double s = (double)a[i] / (1.0 + exp(-(double)a[i]));
+        ck_assert(isfinite(y[i]));
+        ck_assert_msg(fabs(y[i] - s * b[i]) <= 1e-6 * fabs(s * b[i]) + 1e-37, "silu[%d]", i);
+    }
+}
+END_TEST
+
+START_TEST(test_kernels_softmax_matches_double)
+{
+    float x[1000];
+    double e[1000], sum = 0;
+    rng_state = 11;
+    for (int i = 0; i < 1000; i++)
+        x[i] = rng_f() * 40.0f + 500.0f; /* large logits: exp without the max would overflow */
+    x[3] = -INFINITY;
+    double mx = -INFINITY;
+    for (int i = 0; i < 1000; i++)
+        mx = fmax(mx, x[i]);
+    for (int i = 0; i < 1000; i++)
+        sum += e[i] = exp((double)x[i] - mx);
+    r1_cpu__softmax(x, 1000);
+    double total = 0;
+    for (int i = 0; i < 1000; i++) {
+        assert_close(x[i], e[i] / sum, 1e-5, "softmax", i);
+        total += x[i];
+    }
+    ck_assert(fabs(total - 1.0) < 1e-5);
+    ck_assert(x[3] == 0.0f);
+    float masked[3] = {-INFINITY, -INFINITY, -INFINITY};
+    r1_cpu__softmax(masked, 3);
+    ck_assert(masked[0] == 0.0f && masked[1] == 0.0f && masked[2] == 0.0f);
+}
+END_TEST
+
+START_TEST(test_kernels_vector_ops)
+{
+    float a[37], b[37], y[37];
+    for (int i = 0; i < 37; i++)
+        a[i] = (float)i * 0.5f, b[i] = (float)(37 - i);
+    r1_cpu__add(a, b, 37, y);
+    for (int i = 0; i < 37; i++)
+        ck_assert(y[i] == a[i] + b[i]);
+    r1_cpu__axpy(2.0f, a, 37, y);
+    for (int i = 0; i < 37; i++)
+        ck_assert(y[i] == a[i] + b[i] + 2.0f * a[i]);
+    r1_cpu__scale(y, 0.25f, 37);
+    for (int i = 0; i < 37; i++)
+        ck_assert(y[i] == (a[i] + b[i] + 2.0f * a[i]) * 0.25f);
+
+    enum { N = 1003 };
+    float u[N], v[N];
+    rng_state = 3;
+    double ref = 0, mag = 0;
+    for (int i = 0; i < N; i++) {
+        u[i] = rng_f(), v[i] = rng_f();
+        ref += (double)u[i] * v[i];
+        mag += fabs((double)u[i] * v[i]);
+    }
+    for (int32_t level = R1_CPU_SCALAR; level <= r1_cpu__detected_level(); level++) {
+        r1_cpu__force_level(level);
+        ck_assert(fabs(r1_cpu__dot_f32(u, v, N) - ref) <= 1e-5 * mag);
+        ck_assert(r1_cpu__dot_f32(u, v, 0) == 0.0f);
+        ck_assert(r1_cpu__dot_f32(u, v, 5) == r1_cpu__dot_f32(u, v, 5));
+    }
+    r1_cpu__force_level(-1);
+}
+END_TEST
+
+static Suite *kernels_suite(void)
+{
+    Suite *s = suite_create("kernels");
+    TCase *pool = tcase_create("thread pool");
+    tcase_add_test(pool, test_kernels_pool_runs_every_task_once);
+    tcase_add_test(pool, test_kernels_pool_scratch_and_null_pool);
+    suite_add_tcase(s, pool);
+    TCase *mm = tcase_create("matmul");
+    tcase_add_loop_test(mm, test_kernels_matmul_every_dtype_level_and_threads, 0, R1_DTYPE_COUNT);
+    tcase_add_test(mm, test_kernels_matmul_large_split_is_deterministic);
+    tcase_add_test(mm, test_kernels_force_level_selects_table);
+    tcase_add_test(mm, test_kernels_dequant_tables_match_dtype_c);
+    tcase_add_test(mm, test_kernels_matmul_rejects_bad_arguments);
+    tcase_add_test(mm, test_kernels_cpu_backend_runs_matmul_op);
+    suite_add_tcase(s, mm);
+    TCase *ew = tcase_create("element-wise");
+    tcase_add_test(ew, test_kernels_rmsnorm_matches_double);
+    tcase_add_test(ew, test_kernels_silu_mul_is_stable);
+    tcase_add_test(ew, test_kernels_softmax_matches_double);
+    tcase_add_test(ew, test_kernels_vector_ops);
+    suite_add_tcase(s, ew);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(kernels_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
