@@ -10,8 +10,8 @@
 /* Host memory is the device memory: buffers are plain aligned allocations or views of the
  * caller's memory, and the "queue" runs each op on the calling thread as it is recorded. */
 struct r1_dev {
-    uint64_t submitted;
-    r1_threadpool *pool; /* NULL: the process-wide pool */
+    _Atomic uint64_t submitted; /* sessions on one model submit from their own threads */
+    r1_threadpool *pool;        /* NULL: the process-wide pool */
 };
 
 struct r1_buf {
@@ -163,9 +163,9 @@ static r1_status cpu_run(r1_dev *dev, const r1_op *op)
 static r1_status cpu_submit(r1_dev *dev, uint64_t *seq_out)
 {
     /* Work already ran as it was recorded; the number only keeps the contract. */
-    dev->submitted++;
+    uint64_t seq = ++dev->submitted;
     if (seq_out != NULL)
-        *seq_out = dev->submitted;
+        *seq_out = seq;
     return R1_OK;
 }
 

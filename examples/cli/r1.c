@@ -1,7 +1,10 @@
 /* r1.c: the `r1` command-line program: one subcommand per task, each a thin user of r1.h. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "commands.h"
 #include "r1.h"
 
 typedef struct r1_command {
@@ -50,10 +53,76 @@ static int cmd_backends(int argc, char **argv)
     return 0;
 }
 
+static void usage_convert(FILE *to)
+{
+    fprintf(to, "usage: r1 convert HF_DIR OUT.r1m [--quant RULES] [--threads N] [--no-shuffle]\n\n"
+                "Converts a Hugging Face DeepSeek-V3/R1 or V2/V2-Lite checkpoint into an .r1m\n"
+                "model file.\n\n"
+                "  --quant RULES  q8_0 or q4_0 for every eligible weight, or a list such as\n"
+                "                 experts=q4_0,attn=q8_0,dense=q8_0,shared=q8_0,head=q8_0\n"
+                "                 (classes: experts shared attn dense head; types: q8_0 q4_0\n"
+                "                 keep). Default: keep every weight's type.\n"
+                "  --threads N    compression threads (default 1)\n"
+                "  --no-shuffle   never byte-plane shuffle 16-bit experts\n");
+}
+
+static int32_t convert_progress(uint64_t done, uint64_t total, void *user_data)
+{
+    (void)user_data;
+    int pct = total ? (int)(done * 100 / total) : 100, filled = pct / 4;
+    fprintf(stderr, "\r[%.*s%*s] %3d%%", filled, "#########################", 25 - filled, "", pct);
+    return 0;
+}
+
+static int cmd_convert(int argc, char **argv)
+{
+    const char *in = NULL, *out = NULL, *quant = NULL;
+    int threads = 1;
+    uint32_t flags = 0;
+    for (int a = 1; a < argc; a++) {
+        if (strcmp(argv[a], "--quant") == 0 && a + 1 < argc) {
+            quant = argv[++a];
+        } else if (strcmp(argv[a], "--threads") == 0 && a + 1 < argc) {
+            char *end;
+            long v = strtol(argv[++a], &end, 10);
+            if (*end != 0 || v < 1 || v > 64) {
+                fprintf(stderr, "r1 convert: --threads takes 1 to 64\n");
+                return 2;
+            }
+            threads = (int)v;
+        } else if (strcmp(argv[a], "--no-shuffle") == 0) {
+            flags |= R1_CONVERT_NO_SHUFFLE;
+        } else if (argv[a][0] == '-' || (in && out)) {
+            usage_convert(stderr);
+            return 2;
+        } else if (in == NULL) {
+            in = argv[a];
+        } else {
+            out = argv[a];
+        }
+    }
+    if (in == NULL || out == NULL) {
+        usage_convert(stderr);
+        return 2;
+    }
+    int tty = isatty(2);
+    r1_status st = r1_convert(in, out, quant, threads, flags, tty ? convert_progress : NULL, NULL);
+    if (tty)
+        fprintf(stderr, "\n");
+    if (st != R1_OK) {
+        fprintf(stderr, "r1 convert: %s: %s\n", r1_status_name(st), r1_last_error());
+        return 1;
+    }
+    return 0;
+}
+
 static const r1_command r1_commands[] = {
     {"version", "print the library version", cmd_version, usage_version},
     {"backends", "list compute backends and whether each can run here", cmd_backends,
      usage_backends},
+    {"convert", "convert a Hugging Face checkpoint into an .r1m model file", cmd_convert,
+     usage_convert},
+    {"eval", "write the logits of every position of a token list", r1_cmd_eval, r1_cmd_eval_usage},
 };
 enum { R1_N_COMMANDS = sizeof r1_commands / sizeof r1_commands[0] };
 

@@ -1,0 +1,15 @@
+/* cli_args.h: small argument helpers shared by the r1 subcommands. */
+#ifndef R1_CLI_ARGS_H
+#define R1_CLI_ARGS_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+/* The value after option argv[*i] (advancing *i), or NULL with a message when it is missing. */
+const char *r1_cli_value(int argc, char **argv, int *i);
+/* Parses "1,2,3" into a new array; returns the count, -1 with a message on a malformed list. */
+int64_t r1_cli_parse_ids(const char *text, int32_t **ids_out);
+/* Parses a non-negative integer option value; -1 with a message when malformed. */
+int64_t r1_cli_parse_count(const char *opt, const char *text);
+
+#endif

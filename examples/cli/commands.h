@@ -1,0 +1,10 @@
+/* commands.h: the subcommands of the r1 program, one file each. */
+#ifndef R1_CLI_COMMANDS_H
+#define R1_CLI_COMMANDS_H
+
+#include <stdio.h>
+
+int r1_cmd_eval(int argc, char **argv);
+void r1_cmd_eval_usage(FILE *to);
+
+#endif

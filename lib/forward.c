@@ -1,0 +1,530 @@
+/* forward.c: one chunk of tokens through every layer: MLA over the latent cache, dense MLP or
+ * MoE, final norm and head (spec §2). Big products go to the backend; the rest is plain C. */
+#include "forward.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dtype.h"
+#include "error.h"
+#include "expert_cache.h"
+#include "router.h"
+
+/* ---- weights ---------------------------------------------------------------------------- */
+
+static r1_status r1_expect_shape(const r1_tensor *t, const char *name, int64_t rows, int64_t cols)
+{
+    if (t->n_dims == 1 && rows == 0 && t->shape[0] == cols)
+        return R1_OK;
+    if (t->n_dims == 2 && t->shape[0] == rows && t->shape[1] == cols)
+        return R1_OK;
+    return r1_error__set(R1_ERR_FORMAT, "tensor '%s' has shape (%lld%s%lld), expected (%lld, %lld)",
+                         name, (long long)t->shape[0], t->n_dims > 1 ? ", " : ") ndim ",
+                         (long long)(t->n_dims > 1 ? t->shape[1] : t->n_dims), (long long)rows,
+                         (long long)cols);
+}
+
+static r1_status r1_layer_tensor(const r1_container *c, int64_t layer, const char *suffix,
+                                 int64_t rows, int64_t cols, r1_tensor *out)
+{
+    r1_status st = r1_container__layer_tensor(c, layer, suffix, out);
+    if (st != R1_OK)
+        return st;
+    char name[160];
+    snprintf(name, sizeof name, "model.layers.%lld.%s", (long long)layer, suffix);
+    return r1_expect_shape(out, name, rows, cols);
+}
+
+/* A 1-D weight (norm gain, routing bias) as a new float32 array. */
+static r1_status r1_vector_f32(const r1_tensor *t, const char *name, int64_t n, float **out)
+{
+    r1_status st = r1_expect_shape(t, name, 0, n);
+    if (st != R1_OK)
+        return st;
+    if (r1_dtype__row_bytes(t->dtype, n) == 0 || r1_dtype__traits(t->dtype)->has_block_scale)
+        return r1_error__set(R1_ERR_FORMAT, "tensor '%s' has a type unusable for a vector", name);
+    float *v = malloc((size_t)n * sizeof *v);
+    if (v == NULL)
+        return r1_error__set(R1_ERR_NO_MEMORY, "cannot allocate %lld floats for '%s'", (long long)n,
+                             name);
+    r1_dtype__dequantize_row(t->dtype, t->data, NULL, v, n);
+    *out = v;
+    return R1_OK;
+}
+
+static r1_status r1_layer_vector(const r1_container *c, int64_t layer, const char *suffix,
+                                 int64_t n, float **out)
+{
+    r1_tensor t;
+    r1_status st = r1_container__layer_tensor(c, layer, suffix, &t);
+    if (st != R1_OK)
+        return st;
+    char name[160];
+    snprintf(name, sizeof name, "model.layers.%lld.%s", (long long)layer, suffix);
+    return r1_vector_f32(&t, name, n, out);
+}
+
+static r1_status r1_bind_layer(const r1_model_config *cfg, const r1_container *c, int64_t l,
+                               r1_layer_weights *w)
+{
+    const int64_t D = cfg->hidden_size, H = cfg->num_attention_heads;
+    const int64_t dqk = cfg->qk_nope_head_dim + cfg->qk_rope_head_dim;
+    const int64_t rkv = cfg->kv_lora_rank, rq = cfg->q_lora_rank;
+    r1_status st = r1_layer_vector(c, l, "input_layernorm.weight", D, &w->attn_norm);
+    if (st == R1_OK && rq > 0) {
+        st = r1_layer_tensor(c, l, "self_attn.q_a_proj.weight", rq, D, &w->q_a);
+        if (st == R1_OK)
+            st = r1_layer_vector(c, l, "self_attn.q_a_layernorm.weight", rq, &w->q_a_norm);
+        if (st == R1_OK)
+            st = r1_layer_tensor(c, l, "self_attn.q_b_proj.weight", H * dqk, rq, &w->q_b);
+    } else if (st == R1_OK) {
+        st = r1_layer_tensor(c, l, "self_attn.q_proj.weight", H * dqk, D, &w->q);
+    }
+    if (st == R1_OK)
+        st = r1_layer_tensor(c, l, "self_attn.kv_a_proj_with_mqa.weight",
+                             rkv + cfg->qk_rope_head_dim, D, &w->kv_a);
+    if (st == R1_OK)
+        st = r1_layer_vector(c, l, "self_attn.kv_a_layernorm.weight", rkv, &w->kv_a_norm);
+    if (st == R1_OK)
+        st = r1_layer_tensor(c, l, "self_attn.kv_b_proj.weight",
+                             H * (cfg->qk_nope_head_dim + cfg->v_head_dim), rkv, &w->kv_b);
+    if (st == R1_OK)
+        st = r1_layer_tensor(c, l, "self_attn.o_proj.weight", D, H * cfg->v_head_dim, &w->o);
+    if (st == R1_OK)
+        st = r1_layer_vector(c, l, "post_attention_layernorm.weight", D, &w->ffn_norm);
+    if (st != R1_OK)
+        return st;
+    w->is_moe = r1_model_config__layer_is_moe(cfg, l);
+    if (!w->is_moe) {
+        const int64_t I = cfg->intermediate_size;
+        st = r1_layer_tensor(c, l, "mlp.gate_proj.weight", I, D, &w->gate);
+        if (st == R1_OK)
+            st = r1_layer_tensor(c, l, "mlp.up_proj.weight", I, D, &w->up);
+        if (st == R1_OK)
+            st = r1_layer_tensor(c, l, "mlp.down_proj.weight", D, I, &w->down);
+        return st;
+    }
+    st = r1_layer_tensor(c, l, "mlp.gate.weight", cfg->n_routed_experts, D, &w->router);
+    if (st == R1_OK && cfg->topk_method == R1_TOPK_NOAUX_TC)
+        st = r1_layer_vector(c, l, "mlp.gate.e_score_correction_bias", cfg->n_routed_experts,
+                             &w->router_bias);
+    if (st == R1_OK && cfg->n_shared_experts > 0) {
+        const int64_t I = cfg->n_shared_experts * cfg->moe_intermediate_size;
+        st = r1_layer_tensor(c, l, "mlp.shared_experts.gate_proj.weight", I, D, &w->sh_gate);
+        if (st == R1_OK)
+            st = r1_layer_tensor(c, l, "mlp.shared_experts.up_proj.weight", I, D, &w->sh_up);
+        if (st == R1_OK)
+            st = r1_layer_tensor(c, l, "mlp.shared_experts.down_proj.weight", D, I, &w->sh_down);
+    }
+    return st;
+}
+
+r1_status r1_forward__bind(r1_forward *f, const r1_container *c, r1_expert_cache *experts,
+                           r1_compute *compute)
+{
+    memset(f, 0, sizeof *f);
+    const r1_model_config *cfg = r1_container__config(c);
+    f->cfg = cfg;
+    f->container = c;
+    f->experts = experts;
+    f->compute = compute;
+    const int64_t D = cfg->hidden_size, V = cfg->vocab_size;
+    r1_status st = r1_rope__init(&f->rope, cfg);
+    if (st == R1_OK)
+        st = r1_router__check(cfg);
+    if (st == R1_OK)
+        st = r1_container__tensor(c, "model.embed_tokens.weight", &f->embed);
+    if (st == R1_OK)
+        st = r1_expect_shape(&f->embed, "model.embed_tokens.weight", V, D);
+    if (st == R1_OK && r1_dtype__traits(f->embed.dtype)->has_block_scale)
+        st = r1_error__set(R1_ERR_UNSUPPORTED, "block-scaled embeddings are not supported");
+    r1_tensor t;
+    if (st == R1_OK)
+        st = r1_container__tensor(c, "model.norm.weight", &t);
+    if (st == R1_OK)
+        st = r1_vector_f32(&t, "model.norm.weight", D, &f->final_norm);
+    if (st == R1_OK) {
+        const char *head =
+            cfg->tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight";
+        st = r1_container__tensor(c, head, &f->head);
+        if (st == R1_OK)
+            st = r1_expect_shape(&f->head, head, V, D);
+    }
+    if (st == R1_OK) {
+        f->layers = calloc((size_t)cfg->num_hidden_layers, sizeof *f->layers);
+        if (f->layers == NULL)
+            st = r1_error__set(R1_ERR_NO_MEMORY, "cannot allocate the layer table");
+    }
+    for (int64_t l = 0; st == R1_OK && l < cfg->num_hidden_layers; l++)
+        st = r1_bind_layer(cfg, c, l, &f->layers[l]);
+    if (st != R1_OK)
+        r1_forward__unbind(f);
+    return st;
+}
+
+void r1_forward__unbind(r1_forward *f)
+{
+    if (f->layers != NULL) {
+        for (int64_t l = 0; l < f->cfg->num_hidden_layers; l++) {
+            r1_layer_weights *w = &f->layers[l];
+            free(w->attn_norm);
+            free(w->q_a_norm);
+            free(w->kv_a_norm);
+            free(w->ffn_norm);
+            free(w->router_bias);
+        }
+    }
+    free(f->layers);
+    free(f->final_norm);
+    memset(f, 0, sizeof *f);
+}
+
+/* ---- cache and scratch -------------------------------------------------------------------- */
+
+r1_status r1_kv_cache__create(r1_kv_cache *kv, const r1_model_config *cfg, int64_t n_ctx)
+{
+    memset(kv, 0, sizeof *kv);
+    const size_t per = (size_t)cfg->num_hidden_layers * (size_t)n_ctx;
+    kv->ckv = malloc(per * (size_t)cfg->kv_lora_rank * sizeof(float));
+    kv->kpe = malloc(per * (size_t)cfg->qk_rope_head_dim * sizeof(float));
+    if (kv->ckv == NULL || kv->kpe == NULL) {
+        r1_kv_cache__destroy(kv);
+        return r1_error__set(R1_ERR_NO_MEMORY, "cannot allocate a latent cache of %lld positions",
+                             (long long)n_ctx);
+    }
+    kv->n_ctx = n_ctx;
+    return R1_OK;
+}
+
+void r1_kv_cache__destroy(r1_kv_cache *kv)
+{
+    free(kv->ckv);
+    free(kv->kpe);
+    memset(kv, 0, sizeof *kv);
+}
+
+struct r1_forward_scratch {
+    int64_t max_tokens;
+    float *h, *a, *cq, *q, *kva, *qlat, *olat, *oh, *attn, *b, *ffn, *g, *u, *router;
+    float *gx, *gy, *rope_cs, *scores, *wrow;
+    int32_t *sel;
+    float *selw;
+    int32_t *tok;
+    float *tokw;
+};
+
+r1_status r1_forward_scratch__create(r1_forward_scratch **out, const r1_model_config *cfg,
+                                     int64_t T, int64_t n_ctx)
+{
+    const int64_t D = cfg->hidden_size, H = cfg->num_attention_heads;
+    const int64_t dqk = cfg->qk_nope_head_dim + cfg->qk_rope_head_dim;
+    const int64_t rkv = cfg->kv_lora_rank, dr = cfg->qk_rope_head_dim;
+    int64_t inter = cfg->intermediate_size;
+    if (cfg->moe_intermediate_size * (cfg->n_shared_experts > 1 ? cfg->n_shared_experts : 1) >
+        inter)
+        inter =
+            cfg->moe_intermediate_size * (cfg->n_shared_experts > 1 ? cfg->n_shared_experts : 1);
+    int64_t widest = D > rkv ? D : rkv;
+    r1_forward_scratch *s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return r1_error__set(R1_ERR_NO_MEMORY, "cannot allocate forward scratch");
+    s->max_tokens = T;
+    struct {
+        float **p;
+        int64_t n;
+    } bufs[] = {
+        {&s->h, T * D},
+        {&s->a, T * D},
+        {&s->cq, T * (cfg->q_lora_rank > 0 ? cfg->q_lora_rank : 1)},
+        {&s->q, T * H * dqk},
+        {&s->kva, T * (rkv + dr)},
+        {&s->qlat, T * H * rkv},
+        {&s->olat, T * H * rkv},
+        {&s->oh, T * H * cfg->v_head_dim},
+        {&s->attn, T * D},
+        {&s->b, T * D},
+        {&s->ffn, T * D},
+        {&s->g, T * inter},
+        {&s->u, T * inter},
+        {&s->router, T * cfg->n_routed_experts},
+        {&s->gx, T * D},
+        {&s->gy, T * D},
+        {&s->rope_cs, T * dr},
+        {&s->scores, n_ctx},
+        {&s->wrow, widest > cfg->v_head_dim ? widest : cfg->v_head_dim},
+        {&s->selw, T * cfg->num_experts_per_tok},
+        {&s->tokw, T},
+    };
+    r1_status st = R1_OK;
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0] && st == R1_OK; i++)
+        if ((*bufs[i].p = malloc((size_t)(bufs[i].n > 0 ? bufs[i].n : 1) * sizeof(float))) == NULL)
+            st = R1_ERR_NO_MEMORY;
+    if (st == R1_OK &&
+        ((s->sel = malloc((size_t)(T * cfg->num_experts_per_tok) * sizeof(int32_t))) == NULL ||
+         (s->tok = malloc((size_t)T * sizeof(int32_t))) == NULL))
+        st = R1_ERR_NO_MEMORY;
+    if (st != R1_OK) {
+        r1_forward_scratch__destroy(s);
+        return r1_error__set(st, "cannot allocate forward scratch for %lld tokens", (long long)T);
+    }
+    *out = s;
+    return R1_OK;
+}
+
+void r1_forward_scratch__destroy(r1_forward_scratch *s)
+{
+    if (s == NULL)
+        return;
+    float *all[] = {s->h,  s->a,    s->cq,      s->q,      s->kva,  s->qlat, s->olat,
+                    s->oh, s->attn, s->b,       s->ffn,    s->g,    s->u,    s->router,
+                    s->gx, s->gy,   s->rope_cs, s->scores, s->wrow, s->selw, s->tokw};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        free(all[i]);
+    free(s->sel);
+    free(s->tok);
+    free(s);
+}
+
+int64_t r1_forward_scratch__max_tokens(const r1_forward_scratch *s)
+{
+    return s->max_tokens;
+}
+
+/* ---- small ops ---------------------------------------------------------------------------- */
+
+/* y = x / sqrt(mean(x^2) + eps) * g, the mean accumulated in double (spec §2.2, §8.13). */
+static void r1_rmsnorm(const float *x, const float *g, int64_t n, double eps, float *y)
+{
+    double ss = 0;
+    for (int64_t i = 0; i < n; i++)
+        ss += (double)x[i] * x[i];
+    float inv = (float)(1.0 / sqrt(ss / (double)n + eps));
+    for (int64_t i = 0; i < n; i++)
+        y[i] = x[i] * inv * g[i];
+}
+
+static float r1_silu(float z)
+{
+    return z >= 0 ? z / (1.0f + expf(-z)) : z * expf(z) / (1.0f + expf(z));
+}
+
+/* Row r of a weight matrix dequantised to float32. */
+static void r1_weight_row(const r1_tensor *w, int64_t r, float *out)
+{
+    const int64_t cols = r1_tensor__cols(w);
+    const size_t rb = r1_dtype__row_bytes(w->dtype, cols);
+    const float *scale = w->scale ? w->scale + (r / R1_FP8_SCALE_BLOCK) * w->scale_cols : NULL;
+    r1_dtype__dequantize_row(w->dtype, (const uint8_t *)w->data + (size_t)r * rb, scale, out, cols);
+}
+
+/* y = (silu(x W_gate^T) * (x W_up^T)) W_down^T for n rows of x (spec §2.7). */
+static r1_status r1_swiglu(r1_forward *f, r1_forward_scratch *s, const r1_tensor *gate,
+                           const r1_tensor *up, const r1_tensor *down, const float *x, int64_t n,
+                           float *y)
+{
+    const int64_t inter = r1_tensor__rows(gate);
+    r1_status st = r1_compute__matmul(f->compute, gate, x, n, s->g);
+    if (st == R1_OK)
+        st = r1_compute__matmul(f->compute, up, x, n, s->u);
+    if (st != R1_OK)
+        return st;
+    for (int64_t i = 0; i < n * inter; i++)
+        s->g[i] = r1_silu(s->g[i]) * s->u[i];
+    return r1_compute__matmul(f->compute, down, s->g, n, y);
+}
+
+/* ---- attention ---------------------------------------------------------------------------- */
+
+/* MLA in the weight-absorbed form (spec §2.6) for T new tokens at pos0...: caches the latent
+ * and rotated rope key of each, then attends over every cached position <= its own. */
+static r1_status r1_attention(r1_forward *f, r1_forward_scratch *s, r1_kv_cache *kv, int64_t l,
+                              int64_t T, int64_t pos0)
+{
+    const r1_model_config *cfg = f->cfg;
+    const r1_layer_weights *w = &f->layers[l];
+    const int64_t D = cfg->hidden_size, H = cfg->num_attention_heads;
+    const int64_t dn = cfg->qk_nope_head_dim, dr = cfg->qk_rope_head_dim, dv = cfg->v_head_dim;
+    const int64_t dqk = dn + dr, rkv = cfg->kv_lora_rank, rq = cfg->q_lora_rank;
+    const double eps = cfg->rms_norm_eps;
+    r1_status st;
+
+    for (int64_t t = 0; t < T; t++)
+        r1_rmsnorm(s->h + t * D, w->attn_norm, D, eps, s->a + t * D);
+    if (rq > 0) {
+        if ((st = r1_compute__matmul(f->compute, &w->q_a, s->a, T, s->cq)) != R1_OK)
+            return st;
+        for (int64_t t = 0; t < T; t++)
+            r1_rmsnorm(s->cq + t * rq, w->q_a_norm, rq, eps, s->cq + t * rq);
+        st = r1_compute__matmul(f->compute, &w->q_b, s->cq, T, s->q);
+    } else {
+        st = r1_compute__matmul(f->compute, &w->q, s->a, T, s->q);
+    }
+    if (st == R1_OK)
+        st = r1_compute__matmul(f->compute, &w->kv_a, s->a, T, s->kva);
+    if (st != R1_OK)
+        return st;
+
+    float *ckv = kv->ckv + (size_t)l * (size_t)kv->n_ctx * (size_t)rkv;
+    float *kpe = kv->kpe + (size_t)l * (size_t)kv->n_ctx * (size_t)dr;
+    for (int64_t t = 0; t < T; t++) {
+        const float *cs = s->rope_cs + t * dr;
+        const float *row = s->kva + t * (rkv + dr);
+        r1_rmsnorm(row, w->kv_a_norm, rkv, eps, ckv + (pos0 + t) * rkv);
+        memcpy(kpe + (pos0 + t) * dr, row + rkv, (size_t)dr * sizeof(float));
+        r1_rope__apply(&f->rope, cs, kpe + (pos0 + t) * dr);
+        for (int64_t h = 0; h < H; h++)
+            r1_rope__apply(&f->rope, cs, s->q + t * H * dqk + h * dqk + dn);
+    }
+
+    /* q_lat[t,h] = W_UK^h^T q_nope[t,h]; rows of kv_b dequantised once per chunk. */
+    memset(s->qlat, 0, (size_t)(T * H * rkv) * sizeof(float));
+    for (int64_t h = 0; h < H; h++) {
+        for (int64_t r = 0; r < dn; r++) {
+            r1_weight_row(&w->kv_b, h * (dn + dv) + r, s->wrow);
+            for (int64_t t = 0; t < T; t++) {
+                const float qv = s->q[t * H * dqk + h * dqk + r];
+                float *ql = s->qlat + (t * H + h) * rkv;
+                for (int64_t k = 0; k < rkv; k++)
+                    ql[k] += qv * s->wrow[k];
+            }
+        }
+    }
+
+    const double scale = f->rope.softmax_scale;
+    for (int64_t t = 0; t < T; t++) {
+        const int64_t n_keys = pos0 + t + 1; /* causal: every cached position up to its own */
+        for (int64_t h = 0; h < H; h++) {
+            const float *ql = s->qlat + (t * H + h) * rkv;
+            const float *qp = s->q + t * H * dqk + h * dqk + dn;
+            double mx = -INFINITY;
+            for (int64_t j = 0; j < n_keys; j++) {
+                const float *cj = ckv + j * rkv, *pj = kpe + j * dr;
+                double dot = 0;
+                for (int64_t k = 0; k < rkv; k++)
+                    dot += (double)ql[k] * cj[k];
+                for (int64_t k = 0; k < dr; k++)
+                    dot += (double)qp[k] * pj[k];
+                s->scores[j] = (float)(dot * scale);
+                mx = s->scores[j] > mx ? s->scores[j] : mx;
+            }
+            double sum = 0;
+            for (int64_t j = 0; j < n_keys; j++)
+                sum += (s->scores[j] = (float)exp(s->scores[j] - mx));
+            const float inv = (float)(1.0 / sum);
+            float *ol = s->olat + (h * T + t) * rkv;
+            memset(ol, 0, (size_t)rkv * sizeof(float));
+            for (int64_t j = 0; j < n_keys; j++) {
+                const float p = s->scores[j] * inv;
+                const float *cj = ckv + j * rkv;
+                for (int64_t k = 0; k < rkv; k++)
+                    ol[k] += p * cj[k];
+            }
+        }
+    }
+
+    /* o[t,h] = W_UV^h o_lat[t,h]; then the output projection over the concatenated heads. */
+    for (int64_t h = 0; h < H; h++) {
+        for (int64_t c = 0; c < dv; c++) {
+            r1_weight_row(&w->kv_b, h * (dn + dv) + dn + c, s->wrow);
+            for (int64_t t = 0; t < T; t++) {
+                const float *ol = s->olat + (h * T + t) * rkv;
+                double dot = 0;
+                for (int64_t k = 0; k < rkv; k++)
+                    dot += (double)s->wrow[k] * ol[k];
+                s->oh[t * H * dv + h * dv + c] = (float)dot;
+            }
+        }
+    }
+    return r1_compute__matmul(f->compute, &w->o, s->oh, T, s->attn);
+}
+
+/* ---- feed-forward ------------------------------------------------------------------------- */
+
+static r1_status r1_moe(r1_forward *f, r1_forward_scratch *s, int64_t l, int64_t T)
+{
+    const r1_model_config *cfg = f->cfg;
+    const r1_layer_weights *w = &f->layers[l];
+    const int64_t D = cfg->hidden_size, E = cfg->n_routed_experts, K = cfg->num_experts_per_tok;
+    r1_status st = r1_compute__matmul(f->compute, &w->router, s->b, T, s->router);
+    if (st != R1_OK)
+        return st;
+    for (int64_t t = 0; t < T; t++)
+        r1_router__select(cfg, s->router + t * E, w->router_bias, s->sel + t * K, s->selw + t * K);
+
+    memset(s->ffn, 0, (size_t)(T * D) * sizeof(float));
+    /* Experts in increasing index order, so every token sums its experts in one fixed order
+     * whatever the chunking and the cache state. One expert is pinned at a time. */
+    for (int64_t e = 0; e < E; e++) {
+        int64_t n = 0;
+        for (int64_t t = 0; t < T; t++)
+            for (int64_t k = 0; k < K; k++)
+                if (s->sel[t * K + k] == e) {
+                    s->tok[n] = (int32_t)t;
+                    s->tokw[n] = s->selw[t * K + k];
+                    memcpy(s->gx + n * D, s->b + t * D, (size_t)D * sizeof(float));
+                    n++;
+                }
+        if (n == 0)
+            continue;
+        const r1_expert *ex = NULL;
+        st = r1_expert_cache__acquire(f->experts, l, e, &ex);
+        if (st != R1_OK)
+            return st;
+        st = r1_swiglu(f, s, &ex->gate_proj, &ex->up_proj, &ex->down_proj, s->gx, n, s->gy);
+        r1_expert_cache__release(f->experts, ex);
+        if (st != R1_OK)
+            return st;
+        for (int64_t i = 0; i < n; i++) {
+            float *dst = s->ffn + s->tok[i] * D;
+            const float *src = s->gy + i * D;
+            for (int64_t d = 0; d < D; d++)
+                dst[d] += s->tokw[i] * src[d];
+        }
+    }
+    if (w->sh_gate.data != NULL) {
+        st = r1_swiglu(f, s, &w->sh_gate, &w->sh_up, &w->sh_down, s->b, T, s->gy);
+        if (st != R1_OK)
+            return st;
+        for (int64_t i = 0; i < T * D; i++)
+            s->ffn[i] += s->gy[i];
+    }
+    return R1_OK;
+}
+
+/* ---- the whole model ---------------------------------------------------------------------- */
+
+r1_status r1_forward__run(r1_forward *f, r1_forward_scratch *s, r1_kv_cache *kv, const int32_t *ids,
+                          int64_t T, int64_t pos0, float *logits, int32_t all_logits)
+{
+    const r1_model_config *cfg = f->cfg;
+    const int64_t D = cfg->hidden_size, dr = cfg->qk_rope_head_dim;
+    if (T <= 0 || T > s->max_tokens || pos0 < 0 || pos0 + T > kv->n_ctx)
+        return r1_error__set(R1_ERR_INTERNAL, "forward chunk of %lld tokens at %lld does not fit",
+                             (long long)T, (long long)pos0);
+    for (int64_t t = 0; t < T; t++) {
+        r1_weight_row(&f->embed, ids[t], s->h + t * D);
+        r1_rope__table(&f->rope, pos0 + t, s->rope_cs + t * dr);
+    }
+    for (int64_t l = 0; l < cfg->num_hidden_layers; l++) {
+        const r1_layer_weights *w = &f->layers[l];
+        r1_status st = r1_attention(f, s, kv, l, T, pos0);
+        if (st != R1_OK)
+            return st;
+        for (int64_t i = 0; i < T * D; i++)
+            s->h[i] += s->attn[i];
+        for (int64_t t = 0; t < T; t++)
+            r1_rmsnorm(s->h + t * D, w->ffn_norm, D, cfg->rms_norm_eps, s->b + t * D);
+        st = w->is_moe ? r1_moe(f, s, l, T)
+                       : r1_swiglu(f, s, &w->gate, &w->up, &w->down, s->b, T, s->ffn);
+        if (st != R1_OK)
+            return st;
+        for (int64_t i = 0; i < T * D; i++)
+            s->h[i] += s->ffn[i];
+    }
+    const int64_t first = all_logits ? 0 : T - 1, n_out = T - first;
+    for (int64_t t = first; t < T; t++)
+        r1_rmsnorm(s->h + t * D, f->final_norm, D, cfg->rms_norm_eps, s->a + (t - first) * D);
+    return r1_compute__matmul(f->compute, &f->head, s->a, n_out, logits);
+}

@@ -1,0 +1,78 @@
+/* forward.h: the DeepSeek-V3/V2 forward pass over a latent KV cache (internal). */
+#ifndef R1_FORWARD_H
+#define R1_FORWARD_H
+
+#include <stdint.h>
+
+#include "compute.h"
+#include "container.h"
+#include "model_config.h"
+#include "rope.h"
+#include "tensor.h"
+
+typedef struct r1_expert_cache r1_expert_cache;
+
+/* One layer's weights, resolved by name once (spec §5 names). Norm weights and the routing
+ * bias are copied to float32 because every use needs them in that form. */
+typedef struct r1_layer_weights {
+    int32_t is_moe;
+    float *attn_norm;                  /* (D) */
+    r1_tensor q_a;                     /* (q_lora_rank, D); data NULL without q LoRA */
+    float *q_a_norm;                   /* (q_lora_rank) */
+    r1_tensor q_b;                     /* (H*d_qk, q_lora_rank) */
+    r1_tensor q;                       /* (H*d_qk, D) when there is no q LoRA */
+    r1_tensor kv_a;                    /* (kv_lora_rank + d_rope, D) */
+    float *kv_a_norm;                  /* (kv_lora_rank) */
+    r1_tensor kv_b;                    /* (H*(d_nope+d_v), kv_lora_rank) */
+    r1_tensor o;                       /* (D, H*d_v) */
+    float *ffn_norm;                   /* (D) */
+    r1_tensor gate, up, down;          /* dense MLP */
+    r1_tensor router;                  /* (E, D) */
+    float *router_bias;                /* (E) or NULL */
+    r1_tensor sh_gate, sh_up, sh_down; /* shared experts; data NULL when none */
+} r1_layer_weights;
+
+typedef struct r1_forward {
+    const r1_model_config *cfg;
+    const r1_container *container;
+    r1_expert_cache *experts;
+    r1_compute *compute;
+    r1_rope rope;
+    r1_tensor embed;          /* (vocab_size, D) */
+    float *final_norm;        /* (D) */
+    r1_tensor head;           /* (vocab_size, D) */
+    r1_layer_weights *layers; /* num_hidden_layers */
+} r1_forward;
+
+/* Resolves and checks every weight the forward pass reads: R1_ERR_NOT_FOUND naming a missing
+ * tensor, R1_ERR_FORMAT naming one whose shape disagrees with the configuration. */
+r1_status r1_forward__bind(r1_forward *f, const r1_container *c, r1_expert_cache *experts,
+                           r1_compute *compute);
+void r1_forward__unbind(r1_forward *f);
+
+/* The latent cache of spec §2.6: per layer and position, RMSNorm(c_kv) and the rotated k_pe,
+ * in float32 (kv_lora_rank + qk_rope_head_dim values per token and layer). */
+typedef struct r1_kv_cache {
+    int64_t n_ctx;
+    float *ckv; /* (layers, n_ctx, kv_lora_rank) */
+    float *kpe; /* (layers, n_ctx, qk_rope_head_dim) */
+} r1_kv_cache;
+
+r1_status r1_kv_cache__create(r1_kv_cache *kv, const r1_model_config *cfg, int64_t n_ctx);
+void r1_kv_cache__destroy(r1_kv_cache *kv);
+
+/* Working memory for chunks of up to max_tokens tokens at a time. */
+typedef struct r1_forward_scratch r1_forward_scratch;
+r1_status r1_forward_scratch__create(r1_forward_scratch **out, const r1_model_config *cfg,
+                                     int64_t max_tokens, int64_t n_ctx);
+void r1_forward_scratch__destroy(r1_forward_scratch *s);
+int64_t r1_forward_scratch__max_tokens(const r1_forward_scratch *s);
+
+/* Evaluates n_tokens ids (n_tokens <= the scratch's max_tokens) at positions pos0 ... with the
+ * cache holding positions < pos0, appending theirs. logits receives (n_tokens, vocab_size) rows
+ * when all_logits, else the last position's row. Ids must be < vocab_size (checked by the
+ * caller). On failure the cache beyond pos0 is unspecified; the caller rewinds to pos0. */
+r1_status r1_forward__run(r1_forward *f, r1_forward_scratch *s, r1_kv_cache *kv, const int32_t *ids,
+                          int64_t n_tokens, int64_t pos0, float *logits, int32_t all_logits);
+
+#endif

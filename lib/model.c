@@ -1,0 +1,272 @@
+/* model.c: r1_model load, info, expert-cache statistics and reference counting (public API). */
+#include "model.h"
+
+#include <inttypes.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dtype.h"
+#include "error.h"
+
+struct r1_model_opts {
+    uint64_t expert_cache_bytes;
+    int32_t verify_weights;
+    int32_t n_threads; /* 0: one per core */
+    char backend[32];  /* "" : cpu */
+};
+
+struct r1_model {
+    atomic_int refs;
+    r1_container *c;
+    r1_expert_cache *experts;
+    r1_tokenizer *tokenizer;
+    r1_compute compute;
+};
+
+R1_API r1_status r1_model_opts_create(r1_model_opts **out)
+{
+    r1_error__clear();
+    if (out == NULL)
+        return r1_error__set(R1_ERR_INVALID_ARG, "out is NULL");
+    *out = calloc(1, sizeof **out);
+    return *out ? R1_OK : r1_error__set(R1_ERR_NO_MEMORY, "out of memory");
+}
+
+R1_API void r1_model_opts_destroy(r1_model_opts *opts)
+{
+    free(opts);
+}
+
+R1_API r1_status r1_model_opts_set_expert_cache_bytes(r1_model_opts *opts, uint64_t bytes)
+{
+    r1_error__clear();
+    if (opts == NULL)
+        return r1_error__set(R1_ERR_INVALID_ARG, "opts is NULL");
+    opts->expert_cache_bytes = bytes;
+    return R1_OK;
+}
+
+R1_API r1_status r1_model_opts_set_verify_weights(r1_model_opts *opts, int32_t verify)
+{
+    r1_error__clear();
+    if (opts == NULL)
+        return r1_error__set(R1_ERR_INVALID_ARG, "opts is NULL");
+    if (verify != 0 && verify != 1)
+        return r1_error__set(R1_ERR_INVALID_ARG, "verify must be 0 or 1, not %d", (int)verify);
+    opts->verify_weights = verify;
+    return R1_OK;
+}
+
+R1_API r1_status r1_model_opts_set_threads(r1_model_opts *opts, int32_t n_threads)
+{
+    r1_error__clear();
+    if (opts == NULL)
+        return r1_error__set(R1_ERR_INVALID_ARG, "opts is NULL");
+    if (n_threads < 0 || n_threads > 1024)
+        return r1_error__set(R1_ERR_INVALID_ARG, "thread count %d is outside 0..1024",
+                             (int)n_threads);
+    opts->n_threads = n_threads;
+    return R1_OK;
+}
+
+R1_API r1_status r1_model_opts_set_backend(r1_model_opts *opts, const char *name)
+{
+    r1_error__clear();
+    if (opts == NULL || name == NULL)
+        return r1_error__set(R1_ERR_INVALID_ARG, "%s is NULL", opts ? "name" : "opts");
+    if (strlen(name) >= sizeof opts->backend)
+        return r1_error__set(R1_ERR_INVALID_ARG, "backend name '%.40s...' is too long", name);
+    if (r1_backend_registry__find(name) == NULL)
+        return R1_ERR_NOT_FOUND; /* message from the registry */
+    snprintf(opts->backend, sizeof opts->backend, "%s", name);
+    return R1_OK;
+}
+
+static void model_free(r1_model *m)
+{
+    if (m->compute.ops != NULL)
+        r1_compute__close(&m->compute);
+    r1_tokenizer__destroy(m->tokenizer);
+    r1_expert_cache__destroy(m->experts);
+    r1_container__close(m->c);
+    free(m);
+}
+
+static r1_status load_tokenizer(r1_model *m)
+{
+    const uint8_t *blob;
+    size_t len;
+    r1_status st = r1_container__meta_bytes(m->c, "tokenizer.blob", &blob, &len);
+    if (st != R1_OK)
+        return r1_error__set(R1_ERR_FORMAT, "the model file has no tokenizer: %s",
+                             r1_error__message());
+    r1_tokenizer_spec *spec = NULL;
+    if ((st = r1_tokenizer__spec_parse(&spec, blob, len)) == R1_OK)
+        st = r1_tokenizer__create(&m->tokenizer, spec);
+    r1_tokenizer__spec_destroy(spec);
+    return st;
+}
+
+R1_API r1_status r1_model_load(r1_model **out, const char *path_utf8, r1_backend *be,
+                               const r1_model_opts *opts)
+{
+    r1_error__clear();
+    if (out == NULL)
+        return r1_error__set(R1_ERR_INVALID_ARG, "out is NULL");
+    *out = NULL;
+    if (path_utf8 == NULL)
+        return r1_error__set(R1_ERR_INVALID_ARG, "path_utf8 is NULL");
+    if (be != NULL)
+        return r1_error__set(R1_ERR_UNSUPPORTED, "backend handles are not supported yet; pass "
+                                                 "NULL to run on the CPU");
+    r1_model_opts defaults = {0};
+    if (opts == NULL)
+        opts = &defaults;
+    r1_model *m = calloc(1, sizeof *m);
+    if (m == NULL)
+        return r1_error__set(R1_ERR_NO_MEMORY, "out of memory");
+    atomic_init(&m->refs, 1);
+    r1_status st = r1_container__open(&m->c, path_utf8);
+    if (st == R1_OK && opts->verify_weights)
+        for (int32_t i = 0; i < r1_container__n_tensors(m->c) && st == R1_OK; i++)
+            st = r1_container__verify_tensor(m->c, i);
+    if (st == R1_OK)
+        st = r1_expert_cache__create(&m->experts, m->c, opts->expert_cache_bytes);
+    if (st == R1_OK)
+        st = load_tokenizer(m);
+    if (st == R1_OK)
+        st = r1_compute__open(&m->compute, opts->backend[0] ? opts->backend : NULL, 0);
+    /* An explicit count gets a pool of its own; 0 shares the process-wide pool. */
+    if (st == R1_OK && opts->n_threads > 0)
+        st = r1_compute__set_threads(&m->compute, opts->n_threads);
+    if (st != R1_OK) {
+        model_free(m);
+        return st;
+    }
+    *out = m;
+    return R1_OK;
+}
+
+r1_model *r1_model__retain(r1_model *m)
+{
+    if (m)
+        atomic_fetch_add(&m->refs, 1);
+    return m;
+}
+
+void r1_model__release(r1_model *m)
+{
+    if (m && atomic_fetch_sub(&m->refs, 1) == 1)
+        model_free(m);
+}
+
+R1_API void r1_model_destroy(r1_model *model)
+{
+    r1_model__release(model);
+}
+
+r1_container *r1_model__container(const r1_model *m)
+{
+    return m->c;
+}
+
+r1_expert_cache *r1_model__experts(const r1_model *m)
+{
+    return m->experts;
+}
+
+const r1_tokenizer *r1_model__tokenizer(const r1_model *m)
+{
+    return m->tokenizer;
+}
+
+r1_compute *r1_model__compute(r1_model *m)
+{
+    return &m->compute;
+}
+
+const r1_model_config *r1_model__config(const r1_model *m)
+{
+    return r1_container__config(m->c);
+}
+
+/* Size-first output structs: copy at most the caller's struct_size bytes of ours. */
+static r1_status check_size(uint32_t got, size_t ours, const char *what)
+{
+    if (got < sizeof(uint32_t) * 2 || got > (1u << 16))
+        return r1_error__set(R1_ERR_INVALID_ARG,
+                             "%s->struct_size is %u; set it to sizeof(%s) "
+                             "(%zu)",
+                             what, got, what, ours);
+    return R1_OK;
+}
+
+R1_API r1_status r1_model_get_info(const r1_model *model, r1_model_info *info)
+{
+    r1_error__clear();
+    if (model == NULL || info == NULL)
+        return r1_error__set(R1_ERR_INVALID_ARG, "%s is NULL", model ? "info" : "model");
+    uint32_t size = info->struct_size;
+    r1_status st = check_size(size, sizeof *info, "r1_model_info");
+    if (st != R1_OK)
+        return st;
+    const r1_model_config *g = r1_container__config(model->c);
+    r1_model_info v;
+    memset(&v, 0, sizeof v);
+    v.struct_size = size < sizeof v ? size : (uint32_t)sizeof v;
+    v.architecture = g->arch;
+    snprintf(v.architecture_name, sizeof v.architecture_name, "%s", g->architecture);
+    v.n_layers = g->num_hidden_layers;
+    v.n_mtp_layers = g->num_nextn_predict_layers;
+    v.hidden_size = g->hidden_size;
+    v.n_heads = g->num_attention_heads;
+    v.n_routed_experts = g->n_routed_experts;
+    v.n_experts_per_token = g->num_experts_per_tok;
+    v.n_shared_experts = g->n_shared_experts;
+    v.vocab_size = g->vocab_size;
+    v.n_tokenizer_ids = g->n_tokenizer_ids;
+    v.max_position_embeddings = g->max_position_embeddings;
+    v.bos_token_id = g->bos_token_id;
+    v.eos_token_id = g->eos_token_id;
+    v.file_bytes = r1_container__file_size(model->c);
+    v.dense_bytes = r1_container__dense_bytes(model->c);
+    v.expert_bytes = r1_container__expert_raw_bytes(model->c);
+    v.n_tensors = (uint64_t)r1_container__n_tensors(model->c);
+    v.n_expert_blobs = (uint64_t)r1_container__n_expert_blobs(model->c);
+    v.max_expert_bytes = r1_container__max_expert_bytes(model->c);
+    const r1_expert_blob *b = r1_container__expert_at(model->c, 0);
+    snprintf(v.expert_dtype, sizeof v.expert_dtype, "%s",
+             b ? r1_dtype__traits(b->dtype[0])->name : "");
+    memcpy(info, &v, v.struct_size);
+    return R1_OK;
+}
+
+R1_API r1_status r1_model_get_expert_cache_stats(const r1_model *model,
+                                                 r1_expert_cache_stats *stats)
+{
+    r1_error__clear();
+    if (model == NULL || stats == NULL)
+        return r1_error__set(R1_ERR_INVALID_ARG, "%s is NULL", model ? "stats" : "model");
+    uint32_t size = stats->struct_size;
+    r1_status st = check_size(size, sizeof *stats, "r1_expert_cache_stats");
+    if (st != R1_OK)
+        return st;
+    r1_expert_cache_counters k;
+    r1_expert_cache__counters(model->experts, &k);
+    r1_expert_cache_stats v;
+    memset(&v, 0, sizeof v);
+    v.struct_size = size < sizeof v ? size : (uint32_t)sizeof v;
+    v.hits = k.hits;
+    v.misses = k.misses;
+    v.evictions = k.evictions;
+    v.bytes_read = k.bytes_read;
+    v.bytes_decompressed = k.bytes_decompressed;
+    v.load_ns = k.load_ns;
+    v.current_bytes = k.current_bytes;
+    v.peak_bytes = k.peak_bytes;
+    v.budget_bytes = k.budget_bytes;
+    memcpy(stats, &v, v.struct_size);
+    return R1_OK;
+}

@@ -1,0 +1,224 @@
+/* session.c: one conversation's state: latent cache, position, logits of the last evaluation. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "forward.h"
+#include "model.h"
+#include "r1.h"
+
+/* Prompts longer than this are evaluated in chunks; it bounds the scratch memory. */
+enum { R1_SESSION_CHUNK = 256, R1_SESSION_DEFAULT_CTX = 4096 };
+
+struct r1_session_opts {
+    int32_t n_ctx;
+    int32_t logits_all;
+};
+
+struct r1_session {
+    r1_model *model; /* holds a reference */
+    r1_forward forward;
+    r1_forward_scratch *scratch;
+    r1_kv_cache kv;
+    int64_t n_ctx;
+    int64_t position;
+    int32_t logits_all;
+    float *logits;       /* (max rows, vocab) */
+    int64_t logits_rows; /* rows valid after the last eval; 0 = none */
+    int64_t logits_cap;  /* rows allocated */
+};
+
+R1_API r1_status r1_session_opts_create(r1_session_opts **out)
+{
+    r1_error__clear();
+    if (out == NULL)
+        return r1_error__set(R1_ERR_INVALID_ARG, "r1_session_opts_create: out is NULL");
+    r1_session_opts *o = calloc(1, sizeof *o);
+    if (o == NULL)
+        return r1_error__set(R1_ERR_NO_MEMORY, "cannot allocate session options");
+    o->n_ctx = R1_SESSION_DEFAULT_CTX;
+    *out = o;
+    return R1_OK;
+}
+
+R1_API void r1_session_opts_destroy(r1_session_opts *opts)
+{
+    free(opts);
+}
+
+R1_API r1_status r1_session_opts_set_context(r1_session_opts *opts, int32_t n_ctx)
+{
+    r1_error__clear();
+    if (opts == NULL)
+        return r1_error__set(R1_ERR_INVALID_ARG, "r1_session_opts_set_context: opts is NULL");
+    if (n_ctx <= 0)
+        return r1_error__set(R1_ERR_INVALID_ARG, "context length %d must be positive", (int)n_ctx);
+    opts->n_ctx = n_ctx;
+    return R1_OK;
+}
+
+R1_API r1_status r1_session_opts_set_logits_all(r1_session_opts *opts, int32_t on)
+{
+    r1_error__clear();
+    if (opts == NULL)
+        return r1_error__set(R1_ERR_INVALID_ARG, "r1_session_opts_set_logits_all: opts is NULL");
+    opts->logits_all = on != 0;
+    return R1_OK;
+}
+
+R1_API void r1_session_destroy(r1_session *s)
+{
+    if (s == NULL)
+        return;
+    free(s->logits);
+    r1_kv_cache__destroy(&s->kv);
+    r1_forward_scratch__destroy(s->scratch);
+    if (s->forward.cfg != NULL)
+        r1_forward__unbind(&s->forward);
+    r1_model__release(s->model);
+    free(s);
+}
+
+R1_API r1_status r1_session_create(r1_session **out, r1_model *model, const r1_session_opts *opts)
+{
+    r1_error__clear();
+    if (out == NULL || model == NULL)
+        return r1_error__set(R1_ERR_INVALID_ARG, "r1_session_create: %s is NULL",
+                             out == NULL ? "out" : "model");
+    *out = NULL;
+    const r1_model_config *cfg = r1_container__config(r1_model__container(model));
+    int64_t n_ctx = opts ? opts->n_ctx : R1_SESSION_DEFAULT_CTX;
+    if (n_ctx > cfg->max_position_embeddings)
+        return r1_error__set(R1_ERR_INVALID_ARG, "context %lld exceeds the model's maximum %lld",
+                             (long long)n_ctx, (long long)cfg->max_position_embeddings);
+    r1_session *s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return r1_error__set(R1_ERR_NO_MEMORY, "cannot allocate a session");
+    s->model = r1_model__retain(model);
+    s->n_ctx = n_ctx;
+    s->logits_all = opts ? opts->logits_all : 0;
+    int64_t chunk = n_ctx < R1_SESSION_CHUNK ? n_ctx : R1_SESSION_CHUNK;
+    r1_status st = r1_forward__bind(&s->forward, r1_model__container(model),
+                                    r1_model__experts(model), r1_model__compute(model));
+    if (st == R1_OK)
+        st = r1_forward_scratch__create(&s->scratch, cfg, chunk, n_ctx);
+    if (st == R1_OK)
+        st = r1_kv_cache__create(&s->kv, cfg, n_ctx);
+    if (st != R1_OK) {
+        r1_session_destroy(s);
+        return st;
+    }
+    *out = s;
+    return R1_OK;
+}
+
+/* Room for rows logit rows. */
+static r1_status r1_session_reserve_logits(r1_session *s, int64_t rows)
+{
+    if (rows <= s->logits_cap)
+        return R1_OK;
+    const int64_t vocab = s->forward.cfg->vocab_size;
+    float *p = realloc(s->logits, (size_t)rows * (size_t)vocab * sizeof(float));
+    if (p == NULL)
+        return r1_error__set(R1_ERR_NO_MEMORY, "cannot allocate logits for %lld positions",
+                             (long long)rows);
+    s->logits = p;
+    s->logits_cap = rows;
+    return R1_OK;
+}
+
+R1_API r1_status r1_session_eval(r1_session *s, const int32_t *ids, size_t n)
+{
+    r1_error__clear();
+    if (s == NULL || (ids == NULL && n > 0))
+        return r1_error__set(R1_ERR_INVALID_ARG, "r1_session_eval: %s is NULL",
+                             s == NULL ? "session" : "ids");
+    if (n == 0)
+        return r1_error__set(R1_ERR_INVALID_ARG, "r1_session_eval: no tokens");
+    if ((int64_t)n > s->n_ctx - s->position)
+        return r1_error__set(R1_ERR_CONTEXT_FULL,
+                             "%zu tokens at position %lld exceed the context of %lld", n,
+                             (long long)s->position, (long long)s->n_ctx);
+    const int64_t vocab = s->forward.cfg->vocab_size;
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= vocab)
+            return r1_error__set(R1_ERR_OUT_OF_RANGE,
+                                 "token id %d at index %zu is outside the model's %lld embeddings",
+                                 (int)ids[i], i, (long long)vocab);
+    r1_status st = r1_session_reserve_logits(s, s->logits_all ? (int64_t)n : 1);
+    if (st != R1_OK)
+        return st;
+    const int64_t start = s->position, chunk = r1_forward_scratch__max_tokens(s->scratch);
+    for (int64_t done = 0; done < (int64_t)n; done += chunk) {
+        int64_t m = (int64_t)n - done < chunk ? (int64_t)n - done : chunk;
+        /* Only the final chunk's last row matters unless every row was asked for. */
+        float *out = s->logits_all ? s->logits + done * vocab : s->logits;
+        st = r1_forward__run(&s->forward, s->scratch, &s->kv, ids + done, m, start + done, out,
+                             s->logits_all);
+        if (st != R1_OK) {
+            /* The cache past the start is partial: the session returns to where it was. */
+            s->position = start;
+            s->logits_rows = 0;
+            return st;
+        }
+    }
+    s->position = start + (int64_t)n;
+    s->logits_rows = s->logits_all ? (int64_t)n : 1;
+    return R1_OK;
+}
+
+R1_API r1_status r1_session_logits(const r1_session *s, int32_t row, const float **logits_out,
+                                   size_t *n_vocab_out)
+{
+    r1_error__clear();
+    if (s == NULL || logits_out == NULL)
+        return r1_error__set(R1_ERR_INVALID_ARG, "r1_session_logits: %s is NULL",
+                             s == NULL ? "session" : "logits_out");
+    if (s->logits_rows == 0)
+        return r1_error__set(R1_ERR_BAD_STATE, "no logits: nothing was evaluated since the "
+                                               "session was created, reset or truncated");
+    int64_t r = row < 0 ? s->logits_rows - 1 : row;
+    if (row < -1 || r >= s->logits_rows)
+        return r1_error__set(R1_ERR_OUT_OF_RANGE,
+                             "logits row %d is not available (%lld row%s kept; set logits_all "
+                             "for every position)",
+                             (int)row, (long long)s->logits_rows, s->logits_rows == 1 ? "" : "s");
+    *logits_out = s->logits + r * s->forward.cfg->vocab_size;
+    if (n_vocab_out != NULL)
+        *n_vocab_out = (size_t)s->forward.cfg->vocab_size;
+    return R1_OK;
+}
+
+R1_API int32_t r1_session_position(const r1_session *s)
+{
+    r1_error__clear();
+    if (s == NULL) {
+        r1_error__set(R1_ERR_INVALID_ARG, "r1_session_position: session is NULL");
+        return -1;
+    }
+    return (int32_t)s->position;
+}
+
+R1_API r1_status r1_session_truncate(r1_session *s, int32_t n_keep)
+{
+    r1_error__clear();
+    if (s == NULL)
+        return r1_error__set(R1_ERR_INVALID_ARG, "r1_session_truncate: session is NULL");
+    if (n_keep < 0 || n_keep > s->position)
+        return r1_error__set(R1_ERR_OUT_OF_RANGE, "cannot truncate to %d: the cache holds %lld",
+                             (int)n_keep, (long long)s->position);
+    /* Positions >= n_keep are overwritten by the next evaluation; nothing to clear. */
+    s->position = n_keep;
+    s->logits_rows = 0;
+    return R1_OK;
+}
+
+R1_API r1_status r1_session_reset(r1_session *s)
+{
+    r1_error__clear();
+    if (s == NULL)
+        return r1_error__set(R1_ERR_INVALID_ARG, "r1_session_reset: session is NULL");
+    s->position = 0;
+    s->logits_rows = 0;
+    return R1_OK;
+}

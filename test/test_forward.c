@@ -1,0 +1,481 @@
+/* test_forward.c: the forward pass against the float64 reference's golden logits (test/ref). */
+#include <check.h>
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpu_features.h"
+#include "model_config.h"
+#include "r1.h"
+#include "rope.h"
+#include "router.h"
+
+/* The bound test/ref/README.md states for every weight type: max|engine - ref| / max|ref|. */
+static const double GOLDEN_BOUND = 1e-4;
+/* Prefill versus token-by-token decode, and SIMD level versus SIMD level. */
+static const double SAME_BOUND = 1e-5;
+
+static const char *models_dir(void)
+{
+    const char *d = getenv("R1_TEST_MODELS_DIR");
+    return d ? d : R1_TEST_MODELS_DIR;
+}
+
+static const char *data_dir(void)
+{
+    const char *d = getenv("R1_TEST_DATA_DIR");
+    return d ? d : R1_TEST_DATA_DIR;
+}
+
+static char *read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    ck_assert_msg(f != NULL, "cannot open %s", path);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc((size_t)n + 1);
+    ck_assert_uint_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
+    buf[n] = 0;
+    fclose(f);
+    if (len)
+        *len = (size_t)n;
+    return buf;
+}
+
+static r1_model *load(const char *model, const char *variant, uint64_t expert_budget)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s-%s.r1m", models_dir(), model, variant);
+    r1_model_opts *o = NULL;
+    ck_assert_int_eq(r1_model_opts_create(&o), R1_OK);
+    ck_assert_int_eq(r1_model_opts_set_expert_cache_bytes(o, expert_budget), R1_OK);
+    r1_model *m = NULL;
+    r1_status st = r1_model_load(&m, path, NULL, o);
+    ck_assert_msg(st == R1_OK, "load %s: %s", path, r1_last_error());
+    r1_model_opts_destroy(o);
+    return m;
+}
+
+/* Logits of every position: prefill in one call (decode = 0) or one token per call. */
+static float *run(r1_model *m, const int32_t *ids, int n, int decode, size_t *vocab)
+{
+    r1_session_opts *so = NULL;
+    ck_assert_int_eq(r1_session_opts_create(&so), R1_OK);
+    ck_assert_int_eq(r1_session_opts_set_context(so, 64), R1_OK);
+    ck_assert_int_eq(r1_session_opts_set_logits_all(so, 1), R1_OK);
+    r1_session *s = NULL;
+    ck_assert_msg(r1_session_create(&s, m, so) == R1_OK, "%s", r1_last_error());
+    r1_session_opts_destroy(so);
+    float *out = NULL;
+    const float *row;
+    if (!decode) {
+        ck_assert_msg(r1_session_eval(s, ids, (size_t)n) == R1_OK, "%s", r1_last_error());
+        for (int t = 0; t < n; t++) {
+            ck_assert_int_eq(r1_session_logits(s, t, &row, vocab), R1_OK);
+            if (out == NULL)
+                out = malloc((size_t)n * *vocab * sizeof(float));
+            memcpy(out + (size_t)t * *vocab, row, *vocab * sizeof(float));
+        }
+    } else {
+        for (int t = 0; t < n; t++) {
+            ck_assert_msg(r1_session_eval(s, ids + t, 1) == R1_OK, "%s", r1_last_error());
+            ck_assert_int_eq(r1_session_position(s), t + 1);
+            ck_assert_int_eq(r1_session_logits(s, -1, &row, vocab), R1_OK);
+            if (out == NULL)
+                out = malloc((size_t)n * *vocab * sizeof(float));
+            memcpy(out + (size_t)t * *vocab, row, *vocab * sizeof(float));
+        }
+    }
+    r1_session_destroy(s);
+    return out;
+}
+
+static double rel_diff(const float *a, const float *b, size_t n)
+{
+    double mx = 0, md = 0;
+    for (size_t i = 0; i < n; i++) {
+        mx = fmax(mx, fabs((double)b[i]));
+        md = fmax(md, fabs((double)a[i] - (double)b[i]));
+    }
+    return md / mx;
+}
+
+static void check_goldens(const char *model)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s/goldens.json", data_dir(), model);
+    char *text = read_file(path, NULL);
+    cJSON *root = cJSON_Parse(text);
+    ck_assert_ptr_nonnull(root);
+    const cJSON *g;
+    int checked = 0;
+    cJSON_ArrayForEach(g, cJSON_GetObjectItem(root, "goldens"))
+    {
+        const char *variant = cJSON_GetObjectItem(g, "weights_variant")->valuestring;
+        const cJSON *toks = cJSON_GetObjectItem(g, "tokens");
+        int n = cJSON_GetArraySize(toks);
+        int32_t *ids = malloc((size_t)n * sizeof *ids);
+        for (int i = 0; i < n; i++)
+            ids[i] = cJSON_GetArrayItem(toks, i)->valueint;
+        snprintf(path, sizeof path, "%s/%s/%s", data_dir(), model,
+                 cJSON_GetObjectItem(g, "file")->valuestring);
+        size_t bytes;
+        float *ref = (float *)read_file(path, &bytes);
+        r1_model *m = load(model, variant, 0);
+        size_t vocab = 0;
+        float *got = run(m, ids, n, 0, &vocab);
+        ck_assert_uint_eq(bytes, (size_t)n * vocab * sizeof(float));
+        double d = rel_diff(got, ref, (size_t)n * vocab);
+        printf("%s: prefill max|d|/max|ref| = %.2e\n", cJSON_GetObjectItem(g, "name")->valuestring,
+               d);
+        ck_assert_msg(d <= GOLDEN_BOUND, "%s: %.3e > %.1e",
+                      cJSON_GetObjectItem(g, "name")->valuestring, d, GOLDEN_BOUND);
+        free(got);
+        r1_model_destroy(m);
+        free(ref);
+        free(ids);
+        checked++;
+    }
+    ck_assert_int_eq(checked, 9);
+    cJSON_Delete(root);
+    free(text);
+}
+
+START_TEST(test_forward_v3_matches_reference)
+{
+    check_goldens("tiny-v3");
+}
+END_TEST
+
+START_TEST(test_forward_v2lite_matches_reference)
+{
+    check_goldens("tiny-v2lite");
+}
+END_TEST
+
+static const int32_t PROMPT[] = {0,   53,  110, 38,  154, 156, 39,  238, 48, 226,
+                                 262, 241, 253, 221, 211, 74,  136, 266, 36, 234,
+                                 283, 83,  264, 145, 254, 80,  84,  204};
+enum { N_PROMPT = sizeof PROMPT / sizeof PROMPT[0] };
+
+static const char *const MODELS[] = {"tiny-v3", "tiny-v2lite"};
+static const char *const VARIANTS[] = {"src", "q8_0", "q4_0"};
+
+START_TEST(test_forward_decode_equals_prefill)
+{
+    for (int mi = 0; mi < 2; mi++)
+        for (int v = 0; v < 3; v++) {
+            r1_model *m = load(MODELS[mi], VARIANTS[v], 0);
+            size_t vocab;
+            float *a = run(m, PROMPT, N_PROMPT, 0, &vocab);
+            float *b = run(m, PROMPT, N_PROMPT, 1, &vocab);
+            double d = rel_diff(b, a, (size_t)N_PROMPT * vocab);
+            ck_assert_msg(d <= SAME_BOUND, "%s %s: decode vs prefill %.3e", MODELS[mi], VARIANTS[v],
+                          d);
+            free(a);
+            free(b);
+            r1_model_destroy(m);
+        }
+}
+END_TEST
+
+START_TEST(test_forward_simd_levels_agree)
+{
+    const int32_t levels[] = {R1_CPU_SCALAR, R1_CPU_AVX2, R1_CPU_AVX512};
+    for (int mi = 0; mi < 2; mi++)
+        for (int v = 0; v < 3; v++) {
+            r1_model *m = load(MODELS[mi], VARIANTS[v], 0);
+            size_t vocab;
+            r1_cpu__force_level(R1_CPU_SCALAR);
+            float *base = run(m, PROMPT, 9, 0, &vocab);
+            for (int li = 1; li < 3; li++) {
+                if (levels[li] > r1_cpu__detected_level())
+                    continue; /* this CPU cannot run that path */
+                ck_assert_int_eq(r1_cpu__force_level(levels[li]), levels[li]);
+                float *x = run(m, PROMPT, 9, 0, &vocab);
+                double d = rel_diff(x, base, 9 * vocab);
+                ck_assert_msg(d <= SAME_BOUND, "%s %s: %s vs scalar %.3e", MODELS[mi], VARIANTS[v],
+                              r1_cpu__level_name(levels[li]), d);
+                free(x);
+            }
+            r1_cpu__force_level(-1);
+            free(base);
+            r1_model_destroy(m);
+        }
+}
+END_TEST
+
+START_TEST(test_forward_thread_count_does_not_change_logits)
+{
+    char path[1024];
+    for (int mi = 0; mi < 2; mi++)
+        for (int v = 0; v < 3; v++) {
+            float *out[2];
+            size_t vocab;
+            for (int k = 0; k < 2; k++) {
+                snprintf(path, sizeof path, "%s/%s-%s.r1m", models_dir(), MODELS[mi], VARIANTS[v]);
+                r1_model_opts *o = NULL;
+                ck_assert_int_eq(r1_model_opts_create(&o), R1_OK);
+                ck_assert_int_eq(r1_model_opts_set_threads(o, k + 1), R1_OK);
+                r1_model *m = NULL;
+                ck_assert_msg(r1_model_load(&m, path, NULL, o) == R1_OK, "%s", r1_last_error());
+                r1_model_opts_destroy(o);
+                out[k] = run(m, PROMPT, N_PROMPT, 0, &vocab);
+                r1_model_destroy(m);
+            }
+            /* bit for bit: each output element is reduced by one task in one order */
+            ck_assert_mem_eq(out[0], out[1], (size_t)N_PROMPT * vocab * sizeof(float));
+            free(out[0]);
+            free(out[1]);
+        }
+}
+END_TEST
+
+START_TEST(test_forward_expert_budget_does_not_change_logits)
+{
+    for (int mi = 0; mi < 2; mi++) {
+        r1_model *m = load(MODELS[mi], "src", 0);
+        size_t vocab;
+        float *a = run(m, PROMPT, N_PROMPT, 0, &vocab);
+        r1_model_destroy(m);
+        /* The smallest budget the store accepts: one layer's selected experts. */
+        r1_model *tight = NULL;
+        char path[1024];
+        snprintf(path, sizeof path, "%s/%s-src.r1m", models_dir(), MODELS[mi]);
+        r1_model_opts *o = NULL;
+        ck_assert_int_eq(r1_model_opts_create(&o), R1_OK);
+        ck_assert_int_eq(r1_model_opts_set_expert_cache_bytes(o, 1), R1_OK);
+        ck_assert_int_eq(r1_model_load(&tight, path, NULL, o), R1_ERR_BUDGET);
+        const char *msg = r1_last_error();
+        const char *at = strstr(msg, "at least ");
+        ck_assert_msg(at != NULL, "budget message lacks the minimum: %s", msg);
+        uint64_t minimum = strtoull(at + 9, NULL, 10);
+        ck_assert_uint_gt(minimum, 0);
+        ck_assert_int_eq(r1_model_opts_set_expert_cache_bytes(o, minimum), R1_OK);
+        ck_assert_msg(r1_model_load(&tight, path, NULL, o) == R1_OK, "%s", r1_last_error());
+        r1_model_opts_destroy(o);
+        float *b = run(tight, PROMPT, N_PROMPT, 0, &vocab);
+        ck_assert_mem_eq(a, b, (size_t)N_PROMPT * vocab * sizeof(float));
+        free(a);
+        free(b);
+        r1_model_destroy(tight);
+    }
+}
+END_TEST
+
+START_TEST(test_forward_session_errors)
+{
+    r1_model *m = load("tiny-v2lite", "src", 0);
+    r1_session_opts *so = NULL;
+    ck_assert_int_eq(r1_session_opts_create(&so), R1_OK);
+    ck_assert_int_eq(r1_session_opts_set_context(so, 8), R1_OK);
+    ck_assert_int_eq(r1_session_opts_set_context(so, 0), R1_ERR_INVALID_ARG);
+    r1_session *s = NULL;
+    ck_assert_int_eq(r1_session_create(&s, m, so), R1_OK);
+    r1_session_opts_destroy(so);
+    const float *row;
+    size_t vocab;
+    ck_assert_int_eq(r1_session_logits(s, -1, &row, &vocab), R1_ERR_BAD_STATE);
+    ck_assert_str_ne(r1_last_error(), "");
+    int32_t bad[] = {0, 288}; /* tiny-v2lite has 288 embedding rows */
+    ck_assert_int_eq(r1_session_eval(s, bad, 2), R1_ERR_OUT_OF_RANGE);
+    ck_assert_ptr_nonnull(strstr(r1_last_error(), "288"));
+    int32_t neg = -1;
+    ck_assert_int_eq(r1_session_eval(s, &neg, 1), R1_ERR_OUT_OF_RANGE);
+    ck_assert_int_eq(r1_session_position(s), 0);
+    ck_assert_int_eq(r1_session_eval(s, PROMPT, 9), R1_ERR_CONTEXT_FULL);
+    ck_assert_ptr_nonnull(strstr(r1_last_error(), "context"));
+    ck_assert_int_eq(r1_session_position(s), 0);
+    ck_assert_int_eq(r1_session_eval(s, PROMPT, 6), R1_OK);
+    ck_assert_int_eq(r1_session_eval(s, PROMPT, 3), R1_ERR_CONTEXT_FULL);
+    ck_assert_int_eq(r1_session_position(s), 6);
+    ck_assert_int_eq(r1_session_logits(s, 1, &row, &vocab), R1_ERR_OUT_OF_RANGE);
+    ck_assert_int_eq(r1_session_logits(s, -1, &row, &vocab), R1_OK);
+    ck_assert_uint_eq(vocab, 288);
+    ck_assert_int_eq(r1_session_truncate(s, 7), R1_ERR_OUT_OF_RANGE);
+    ck_assert_int_eq(r1_session_truncate(s, 2), R1_OK);
+    ck_assert_int_eq(r1_session_logits(s, -1, &row, &vocab), R1_ERR_BAD_STATE);
+    ck_assert_int_eq(r1_session_reset(s), R1_OK);
+    ck_assert_int_eq(r1_session_position(s), 0);
+    ck_assert_int_eq(r1_session_eval(NULL, PROMPT, 1), R1_ERR_INVALID_ARG);
+    ck_assert_int_eq(r1_session_eval(s, NULL, 1), R1_ERR_INVALID_ARG);
+    ck_assert_int_eq(r1_session_eval(s, PROMPT, 0), R1_ERR_INVALID_ARG);
+    ck_assert_int_eq(r1_session_create(NULL, m, NULL), R1_ERR_INVALID_ARG);
+    r1_model_opts *o = NULL;
+    ck_assert_int_eq(r1_model_opts_create(&o), R1_OK);
+    ck_assert_int_eq(r1_model_opts_set_threads(o, -1), R1_ERR_INVALID_ARG);
+    ck_assert_int_eq(r1_model_opts_set_backend(o, "tpu"), R1_ERR_NOT_FOUND);
+    ck_assert_ptr_nonnull(strstr(r1_last_error(), "tpu"));
+    ck_assert_int_eq(r1_model_opts_set_backend(o, "cpu"), R1_OK);
+    r1_model_opts_destroy(o);
+    ck_assert_int_eq(r1_session_position(NULL), -1);
+    r1_session_destroy(s);
+    r1_model_destroy(m);
+}
+END_TEST
+
+START_TEST(test_forward_truncate_reuses_prompt)
+{
+    r1_model *m = load("tiny-v3", "src", 0);
+    size_t vocab;
+    float *full = run(m, PROMPT, 12, 0, &vocab);
+    r1_session *s = NULL;
+    ck_assert_int_eq(r1_session_create(&s, m, NULL), R1_OK);
+    int32_t other[4] = {5, 6, 7, 8};
+    ck_assert_int_eq(r1_session_eval(s, PROMPT, 8), R1_OK);
+    ck_assert_int_eq(r1_session_eval(s, other, 4), R1_OK);
+    ck_assert_int_eq(r1_session_truncate(s, 8), R1_OK);
+    ck_assert_int_eq(r1_session_eval(s, PROMPT + 8, 4), R1_OK);
+    const float *row;
+    ck_assert_int_eq(r1_session_logits(s, -1, &row, &vocab), R1_OK);
+    ck_assert(rel_diff(row, full + 11 * vocab, vocab) <= SAME_BOUND);
+    r1_session_destroy(s);
+    free(full);
+    r1_model_destroy(m);
+}
+END_TEST
+
+START_TEST(test_forward_r1_yarn_matches_appendix_a)
+{
+    /* DeepSeek-R1's config.json values (spec §1.1) and Appendix A's numbers. */
+    r1_model_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.qk_nope_head_dim = 128;
+    cfg.qk_rope_head_dim = 64;
+    cfg.rope_theta = 10000;
+    cfg.rope_scaling = R1_ROPE_YARN;
+    cfg.rope_factor = 40;
+    cfg.rope_original_max_position_embeddings = 4096;
+    cfg.rope_beta_fast = 32;
+    cfg.rope_beta_slow = 1;
+    cfg.rope_mscale = 1.0;
+    cfg.rope_mscale_all_dim = 1.0;
+    r1_rope r;
+    ck_assert_int_eq(r1_rope__init(&r, &cfg), R1_OK);
+    ck_assert_int_eq(r.corr_low, 10);
+    ck_assert_int_eq(r.corr_high, 23);
+    ck_assert_double_eq_tol(r.softmax_scale, 0.1352337789, 1e-10);
+    for (int m = 0; m < 32; m++) {
+        double theta = pow(10000.0, -2.0 * m / 64.0);
+        double ratio = m <= 10 ? 1.0 : (m >= 23 ? 0.025 : 1.0 - 0.075 * (m - 10));
+        ck_assert_double_eq_tol(r.inv_freq[m] / theta, ratio, 1e-12);
+    }
+    /* spot values of the table in spec §3.3 */
+    ck_assert_double_eq_tol(r.inv_freq[11], 3.900692657e-02, 1e-11);
+    ck_assert_double_eq_tol(r.inv_freq[23], 3.333803580e-05, 1e-14);
+    ck_assert_double_eq(r.rope_scale, 1.0);
+    /* V2-Lite: mscale_all_dim 0.707 */
+    cfg.rope_mscale = cfg.rope_mscale_all_dim = 0.707;
+    ck_assert_int_eq(r1_rope__init(&r, &cfg), R1_OK);
+    ck_assert_double_eq_tol(r.softmax_scale, 0.1147213868, 1e-10);
+}
+END_TEST
+
+static r1_model_config router_cfg(void)
+{
+    r1_model_config c;
+    memset(&c, 0, sizeof c);
+    c.n_routed_experts = 8;
+    c.num_experts_per_tok = 2;
+    c.n_group = 4;
+    c.topk_group = 2;
+    c.topk_method = R1_TOPK_NOAUX_TC;
+    c.scoring_func = R1_SCORING_SIGMOID;
+    c.norm_topk_prob = 1;
+    c.routed_scaling_factor = 2.5;
+    return c;
+}
+
+START_TEST(test_forward_router_v3_hand_computed)
+{
+    r1_model_config c = router_cfg();
+    ck_assert_int_eq(r1_router__check(&c), R1_OK);
+    /* logits 0 everywhere: sigmoid 0.5 each. Bias picks groups 1 and 3 (experts 2,3 and 6,7):
+     * group sums with bias: g0 1.0, g1 1.0+0.3, g2 1.0, g3 1.0+0.2+0.1. Then top-2 by score+bias:
+     * expert 2 (0.8) and 6 (0.7). Weights: normalised unbiased 0.5/(0.5+0.5) * 2.5 = 1.25. */
+    float u[8] = {0};
+    float bias[8] = {0, 0, 0.3f, 0, 0, 0, 0.2f, 0.1f};
+    int32_t e[2];
+    float w[2];
+    r1_router__select(&c, u, bias, e, w);
+    ck_assert_int_eq(e[0], 2);
+    ck_assert_int_eq(e[1], 6);
+    ck_assert_float_eq_tol(w[0], 1.25f, 1e-6f);
+    ck_assert_float_eq_tol(w[1], 1.25f, 1e-6f);
+    /* An excluded group is never chosen even where a masked 0.0 would outrank a negative
+     * candidate (spec §2.8 discrepancy): with every bias -1 all selection scores are negative;
+     * groups 0 and 1 are kept, and a 0.0 fill would have picked experts of groups 2-3. */
+    float u2[8] = {3, 3, 2, 2, -5, -5, -5, -5};
+    float b2[8] = {-1, -1, -1, -1, -1, -1, -1, -1};
+    r1_router__select(&c, u2, b2, e, w);
+    ck_assert_int_eq(e[0], 0);
+    ck_assert_int_eq(e[1], 1);
+    /* ties break toward the lower index */
+    float u3[8] = {1, 1, 1, 1, 1, 1, 1, 1};
+    float b3[8] = {0};
+    r1_router__select(&c, u3, b3, e, w);
+    ck_assert_int_eq(e[0], 0);
+    ck_assert_int_eq(e[1], 1);
+    ck_assert_float_eq_tol(w[0] + w[1], 2.5f, 1e-6f);
+}
+END_TEST
+
+START_TEST(test_forward_router_v2_softmax_unnormalised)
+{
+    r1_model_config c = router_cfg();
+    c.topk_method = R1_TOPK_GREEDY;
+    c.scoring_func = R1_SCORING_SOFTMAX;
+    c.n_group = 1;
+    c.topk_group = 1;
+    c.norm_topk_prob = 0;
+    c.routed_scaling_factor = 1.0;
+    float u[8] = {0, 1, 2, 3, 0, 0, 0, 0};
+    double z = 5 + exp(1) + exp(2) + exp(3); /* five logits are 0 */
+    int32_t e[2];
+    float w[2];
+    r1_router__select(&c, u, NULL, e, w);
+    ck_assert_int_eq(e[0], 2);
+    ck_assert_int_eq(e[1], 3);
+    ck_assert_double_eq_tol(w[0], exp(2) / z, 1e-6);
+    ck_assert_double_eq_tol(w[1], exp(3) / z, 1e-6);
+}
+END_TEST
+
+static Suite *forward_suite(void)
+{
+    Suite *s = suite_create("forward");
+    TCase *ref = tcase_create("reference");
+    tcase_set_timeout(ref, 300);
+    tcase_add_test(ref, test_forward_v3_matches_reference);
+    tcase_add_test(ref, test_forward_v2lite_matches_reference);
+    suite_add_tcase(s, ref);
+    TCase *inv = tcase_create("invariance");
+    tcase_set_timeout(inv, 300);
+    tcase_add_test(inv, test_forward_decode_equals_prefill);
+    tcase_add_test(inv, test_forward_simd_levels_agree);
+    tcase_add_test(inv, test_forward_thread_count_does_not_change_logits);
+    tcase_add_test(inv, test_forward_expert_budget_does_not_change_logits);
+    tcase_add_test(inv, test_forward_truncate_reuses_prompt);
+    suite_add_tcase(s, inv);
+    TCase *api = tcase_create("session api");
+    tcase_add_test(api, test_forward_session_errors);
+    suite_add_tcase(s, api);
+    TCase *units = tcase_create("units");
+    tcase_add_test(units, test_forward_r1_yarn_matches_appendix_a);
+    tcase_add_test(units, test_forward_router_v3_hand_computed);
+    tcase_add_test(units, test_forward_router_v2_softmax_unnormalised);
+    suite_add_tcase(s, units);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(forward_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
