@@ -518,6 +518,477 @@ R1_API r1_status r1_session_truncate(r1_session *session, int32_t n_keep);
 R1_API r1_status r1_session_reset(r1_session *session);
 /** @} */
 
+/** @name Tokenizer
+ *  The model's own byte-level BPE tokenizer (Hugging Face tokenizers semantics).
+ *  @{ */
+/** r1_tokenize() flag: prepend the model's BOS token. */
+#define R1_TOKENIZE_ADD_BOS 0x1u
+/** r1_tokenize() flag: recognise added and special tokens written in the text. */
+#define R1_TOKENIZE_PARSE_SPECIAL 0x2u
+/** r1_tokenize() flag: replace invalid UTF-8 by U+FFFD instead of failing. */
+#define R1_TOKENIZE_REPLACE_INVALID 0x4u
+/** r1_detokenize() flag: leave special tokens out of the decoded text. */
+#define R1_DETOKENIZE_SKIP_SPECIAL 0x1u
+
+/**
+ * @brief Encodes UTF-8 text into token ids.
+ * @param model The model.
+ * @param text The text (need not be NUL-terminated); may be NULL when text_len is 0.
+ * @param text_len Bytes of text.
+ * @param flags R1_TOKENIZE_* bits.
+ * @param ids Receives up to cap ids; may be NULL when cap is 0.
+ * @param cap Capacity of ids.
+ * @param n_out Receives the number of ids produced, or needed when the call fails with
+ *        R1_ERR_BUFFER_TOO_SMALL.
+ * @return R1_OK; R1_ERR_BUFFER_TOO_SMALL; R1_ERR_INVALID_UTF8 (the byte offset is in the
+ *         message) unless R1_TOKENIZE_REPLACE_INVALID; R1_ERR_INVALID_ARG.
+ * @note Thread-safe: a model's tokenizer may be used by many threads at once.
+ * @since 1.1
+ */
+R1_API r1_status r1_tokenize(const r1_model *model, const char *text, size_t text_len,
+                             uint32_t flags, int32_t *ids, size_t cap, size_t *n_out);
+
+/**
+ * @brief Decodes token ids into UTF-8 text, NUL-terminated.
+ * @param model The model.
+ * @param ids Token ids; may be NULL when n is 0.
+ * @param n Number of ids.
+ * @param flags R1_DETOKENIZE_* bits.
+ * @param buf Receives the text and a NUL; may be NULL when cap is 0.
+ * @param cap Capacity of buf in bytes, the NUL included.
+ * @param len_out Receives the text's length without the NUL (needed length on
+ *        R1_ERR_BUFFER_TOO_SMALL).
+ * @return R1_OK; R1_ERR_BUFFER_TOO_SMALL; R1_ERR_OUT_OF_RANGE (an id the tokenizer does not
+ *         have); R1_ERR_INVALID_ARG. Ids that split a character give bytes that are not valid
+ *         UTF-8 on their own; the step API's pieces never do.
+ * @note Thread-safe.
+ * @since 1.1
+ */
+R1_API r1_status r1_detokenize(const r1_model *model, const int32_t *ids, size_t n, uint32_t flags,
+                               char *buf, size_t cap, size_t *len_out);
+
+/**
+ * @brief The number of ids the tokenizer defines (may differ from the embedding rows).
+ * @param model The model.
+ * @return The count, or -1 for a NULL model.
+ * @since 1.1
+ */
+R1_API int32_t r1_token_count(const r1_model *model);
+
+/**
+ * @brief The beginning-of-sentence token id.
+ * @param model The model.
+ * @return The id, or -1 when the model has none (or model is NULL).
+ * @since 1.1
+ */
+R1_API int32_t r1_token_bos(const r1_model *model);
+
+/**
+ * @brief The end-of-sentence token id, which ends generation.
+ * @param model The model.
+ * @return The id, or -1 when the model has none (or model is NULL).
+ * @since 1.1
+ */
+R1_API int32_t r1_token_eos(const r1_model *model);
+
+/**
+ * @brief Looks up the id of a token by its exact text (e.g. `</think>`).
+ * @param model The model.
+ * @param piece NUL-terminated token text.
+ * @param id_out Receives the id.
+ * @return R1_OK, R1_ERR_NOT_FOUND or R1_ERR_INVALID_ARG.
+ * @since 1.1
+ */
+R1_API r1_status r1_token_find(const r1_model *model, const char *piece, int32_t *id_out);
+/** @} */
+
+/** @name Generation
+ *  Pull-based generation with reasoning control: feed a prompt, begin, then call
+ *  r1_session_step() once per token (a game loop can budget its frame), or let
+ *  r1_session_generate() loop with a callback.
+ *  @{ */
+
+/** Kinds of generated text. */
+enum r1_piece_kind {
+    R1_PIECE_NONE = -1,     /**< No text this step (prompt progress). */
+    R1_PIECE_REASONING = 0, /**< Inside the model's `<think>` ... `</think>` section. */
+    R1_PIECE_ANSWER = 1     /**< The answer after `</think>`. */
+};
+
+/** Options for a generation: limits, thinking budget and stop strings. */
+typedef struct r1_gen_opts r1_gen_opts;
+
+/**
+ * @brief Creates generation options with the defaults: no token limit (until end of sentence
+ *        or the context is full), no thinking budget, bridge "\n\n", no stop strings.
+ * @param out Receives the options; release with r1_gen_opts_destroy().
+ * @return R1_OK, R1_ERR_INVALID_ARG or R1_ERR_NO_MEMORY.
+ * @since 1.1
+ */
+R1_API r1_status r1_gen_opts_create(r1_gen_opts **out);
+
+/**
+ * @brief Releases generation options.
+ * @param opts The options, or NULL.
+ * @since 1.1
+ */
+R1_API void r1_gen_opts_destroy(r1_gen_opts *opts);
+
+/**
+ * @brief Limits the generated tokens (reasoning and answer together).
+ * @param opts The options.
+ * @param n The limit; negative for none.
+ * @return R1_OK or R1_ERR_INVALID_ARG.
+ * @since 1.1
+ */
+R1_API r1_status r1_gen_opts_set_max_tokens(r1_gen_opts *opts, int32_t n);
+
+/**
+ * @brief Limits the reasoning: after n reasoning tokens the session emits `</think>` and the
+ *        bridge text itself, and the model continues with the answer.
+ * @param opts The options.
+ * @param n_tokens The budget; negative for none. Ignored for models without `</think>`.
+ * @return R1_OK or R1_ERR_INVALID_ARG.
+ * @since 1.1
+ */
+R1_API r1_status r1_gen_opts_set_think_budget(r1_gen_opts *opts, int32_t n_tokens);
+
+/**
+ * @brief Sets the text injected after a budget-forced `</think>` (default "\n\n").
+ * @param opts The options.
+ * @param text NUL-terminated UTF-8; copied.
+ * @return R1_OK, R1_ERR_INVALID_UTF8, R1_ERR_INVALID_ARG or R1_ERR_NO_MEMORY.
+ * @since 1.1
+ */
+R1_API r1_status r1_gen_opts_set_think_bridge(r1_gen_opts *opts, const char *text);
+
+/**
+ * @brief Adds a stop string: generation ends when the visible text contains it; the stop
+ *        string itself is not emitted.
+ * @param opts The options.
+ * @param text NUL-terminated UTF-8, 1 to 256 bytes; copied. At most 16 stop strings.
+ * @return R1_OK, R1_ERR_OUT_OF_RANGE (too many), R1_ERR_INVALID_UTF8, R1_ERR_INVALID_ARG.
+ * @since 1.1
+ */
+R1_API r1_status r1_gen_opts_add_stop(r1_gen_opts *opts, const char *text);
+
+/**
+ * @brief Removes every stop string.
+ * @param opts The options.
+ * @return R1_OK or R1_ERR_INVALID_ARG.
+ * @since 1.1
+ */
+R1_API r1_status r1_gen_opts_clear_stops(r1_gen_opts *opts);
+
+/**
+ * @brief Queues prompt tokens; they are evaluated by the following steps.
+ * @param session The session (no generation in progress).
+ * @param ids Token ids below the model's embedding rows.
+ * @param n Number of ids.
+ * @return R1_OK; R1_ERR_OUT_OF_RANGE; R1_ERR_CONTEXT_FULL; R1_ERR_BAD_STATE (a generation is
+ *         in progress); R1_ERR_INVALID_ARG.
+ * @since 1.1
+ */
+R1_API r1_status r1_session_feed(r1_session *session, const int32_t *ids, size_t n);
+
+/**
+ * @brief Tokenizes text with the model's tokenizer and queues it (see r1_session_feed()).
+ * @param session The session.
+ * @param text UTF-8 text, e.g. a prompt made by r1_chat_render().
+ * @param len Bytes of text.
+ * @param flags R1_TOKENIZE_* bits (R1_TOKENIZE_PARSE_SPECIAL for rendered chat prompts).
+ * @return As r1_session_feed() and r1_tokenize().
+ * @since 1.1
+ */
+R1_API r1_status r1_session_feed_text(r1_session *session, const char *text, size_t len,
+                                      uint32_t flags);
+
+/**
+ * @brief Starts a generation from the queued prompt (or from the end of the last evaluation).
+ *
+ * When the prompt leaves a `<think>` open (R1's generation prompt does) the generation starts
+ * in reasoning and switches to the answer at `</think>`.
+ *
+ * @param session The session.
+ * @param sampler Chooses the tokens; borrowed until the generation ends, not to be used
+ *        elsewhere meanwhile.
+ * @param opts Options (copied), or NULL for the defaults.
+ * @return R1_OK; R1_ERR_BAD_STATE (nothing fed, or a generation already in progress);
+ *         R1_ERR_INVALID_ARG; R1_ERR_NO_MEMORY.
+ * @since 1.1
+ */
+R1_API r1_status r1_session_begin(r1_session *session, r1_sampler *sampler,
+                                  const r1_gen_opts *opts);
+
+/**
+ * @brief Runs at most one forward pass and produces at most one token.
+ *
+ * A long prompt is evaluated 64 tokens per step (those steps return R1_OK with id -1 and kind
+ * R1_PIECE_NONE). The text of the step is read with r1_session_piece(): complete UTF-8, never
+ * a partial character, possibly empty (a character split across tokens, or text held back
+ * while it could still begin a stop string).
+ *
+ * @param session The session.
+ * @param id_out Receives the token id, or -1; may be NULL.
+ * @param kind_out Receives an r1_piece_kind; may be NULL.
+ * @return R1_OK (a token or prompt progress); R1_DONE (end of sentence, a stop string, the token
+ *         limit; the final text, if any, is in r1_session_piece()); R1_CANCELLED (after
+ *         r1_session_cancel()); R1_ERR_CONTEXT_FULL; R1_ERR_BAD_STATE (no generation begun);
+ *         errors of r1_session_eval(). After any status but R1_OK the generation has ended and
+ *         the session remains usable; the tokens produced stay in its history.
+ * @since 1.1
+ */
+R1_API r1_status r1_session_step(r1_session *session, int32_t *id_out, int32_t *kind_out);
+
+/**
+ * @brief Borrows the text produced by the last r1_session_step().
+ * @param session The session.
+ * @param text_out Receives NUL-terminated UTF-8, valid until the next step, reset or destroy.
+ * @param len_out Receives its length in bytes; may be NULL.
+ * @return R1_OK or R1_ERR_INVALID_ARG.
+ * @since 1.1
+ */
+R1_API r1_status r1_session_piece(const r1_session *session, const char **text_out,
+                                  size_t *len_out);
+
+/**
+ * @brief Asks the session's generation to stop: the next r1_session_step() returns
+ *        R1_CANCELLED (a step in progress completes first).
+ * @param session The session.
+ * @return R1_OK or R1_ERR_INVALID_ARG.
+ * @note May be called from any thread, also while another thread is in r1_session_step().
+ * @since 1.1
+ */
+R1_API r1_status r1_session_cancel(r1_session *session);
+
+/**
+ * @brief Token counts of the current or last generation.
+ * @param session The session.
+ * @param prompt Receives the prompt tokens it evaluated; may be NULL.
+ * @param reasoning Receives the reasoning tokens (the closing `</think>` included); may be NULL.
+ * @param answer Receives the answer tokens; may be NULL.
+ * @return R1_OK or R1_ERR_INVALID_ARG.
+ * @since 1.1
+ */
+R1_API r1_status r1_session_counts(const r1_session *session, int32_t *prompt, int32_t *reasoning,
+                                   int32_t *answer);
+
+/**
+ * @brief Receives generated text: called on the generating thread with a non-empty piece.
+ * @param piece UTF-8 text, not NUL-terminated, valid during the call.
+ * @param len Bytes of piece.
+ * @param kind R1_PIECE_REASONING or R1_PIECE_ANSWER.
+ * @param user_data The pointer given to r1_session_generate().
+ * @return 0 to continue; non-zero cancels the generation.
+ */
+typedef int32_t (*r1_piece_fn)(const char *piece, size_t len, int32_t kind, void *user_data);
+
+/**
+ * @brief Generates until done, calling on_piece for each piece of text: r1_session_begin()
+ *        plus r1_session_step() in a loop.
+ * @param session The session with a prompt fed.
+ * @param sampler Chooses the tokens.
+ * @param opts Options, or NULL.
+ * @param on_piece Callback, or NULL; it must not call functions of this session.
+ * @param user_data Passed to on_piece.
+ * @return R1_DONE, R1_CANCELLED (by the callback or r1_session_cancel()), or an error.
+ * @since 1.1
+ */
+R1_API r1_status r1_session_generate(r1_session *session, r1_sampler *sampler,
+                                     const r1_gen_opts *opts, r1_piece_fn on_piece,
+                                     void *user_data);
+/** @} */
+
+/** @name Chat format
+ *  @{ */
+
+/** Message roles for r1_chat_render(). */
+enum r1_role {
+    R1_ROLE_SYSTEM = 0,   /**< Instructions placed after BOS (R1 recommends none). */
+    R1_ROLE_USER = 1,     /**< A user turn. */
+    R1_ROLE_ASSISTANT = 2 /**< An earlier answer; text up to its last `</think>` is dropped. */
+};
+
+/**
+ * @brief Renders a conversation in the model's chat format (DeepSeek-R1: BOS, system prompts,
+ *        `<｜User｜>` and `<｜Assistant｜>` turns, earlier reasoning dropped, and a generation
+ *        prompt that opens `<think>\n`), ready for r1_session_feed_text() with
+ *        R1_TOKENIZE_PARSE_SPECIAL.
+ * @param model The model (its tokenizer decides between the R1 and V3 formats).
+ * @param roles n_messages R1_ROLE_* values.
+ * @param contents n_messages NUL-terminated UTF-8 strings.
+ * @param n_messages Number of messages.
+ * @param add_generation_prompt Non-zero to end with the assistant's opening.
+ * @param buf Receives the text and a NUL; may be NULL when cap is 0.
+ * @param cap Capacity of buf in bytes, the NUL included.
+ * @param len_out Receives the length without the NUL (the needed length on
+ *        R1_ERR_BUFFER_TOO_SMALL).
+ * @return R1_OK; R1_ERR_BUFFER_TOO_SMALL; R1_ERR_INVALID_UTF8 (message index and offset in the
+ *         message); R1_ERR_INVALID_ARG (NULL, unknown role).
+ * @note Thread-safe.
+ * @since 1.1
+ */
+R1_API r1_status r1_chat_render(const r1_model *model, const int32_t *roles,
+                                const char *const *contents, size_t n_messages,
+                                int32_t add_generation_prompt, char *buf, size_t cap,
+                                size_t *len_out);
+/** @} */
+
+/** @name Samplers
+ *  Token selection from logits. Each sample call runs, in this order: logit bias; repetition,
+ *  frequency and presence penalties over the last accepted ids; greedy choice when the
+ *  temperature is 0; temperature; top-k; softmax (float64, largest logit subtracted); top-p
+ *  (the shortest prefix, by probability descending then id ascending, whose mass reaches p);
+ *  min-p; renormalisation and one draw. Draws come from a counter-based generator (SplitMix64
+ *  of the seed and the draw index, 53-bit uniform doubles), so the same seed and logits give
+ *  the same tokens on every run, platform and thread count. A sampler holds settings, the
+ *  history of accepted ids and the draw counter; it must be used by one thread at a time.
+ *  @{ */
+
+/**
+ * @brief Creates a sampler with DeepSeek-R1's recommended settings: temperature 0.6, top-p 0.95,
+ *        top-k 0 (off), min-p 0 (off), no penalties, no logit bias.
+ * @param out Receives the sampler; set to NULL on failure.
+ * @param seed Seed of the random draws; any value.
+ * @return R1_OK, R1_ERR_INVALID_ARG (out is NULL) or R1_ERR_NO_MEMORY.
+ * @note Ownership: the caller owns *out and releases it with r1_sampler_destroy().
+ *       Thread rule: a sampler may be used by one thread at a time.
+ * @since 1.1
+ */
+R1_API r1_status r1_sampler_create(r1_sampler **out, uint64_t seed);
+
+/**
+ * @brief Destroys a sampler.
+ * @param smp A sampler from r1_sampler_create(), or NULL (ignored). It must not be in use by a
+ *        generation (see r1_session_begin()).
+ * @since 1.1
+ */
+R1_API void r1_sampler_destroy(r1_sampler *smp);
+
+/**
+ * @brief Sets the temperature that divides the logits before the softmax.
+ * @param smp The sampler.
+ * @param t A finite value >= 0; 0 means greedy: the largest logit after bias and penalties wins
+ *        (the lowest id on ties) and top-k, top-p and min-p do not apply.
+ * @return R1_OK, or R1_ERR_INVALID_ARG (NULL sampler, negative, infinite or NaN t).
+ * @note Thread rule: one thread at a time per sampler.
+ * @since 1.1
+ */
+R1_API r1_status r1_sampler_set_temperature(r1_sampler *smp, float t);
+
+/**
+ * @brief Keeps only the k most likely tokens (ties broken towards the lower id).
+ * @param smp The sampler.
+ * @param k The number of tokens kept; 0 (the default) turns top-k off.
+ * @return R1_OK, or R1_ERR_INVALID_ARG (NULL sampler, negative k).
+ * @note Thread rule: one thread at a time per sampler.
+ * @since 1.1
+ */
+R1_API r1_status r1_sampler_set_top_k(r1_sampler *smp, int32_t k);
+
+/**
+ * @brief Keeps the smallest set of most likely tokens whose probability mass reaches p
+ *        (nucleus sampling).
+ * @param smp The sampler.
+ * @param p In (0, 1]; 1 turns top-p off. The default is 0.95.
+ * @return R1_OK, or R1_ERR_INVALID_ARG (NULL sampler, p outside (0, 1] or NaN).
+ * @note Thread rule: one thread at a time per sampler.
+ * @since 1.1
+ */
+R1_API r1_status r1_sampler_set_top_p(r1_sampler *smp, float p);
+
+/**
+ * @brief Drops tokens whose probability is below p times the most likely token's.
+ * @param smp The sampler.
+ * @param p In [0, 1]; 0 (the default) turns min-p off.
+ * @return R1_OK, or R1_ERR_INVALID_ARG (NULL sampler, p outside [0, 1] or NaN).
+ * @note Thread rule: one thread at a time per sampler.
+ * @since 1.1
+ */
+R1_API r1_status r1_sampler_set_min_p(r1_sampler *smp, float p);
+
+/**
+ * @brief Penalises tokens among the last @p last_n accepted ones (see r1_sampler_accept()).
+ *
+ * For each distinct id in that window, counted c times: a positive logit is divided by
+ * @p repeat and a negative one multiplied by it; then frequency * c and presence are
+ * subtracted. Changing last_n keeps the most recent ids that still fit.
+ *
+ * @param smp The sampler.
+ * @param last_n Window length, 0..1048576; 0 (the default) turns penalties off.
+ * @param repeat Repetition factor, finite and > 0; 1 means none.
+ * @param frequency Frequency penalty per occurrence, finite; 0 means none.
+ * @param presence Presence penalty, finite; 0 means none.
+ * @return R1_OK, R1_ERR_INVALID_ARG (NULL sampler, value out of range or NaN) or
+ *         R1_ERR_NO_MEMORY.
+ * @note Thread rule: one thread at a time per sampler.
+ * @since 1.1
+ */
+R1_API r1_status r1_sampler_set_penalties(r1_sampler *smp, int32_t last_n, float repeat,
+                                          float frequency, float presence);
+
+/**
+ * @brief Adds @p bias to the logit of token @p id before every other stage.
+ *
+ * Several ids may carry a bias; setting one again replaces its bias, and a bias of 0 removes
+ * it. An id at or beyond the logits given to a sample call is ignored by that call.
+ *
+ * @param smp The sampler.
+ * @param id A token id >= 0.
+ * @param bias A finite value, or -INFINITY to ban the token.
+ * @return R1_OK, R1_ERR_OUT_OF_RANGE (negative id), R1_ERR_INVALID_ARG (NULL sampler, NaN or
+ *         +infinite bias) or R1_ERR_NO_MEMORY.
+ * @note Thread rule: one thread at a time per sampler.
+ * @since 1.1
+ */
+R1_API r1_status r1_sampler_set_logit_bias(r1_sampler *smp, int32_t id, float bias);
+
+/**
+ * @brief Removes every logit bias.
+ * @param smp The sampler.
+ * @return R1_OK or R1_ERR_INVALID_ARG (NULL sampler).
+ * @note Thread rule: one thread at a time per sampler.
+ * @since 1.1
+ */
+R1_API r1_status r1_sampler_clear_logit_bias(r1_sampler *smp);
+
+/**
+ * @brief Forgets the accepted ids and rewinds the random draws to the seed, so the sampler
+ *        repeats its sequence; settings and logit biases are kept.
+ * @param smp The sampler.
+ * @return R1_OK or R1_ERR_INVALID_ARG (NULL sampler).
+ * @note Thread rule: one thread at a time per sampler.
+ * @since 1.1
+ */
+R1_API r1_status r1_sampler_reset(r1_sampler *smp);
+
+/**
+ * @brief Chooses a token from one row of logits.
+ * @param smp The sampler; each successful call consumes one random draw (greedy ones too).
+ * @param logits n_vocab logits; read only, never modified. NaN or +infinity fails; -infinity
+ *        bans a token.
+ * @param n_vocab Number of logits, 1..INT32_MAX.
+ * @param id_out Receives the chosen id, 0 <= id < n_vocab.
+ * @return R1_OK; R1_ERR_INVALID_ARG (NULL argument, n_vocab out of range, a NaN or +infinite
+ *         logit, or every token banned); R1_ERR_NO_MEMORY.
+ * @note The chosen id is not added to the penalty history: call r1_sampler_accept() (the
+ *       session's generation functions do). Thread rule: one thread at a time per sampler.
+ * @since 1.1
+ */
+R1_API r1_status r1_sampler_sample(r1_sampler *smp, const float *logits, size_t n_vocab,
+                                   int32_t *id_out);
+
+/**
+ * @brief Records a token as part of the text, for the penalties' window.
+ * @param smp The sampler.
+ * @param id The token id (sampled, forced or from the prompt), >= 0.
+ * @return R1_OK, R1_ERR_OUT_OF_RANGE (negative id) or R1_ERR_INVALID_ARG (NULL sampler).
+ * @note Thread rule: one thread at a time per sampler.
+ * @since 1.1
+ */
+R1_API r1_status r1_sampler_accept(r1_sampler *smp, int32_t id);
+/** @} */
+
 #ifdef __cplusplus
 }
 #endif

@@ -3,30 +3,10 @@
 #include <string.h>
 
 #include "error.h"
-#include "forward.h"
+#include "generate.h"
 #include "model.h"
 #include "r1.h"
-
-/* Prompts longer than this are evaluated in chunks; it bounds the scratch memory. */
-enum { R1_SESSION_CHUNK = 256, R1_SESSION_DEFAULT_CTX = 4096 };
-
-struct r1_session_opts {
-    int32_t n_ctx;
-    int32_t logits_all;
-};
-
-struct r1_session {
-    r1_model *model; /* holds a reference */
-    r1_forward forward;
-    r1_forward_scratch *scratch;
-    r1_kv_cache kv;
-    int64_t n_ctx;
-    int64_t position;
-    int32_t logits_all;
-    float *logits;       /* (max rows, vocab) */
-    int64_t logits_rows; /* rows valid after the last eval; 0 = none */
-    int64_t logits_cap;  /* rows allocated */
-};
+#include "session.h"
 
 R1_API r1_status r1_session_opts_create(r1_session_opts **out)
 {
@@ -70,6 +50,8 @@ R1_API void r1_session_destroy(r1_session *s)
 {
     if (s == NULL)
         return;
+    r1_generate__free(s);
+    free(s->tokens);
     free(s->logits);
     r1_kv_cache__destroy(&s->kv);
     r1_forward_scratch__destroy(s->scratch);
@@ -104,6 +86,8 @@ R1_API r1_status r1_session_create(r1_session **out, r1_model *model, const r1_s
         st = r1_forward_scratch__create(&s->scratch, cfg, chunk, n_ctx);
     if (st == R1_OK)
         st = r1_kv_cache__create(&s->kv, cfg, n_ctx);
+    if (st == R1_OK && (s->tokens = malloc((size_t)n_ctx * sizeof *s->tokens)) == NULL)
+        st = r1_error__set(R1_ERR_NO_MEMORY, "cannot allocate the token history");
     if (st != R1_OK) {
         r1_session_destroy(s);
         return st;
@@ -127,24 +111,24 @@ static r1_status r1_session_reserve_logits(r1_session *s, int64_t rows)
     return R1_OK;
 }
 
-R1_API r1_status r1_session_eval(r1_session *s, const int32_t *ids, size_t n)
+r1_status r1_session__check_ids(const r1_session *s, const int32_t *ids, size_t n)
 {
-    r1_error__clear();
-    if (s == NULL || (ids == NULL && n > 0))
-        return r1_error__set(R1_ERR_INVALID_ARG, "r1_session_eval: %s is NULL",
-                             s == NULL ? "session" : "ids");
-    if (n == 0)
-        return r1_error__set(R1_ERR_INVALID_ARG, "r1_session_eval: no tokens");
-    if ((int64_t)n > s->n_ctx - s->position)
-        return r1_error__set(R1_ERR_CONTEXT_FULL,
-                             "%zu tokens at position %lld exceed the context of %lld", n,
-                             (long long)s->position, (long long)s->n_ctx);
     const int64_t vocab = s->forward.cfg->vocab_size;
     for (size_t i = 0; i < n; i++)
         if (ids[i] < 0 || ids[i] >= vocab)
             return r1_error__set(R1_ERR_OUT_OF_RANGE,
                                  "token id %d at index %zu is outside the model's %lld embeddings",
                                  (int)ids[i], i, (long long)vocab);
+    return R1_OK;
+}
+
+r1_status r1_session__eval(r1_session *s, const int32_t *ids, size_t n)
+{
+    if ((int64_t)n > s->n_ctx - s->position)
+        return r1_error__set(R1_ERR_CONTEXT_FULL,
+                             "%zu tokens at position %lld exceed the context of %lld", n,
+                             (long long)s->position, (long long)s->n_ctx);
+    const int64_t vocab = s->forward.cfg->vocab_size;
     r1_status st = r1_session_reserve_logits(s, s->logits_all ? (int64_t)n : 1);
     if (st != R1_OK)
         return st;
@@ -162,9 +146,26 @@ R1_API r1_status r1_session_eval(r1_session *s, const int32_t *ids, size_t n)
             return st;
         }
     }
+    memcpy(s->tokens + start, ids, n * sizeof *ids);
     s->position = start + (int64_t)n;
     s->logits_rows = s->logits_all ? (int64_t)n : 1;
+    r1_generate__track_think(s, ids, n);
     return R1_OK;
+}
+
+R1_API r1_status r1_session_eval(r1_session *s, const int32_t *ids, size_t n)
+{
+    r1_error__clear();
+    if (s == NULL || (ids == NULL && n > 0))
+        return r1_error__set(R1_ERR_INVALID_ARG, "r1_session_eval: %s is NULL",
+                             s == NULL ? "session" : "ids");
+    if (n == 0)
+        return r1_error__set(R1_ERR_INVALID_ARG, "r1_session_eval: no tokens");
+    if (s->gen.active)
+        return r1_error__set(R1_ERR_BAD_STATE, "r1_session_eval: a generation is in progress; "
+                                               "finish it, cancel it or reset the session");
+    r1_status st = r1_session__check_ids(s, ids, n);
+    return st != R1_OK ? st : r1_session__eval(s, ids, n);
 }
 
 R1_API r1_status r1_session_logits(const r1_session *s, int32_t row, const float **logits_out,
@@ -208,7 +209,10 @@ R1_API r1_status r1_session_truncate(r1_session *s, int32_t n_keep)
         return r1_error__set(R1_ERR_OUT_OF_RANGE, "cannot truncate to %d: the cache holds %lld",
                              (int)n_keep, (long long)s->position);
     /* Positions >= n_keep are overwritten by the next evaluation; nothing to clear. */
+    r1_generate__end(s);
     s->position = n_keep;
+    s->think_open = 0;
+    r1_generate__track_think(s, s->tokens, (size_t)n_keep);
     s->logits_rows = 0;
     return R1_OK;
 }
@@ -218,6 +222,8 @@ R1_API r1_status r1_session_reset(r1_session *s)
     r1_error__clear();
     if (s == NULL)
         return r1_error__set(R1_ERR_INVALID_ARG, "r1_session_reset: session is NULL");
+    r1_generate__end(s);
+    s->think_open = 0;
     s->position = 0;
     s->logits_rows = 0;
     return R1_OK;

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 const char *r1_cli_value(int argc, char **argv, int *i)
 {
@@ -56,4 +57,33 @@ int64_t r1_cli_parse_ids(const char *text, int32_t **ids_out)
     free(ids);
     fprintf(stderr, "r1: out of memory reading the token list\n");
     return -1;
+}
+
+const char *r1_cli_default_model(void)
+{
+    const char *env = getenv("R1_MODEL");
+    if (env != NULL && *env)
+        return env;
+    if (access(R1_INSTALLED_MODEL, R_OK) == 0)
+        return R1_INSTALLED_MODEL;
+    return R1_SOURCE_MODEL;
+}
+
+r1_model *r1_cli_load_model(const char *path, int32_t n_threads, const char *backend)
+{
+    if (path == NULL)
+        path = r1_cli_default_model();
+    r1_model_opts *o = NULL;
+    r1_model *m = NULL;
+    r1_status st = r1_model_opts_create(&o);
+    if (st == R1_OK)
+        st = r1_model_opts_set_threads(o, n_threads);
+    if (st == R1_OK && backend != NULL)
+        st = r1_model_opts_set_backend(o, backend);
+    if (st == R1_OK)
+        st = r1_model_load(&m, path, NULL, o);
+    if (st != R1_OK)
+        fprintf(stderr, "r1: cannot load model '%s': %s\n", path, r1_last_error());
+    r1_model_opts_destroy(o);
+    return m;
 }

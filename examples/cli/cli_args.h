@@ -12,4 +12,13 @@ int64_t r1_cli_parse_ids(const char *text, int32_t **ids_out);
 /* Parses a non-negative integer option value; -1 with a message when malformed. */
 int64_t r1_cli_parse_count(const char *opt, const char *text);
 
+#include "r1.h"
+
+/* The model the subcommands use when no -m is given: $R1_MODEL, else the installed tiny-r1,
+ * else the one in the source tree this program was built from. */
+const char *r1_cli_default_model(void);
+/* Loads path (or the default model) with n_threads (0: one per core) and backend (NULL: cpu);
+ * prints the reason and returns NULL on failure. */
+r1_model *r1_cli_load_model(const char *path, int32_t n_threads, const char *backend);
+
 #endif

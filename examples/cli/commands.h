@@ -7,4 +7,11 @@
 int r1_cmd_eval(int argc, char **argv);
 void r1_cmd_eval_usage(FILE *to);
 
+int r1_cmd_run(int argc, char **argv);
+void r1_cmd_run_usage(FILE *to);
+int r1_cmd_chat(int argc, char **argv);
+void r1_cmd_chat_usage(FILE *to);
+int r1_cmd_tokenize(int argc, char **argv);
+void r1_cmd_tokenize_usage(FILE *to);
+
 #endif

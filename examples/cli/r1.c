@@ -117,6 +117,10 @@ static int cmd_convert(int argc, char **argv)
 }
 
 static const r1_command r1_commands[] = {
+    {"run", "answer one prompt, streaming the reasoning and the answer", r1_cmd_run,
+     r1_cmd_run_usage},
+    {"chat", "an interactive conversation", r1_cmd_chat, r1_cmd_chat_usage},
+    {"tokenize", "print the token ids of a text as JSON", r1_cmd_tokenize, r1_cmd_tokenize_usage},
     {"version", "print the library version", cmd_version, usage_version},
     {"backends", "list compute backends and whether each can run here", cmd_backends,
      usage_backends},
