@@ -27,7 +27,7 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:protect_shadow_gap=0 UBSAN_OPTIONS=
     --no-suite abi --no-suite install --no-suite lint 2>&1 | tee -a "$log"
 
 echo "== fuzzing the model-file reader (libFuzzer, bounded) =="
-R1_BUILD_DIR=build FUZZ_WORK=build-fuzz sh test/fuzz/run.sh "${R1_FUZZ_SECONDS:-60}"
+R1_BUILD_DIR="$top/build" FUZZ_WORK="$top/build-fuzz" sh test/fuzz/run.sh "${R1_FUZZ_SECONDS:-60}"
 
 # Check prints "NN%: Checks: N, Failures: F, Errors: E" per suite; add them up.
 awk '/^[0-9]+%: Checks: [0-9]+, Failures: [0-9]+, Errors: [0-9]+/ {
