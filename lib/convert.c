@@ -27,15 +27,19 @@
 static const char *const class_names[R1_QCLASS_COUNT] = {"experts", "shared", "attn", "dense",
                                                          "head"};
 
+/* A target type: any weight type the converter can produce from float32 rows (every type but
+ * fp8, whose block scales only the checkpoint can supply), or "keep" (-1); -2 when unknown. */
 static int32_t rule_value(const char *s, size_t n)
 {
-    if (n == 4 && memcmp(s, "q8_0", 4) == 0)
-        return R1_DTYPE_Q8_0;
-    if (n == 4 && memcmp(s, "q4_0", 4) == 0)
-        return R1_DTYPE_Q4_0;
     if (n == 4 && memcmp(s, "keep", 4) == 0)
         return -1;
-    return -2;
+    char name[16];
+    if (n == 0 || n >= sizeof name)
+        return -2;
+    memcpy(name, s, n);
+    name[n] = '\0';
+    int32_t dt = r1_dtype__from_name(name);
+    return dt < 0 || dt == R1_DTYPE_FP8_E4M3 ? -2 : dt;
 }
 
 r1_status r1_convert__parse_rules(const char *spec, r1_quant_rules *out)
@@ -49,7 +53,7 @@ r1_status r1_convert__parse_rules(const char *spec, r1_quant_rules *out)
         if (v == -2)
             return r1_error__set(R1_ERR_INVALID_ARG,
                                  "unknown quantisation type '%.64s' "
-                                 "(expected q8_0, q4_0 or keep)",
+                                 "(expected q8_0, q4_0, bf16, f16, f32 or keep)",
                                  spec);
         for (int c = 0; c < R1_QCLASS_COUNT; c++)
             out->rule[c] = v;
@@ -71,7 +75,7 @@ r1_status r1_convert__parse_rules(const char *spec, r1_quant_rules *out)
             return r1_error__set(R1_ERR_INVALID_ARG,
                                  "bad quantisation rule '%.*s' (expected "
                                  "CLASS=TYPE with CLASS in experts, shared, attn, dense, head and "
-                                 "TYPE in q8_0, q4_0, keep)",
+                                 "TYPE in q8_0, q4_0, bf16, f16, f32, keep)",
                                  (int)n, p);
         out->rule[cls] = v;
         p += n;
@@ -467,8 +471,8 @@ static r1_status quantise_rows(const r1_st_tensor *w, const float *scale, int32_
     size_t in_row = (size_t)(w->nbytes / (uint64_t)rows);
     if (out_row == 0) {
         snprintf(err, err_cap,
-                 "tensor '%.200s' has %" PRId64 " columns, not a multiple of 32; "
-                 "it cannot be stored as %s",
+                 "tensor '%.200s' has %" PRId64 " columns, not a multiple of the block "
+                 "size; it cannot be stored as %s",
                  w->name, cols, r1_dtype__traits(out_dt)->name);
         return R1_ERR_UNSUPPORTED;
     }
@@ -485,10 +489,18 @@ static r1_status quantise_rows(const r1_st_tensor *w, const float *scale, int32_
         memcpy(src, w->data + (uint64_t)r * in_row, in_row);
         const float *srow = scale ? scale + (r / 128) * scale_cols : NULL;
         r1_dtype__dequantize_row(w->dtype, src, srow, f, cols);
-        if (out_dt == R1_DTYPE_Q8_0)
-            r1_quantize__q8_0(f, (r1_block_q8_0 *)(void *)q, cols);
-        else
-            r1_quantize__q4_0(f, (r1_block_q4_0 *)(void *)q, cols);
+        switch (out_dt) {
+        case R1_DTYPE_Q8_0: r1_quantize__q8_0(f, (r1_block_q8_0 *)(void *)q, cols); break;
+        case R1_DTYPE_Q4_0: r1_quantize__q4_0(f, (r1_block_q4_0 *)(void *)q, cols); break;
+        case R1_DTYPE_F32: memcpy(q, f, out_row); break;
+        default: /* 16-bit types, little-endian */
+            for (int64_t c = 0; c < cols; c++) {
+                uint16_t h =
+                    out_dt == R1_DTYPE_F16 ? r1_fp16__from_f32(f[c]) : r1_bf16__from_f32(f[c]);
+                q[2 * c] = (uint8_t)h;
+                q[2 * c + 1] = (uint8_t)(h >> 8);
+            }
+        }
         st = sink(ctx, q, out_row);
         if (st != R1_OK)
             snprintf(err, err_cap, "%s", r1_error__message());

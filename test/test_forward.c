@@ -103,7 +103,10 @@ static double rel_diff(const float *a, const float *b, size_t n)
     return md / mx;
 }
 
-static void check_goldens(const char *model)
+/* Every golden of model; with as_type set, the src goldens only, evaluated on the checkpoint
+ * converted to that type instead (exact for BF16 sources going to F32/F16, whose values they
+ * represent exactly; FP8 x scale products rounded once to F32). */
+static void check_goldens_as(const char *model, const char *as_type)
 {
     char path[1024];
     snprintf(path, sizeof path, "%s/%s/goldens.json", data_dir(), model);
@@ -115,6 +118,8 @@ static void check_goldens(const char *model)
     cJSON_ArrayForEach(g, cJSON_GetObjectItem(root, "goldens"))
     {
         const char *variant = cJSON_GetObjectItem(g, "weights_variant")->valuestring;
+        if (as_type != NULL && strcmp(variant, "src") != 0)
+            continue;
         const cJSON *toks = cJSON_GetObjectItem(g, "tokens");
         int n = cJSON_GetArraySize(toks);
         int32_t *ids = malloc((size_t)n * sizeof *ids);
@@ -124,13 +129,14 @@ static void check_goldens(const char *model)
                  cJSON_GetObjectItem(g, "file")->valuestring);
         size_t bytes;
         float *ref = (float *)read_file(path, &bytes);
-        r1_model *m = load(model, variant, 0);
+        r1_model *m = load(model, as_type ? as_type : variant, 0);
         size_t vocab = 0;
         float *got = run(m, ids, n, 0, &vocab);
         ck_assert_uint_eq(bytes, (size_t)n * vocab * sizeof(float));
         double d = rel_diff(got, ref, (size_t)n * vocab);
-        printf("%s: prefill max|d|/max|ref| = %.2e\n", cJSON_GetObjectItem(g, "name")->valuestring,
-               d);
+        printf("%s%s%s: prefill max|d|/max|ref| = %.2e\n",
+               cJSON_GetObjectItem(g, "name")->valuestring, as_type ? " as " : "",
+               as_type ? as_type : "", d);
         ck_assert_msg(d <= GOLDEN_BOUND, "%s: %.3e > %.1e",
                       cJSON_GetObjectItem(g, "name")->valuestring, d, GOLDEN_BOUND);
         free(got);
@@ -139,10 +145,23 @@ static void check_goldens(const char *model)
         free(ids);
         checked++;
     }
-    ck_assert_int_eq(checked, 9);
+    ck_assert_int_eq(checked, as_type ? 3 : 9);
     cJSON_Delete(root);
     free(text);
 }
+
+static void check_goldens(const char *model)
+{
+    check_goldens_as(model, NULL);
+}
+
+START_TEST(test_forward_f32_and_f16_weights_match_reference)
+{
+    check_goldens_as("tiny-v2lite", "f32");
+    check_goldens_as("tiny-v2lite", "f16");
+    check_goldens_as("tiny-v3", "f32");
+}
+END_TEST
 
 START_TEST(test_forward_v3_matches_reference)
 {
@@ -162,12 +181,13 @@ static const int32_t PROMPT[] = {0,   53,  110, 38,  154, 156, 39,  238, 48, 226
 enum { N_PROMPT = sizeof PROMPT / sizeof PROMPT[0] };
 
 static const char *const MODELS[] = {"tiny-v3", "tiny-v2lite"};
-static const char *const VARIANTS[] = {"src", "q8_0", "q4_0"};
+static const char *const VARIANTS[] = {"src", "q8_0", "q4_0", "f32", "f16"};
+enum { N_VARIANTS = sizeof VARIANTS / sizeof VARIANTS[0] };
 
 START_TEST(test_forward_decode_equals_prefill)
 {
     for (int mi = 0; mi < 2; mi++)
-        for (int v = 0; v < 3; v++) {
+        for (int v = 0; v < N_VARIANTS; v++) {
             r1_model *m = load(MODELS[mi], VARIANTS[v], 0);
             size_t vocab;
             float *a = run(m, PROMPT, N_PROMPT, 0, &vocab);
@@ -186,7 +206,7 @@ START_TEST(test_forward_simd_levels_agree)
 {
     const int32_t levels[] = {R1_CPU_SCALAR, R1_CPU_AVX2, R1_CPU_AVX512};
     for (int mi = 0; mi < 2; mi++)
-        for (int v = 0; v < 3; v++) {
+        for (int v = 0; v < N_VARIANTS; v++) {
             r1_model *m = load(MODELS[mi], VARIANTS[v], 0);
             size_t vocab;
             r1_cpu__force_level(R1_CPU_SCALAR);
@@ -212,7 +232,7 @@ START_TEST(test_forward_thread_count_does_not_change_logits)
 {
     char path[1024];
     for (int mi = 0; mi < 2; mi++)
-        for (int v = 0; v < 3; v++) {
+        for (int v = 0; v < N_VARIANTS; v++) {
             float *out[2];
             size_t vocab;
             for (int k = 0; k < 2; k++) {
@@ -451,6 +471,7 @@ static Suite *forward_suite(void)
     tcase_set_timeout(ref, 300);
     tcase_add_test(ref, test_forward_v3_matches_reference);
     tcase_add_test(ref, test_forward_v2lite_matches_reference);
+    tcase_add_test(ref, test_forward_f32_and_f16_weights_match_reference);
     suite_add_tcase(s, ref);
     TCase *inv = tcase_create("invariance");
     tcase_set_timeout(inv, 300);

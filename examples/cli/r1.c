@@ -58,10 +58,10 @@ static void usage_convert(FILE *to)
     fprintf(to, "usage: r1 convert HF_DIR OUT.r1m [--quant RULES] [--threads N] [--no-shuffle]\n\n"
                 "Converts a Hugging Face DeepSeek-V3/R1 or V2/V2-Lite checkpoint into an .r1m\n"
                 "model file.\n\n"
-                "  --quant RULES  q8_0 or q4_0 for every eligible weight, or a list such as\n"
+                "  --quant RULES  one type for every eligible weight, or a list such as\n"
                 "                 experts=q4_0,attn=q8_0,dense=q8_0,shared=q8_0,head=q8_0\n"
                 "                 (classes: experts shared attn dense head; types: q8_0 q4_0\n"
-                "                 keep). Default: keep every weight's type.\n"
+                "                 bf16 f16 f32 keep). Default: keep every weight's type.\n"
                 "  --threads N    compression threads (default 1)\n"
                 "  --no-shuffle   never byte-plane shuffle 16-bit experts\n");
 }
