@@ -889,7 +889,7 @@ static r1_status find_matches(enc_ctx *c, const pcre2_code *re, const char *s, s
     size_t prev = 0, pos = 0;
     c->nm = 0;
     while (pos <= n) {
-        size_t m0, m1;
+        size_t m0 = 0, m1 = 0; /* set by regex_next when it matches */
         int r = regex_next(c, re, s, n, pos, &m0, &m1);
         if (r < 0)
             return (r1_status)r;
@@ -1152,7 +1152,7 @@ static r1_status byte_level_piece(enc_ctx *c, const char *p, size_t n)
         return bpe_word(c, p, n);
     size_t pos = 0;
     while (pos < n) {
-        size_t m0, m1;
+        size_t m0 = 0, m1 = 0;
         int r = regex_next(c, tok->gpt2_re, p, n, pos, &m0, &m1);
         if (r < 0)
             return (r1_status)r;
