@@ -12,7 +12,7 @@
 void r1_cli_gen_defaults(r1_cli_gen *g)
 {
     memset(g, 0, sizeof *g);
-    g->context = 4096;
+    g->context = 0; /* 0: the smaller of 4096 and the model's maximum */
     g->max_tokens = -1;
     g->think_budget = -1;
     g->seed = 0x5EED;
@@ -23,20 +23,22 @@ void r1_cli_gen_defaults(r1_cli_gen *g)
 
 void r1_cli_gen_usage(FILE *to)
 {
-    fprintf(to, "  -m, --model PATH      the .r1m model (default: the built-in tiny-r1)\n"
-                "  --backend NAME        compute backend (default cpu)\n"
-                "  --threads N           CPU threads (default: one per core)\n"
-                "  --show-thinking       stream the reasoning too (dimmed on a terminal)\n"
-                "  --think-budget N      close the reasoning after N tokens\n"
-                "  --max-tokens N        stop after N generated tokens\n"
-                "  --ctx N               context length (default 4096)\n"
-                "  --temp T              temperature (default 0.6; 0 = greedy)\n"
-                "  --top-p P             nucleus sampling (default 0.95)\n"
-                "  --top-k K             keep the K most likely tokens (default off)\n"
-                "  --min-p P             drop tokens below P x the best (default off)\n"
-                "  --repeat-penalty R    penalise repeated tokens (default 1.0 = off)\n"
-                "  --seed N              random seed (default 24301)\n"
-                "  --quiet               no token counts and speed on stderr\n");
+    fprintf(
+        to,
+        "  -m, --model PATH      the .r1m model (default: the built-in tiny-r1)\n"
+        "  --backend NAME        compute backend (default cpu)\n"
+        "  --threads N           CPU threads (default: one per core)\n"
+        "  --show-thinking       stream the reasoning too (dimmed on a terminal)\n"
+        "  --think-budget N      close the reasoning after N tokens\n"
+        "  --max-tokens N        stop after N generated tokens\n"
+        "  --ctx N               context length (default: 4096, or the model's maximum if less)\n"
+        "  --temp T              temperature (default 0.6; 0 = greedy)\n"
+        "  --top-p P             nucleus sampling (default 0.95)\n"
+        "  --top-k K             keep the K most likely tokens (default off)\n"
+        "  --min-p P             drop tokens below P x the best (default off)\n"
+        "  --repeat-penalty R    penalise repeated tokens (default 1.0 = off)\n"
+        "  --seed N              random seed (default 24301)\n"
+        "  --quiet               no token counts and speed on stderr\n");
 }
 
 static int r1_float_opt(const char *opt, const char *v, float *out)
@@ -140,6 +142,30 @@ r1_gen_opts *r1_cli_make_gen_opts(const r1_cli_gen *g)
         return NULL;
     }
     return o;
+}
+
+r1_session *r1_cli_make_session(const r1_cli_gen *g, r1_model *m)
+{
+    int32_t n_ctx = g->context;
+    if (n_ctx == 0) {
+        r1_model_info info;
+        memset(&info, 0, sizeof info);
+        info.struct_size = (uint32_t)sizeof info;
+        n_ctx = 4096;
+        if (r1_model_get_info(m, &info) == R1_OK && info.max_position_embeddings < n_ctx)
+            n_ctx = (int32_t)info.max_position_embeddings;
+    }
+    r1_session_opts *so = NULL;
+    r1_session *s = NULL;
+    r1_status st = r1_session_opts_create(&so);
+    if (st == R1_OK)
+        st = r1_session_opts_set_context(so, n_ctx);
+    if (st == R1_OK)
+        st = r1_session_create(&s, m, so);
+    if (st != R1_OK)
+        fprintf(stderr, "r1: cannot create a session: %s\n", r1_last_error());
+    r1_session_opts_destroy(so);
+    return s;
 }
 
 static double r1_now(void)

@@ -32,6 +32,9 @@ void r1_cli_gen_usage(FILE *to);
 /* The sampler and options the flags describe; NULL/R1 error printed on failure. */
 r1_sampler *r1_cli_make_sampler(const r1_cli_gen *g);
 r1_gen_opts *r1_cli_make_gen_opts(const r1_cli_gen *g);
+/* The session the flags describe on m (context clamped to the model's maximum by default);
+ * NULL with the reason printed on failure. */
+r1_session *r1_cli_make_session(const r1_cli_gen *g, r1_model *m);
 
 /* Renders messages with the model's chat template (generation prompt added), feeds them and
  * streams the reply: reasoning dimmed on a terminal (or hidden unless show_thinking), the

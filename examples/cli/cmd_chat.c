@@ -51,7 +51,6 @@ int r1_cmd_chat(int argc, char **argv)
         }
     }
     r1_model *m = r1_cli_load_model(g.model_path, g.threads, g.backend);
-    r1_session_opts *so = NULL;
     r1_session *s = NULL;
     r1_sampler *smp = NULL;
     r1_gen_opts *o = NULL;
@@ -61,12 +60,8 @@ int r1_cmd_chat(int argc, char **argv)
     int rc = 1;
     if (m == NULL || !(smp = r1_cli_make_sampler(&g)) || !(o = r1_cli_make_gen_opts(&g)))
         goto done;
-    if (r1_session_opts_create(&so) != R1_OK ||
-        r1_session_opts_set_context(so, g.context) != R1_OK ||
-        r1_session_create(&s, m, so) != R1_OK) {
-        fprintf(stderr, "r1 chat: %s\n", r1_last_error());
+    if ((s = r1_cli_make_session(&g, m)) == NULL)
         goto done;
-    }
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = r1_chat_on_sigint;
@@ -119,7 +114,6 @@ done:
     r1_gen_opts_destroy(o);
     r1_sampler_destroy(smp);
     r1_session_destroy(s);
-    r1_session_opts_destroy(so);
     r1_model_destroy(m);
     return rc;
 }

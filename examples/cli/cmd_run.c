@@ -42,19 +42,14 @@ int r1_cmd_run(int argc, char **argv)
     }
     int rc = 1;
     r1_model *m = r1_cli_load_model(g.model_path, g.threads, g.backend);
-    r1_session_opts *so = NULL;
     r1_session *s = NULL;
     r1_sampler *smp = NULL;
     r1_gen_opts *o = NULL;
     char *answer = NULL;
     if (m == NULL || !(smp = r1_cli_make_sampler(&g)) || !(o = r1_cli_make_gen_opts(&g)))
         goto done;
-    if (r1_session_opts_create(&so) != R1_OK ||
-        r1_session_opts_set_context(so, g.context) != R1_OK ||
-        r1_session_create(&s, m, so) != R1_OK) {
-        fprintf(stderr, "r1 run: %s\n", r1_last_error());
+    if ((s = r1_cli_make_session(&g, m)) == NULL)
         goto done;
-    }
     const int32_t role = R1_ROLE_USER;
     r1_status st = r1_cli_reply(&g, m, s, smp, o, &role, &prompt, 1, &answer, NULL);
     if (st != R1_DONE && st != R1_CANCELLED) {
@@ -67,7 +62,6 @@ done:
     r1_gen_opts_destroy(o);
     r1_sampler_destroy(smp);
     r1_session_destroy(s);
-    r1_session_opts_destroy(so);
     r1_model_destroy(m);
     return rc;
 }
