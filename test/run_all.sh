@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # run_all.sh: the whole test suite as CI runs it: dependencies, a normal build with every test
-# (unit, API, install/consumer, symbols, ABI, format), then an AddressSanitizer+UBSan build
-# running the unit and API suites again. Prints Check's totals at the end.
+# (unit, API, install/consumer, symbols, ABI, format, docs, reference goldens), an
+# AddressSanitizer+UBSan build running the unit and API suites again, a ThreadSanitizer build
+# running the suites that share a model across threads, and a bounded libFuzzer run of the
+# model-file reader. Prints Check's totals at the end.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
@@ -25,6 +27,13 @@ echo "== tests under sanitizers =="
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:protect_shadow_gap=0 UBSAN_OPTIONS=print_stacktrace=1 \
     meson test -C build-asan --print-errorlogs --verbose --num-processes "$jobs" \
     --no-suite abi --no-suite install --no-suite lint 2>&1 | tee -a "$log"
+
+echo "== build (thread sanitizer) and the suites that share a model across threads =="
+[ -f build-tsan/build.ninja ] || meson setup build-tsan --buildtype=debug -Db_sanitize=thread \
+    -Db_lundef=false -Dcuda=disabled -Dvulkan=disabled
+ninja -C build-tsan -j "$jobs"
+TSAN_OPTIONS=halt_on_error=1 meson test -C build-tsan --print-errorlogs --verbose \
+    --num-processes "$jobs" error expert_cache generate 2>&1 | tee -a "$log"
 
 echo "== fuzzing the model-file reader (libFuzzer, bounded) =="
 R1_BUILD_DIR="$top/build" FUZZ_WORK="$top/build-fuzz" sh test/fuzz/run.sh "${R1_FUZZ_SECONDS:-60}"

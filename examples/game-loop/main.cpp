@@ -1,0 +1,210 @@
+// main.cpp: a fixed-timestep game loop that spends at most a budget per frame on r1_session_step.
+//
+// usage: game-loop MODEL [--hz 60] [--budget-ms 4] [--frames N] [--cancel-after N]
+//                        [--max-tokens N] [--prompt TEXT] [--ignore-eos] [--quiet]
+//
+// Each frame runs decode steps while the frame's r1 time is under the budget, then "renders"
+// (prints the frame's timings) and sleeps to the next tick. A step is never interrupted, so a
+// frame may overrun the budget by at most one step: the program measures the longest step and
+// fails (exit 1) when the worst frame exceeds budget + longest step. Ctrl-C, or --cancel-after N
+// frames, cancels the generation through r1_session_cancel() and the loop winds down cleanly.
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <thread>
+
+#include <r1.h>
+
+namespace
+{
+using Clock = std::chrono::steady_clock;
+
+volatile std::sig_atomic_t interrupted = 0;
+
+void on_sigint(int)
+{
+    interrupted = 1;
+}
+
+double ms_between(Clock::time_point a, Clock::time_point b)
+{
+    return std::chrono::duration<double, std::milli>(b - a).count();
+}
+
+struct Options {
+    const char *model = nullptr;
+    const char *prompt = "Tell me a story about a dragon.";
+    double hz = 60.0, budget_ms = 4.0;
+    long frames = 600, cancel_after = -1;
+    int max_tokens = 256;
+    bool quiet = false, ignore_eos = false;
+};
+
+bool parse(int argc, char **argv, Options &o)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : nullptr;
+        if (!std::strcmp(a, "--quiet")) {
+            o.quiet = true;
+            continue;
+        }
+        if (!std::strcmp(a, "--ignore-eos")) {
+            o.ignore_eos = true;
+            continue;
+        }
+        if (a[0] != '-') {
+            o.model = a;
+            continue;
+        }
+        if (v == nullptr)
+            return false;
+        i++;
+        if (!std::strcmp(a, "--hz"))
+            o.hz = std::atof(v);
+        else if (!std::strcmp(a, "--budget-ms"))
+            o.budget_ms = std::atof(v);
+        else if (!std::strcmp(a, "--frames"))
+            o.frames = std::atol(v);
+        else if (!std::strcmp(a, "--cancel-after"))
+            o.cancel_after = std::atol(v);
+        else if (!std::strcmp(a, "--max-tokens"))
+            o.max_tokens = std::atoi(v);
+        else if (!std::strcmp(a, "--prompt"))
+            o.prompt = v;
+        else
+            return false;
+    }
+    return o.model != nullptr && o.hz > 0 && o.budget_ms > 0 && o.frames > 0;
+}
+
+// The r1 objects of one generation, released in reverse order whatever happens.
+struct Generation {
+    r1_model *model = nullptr;
+    r1_session *session = nullptr;
+    r1_sampler *sampler = nullptr;
+    r1_gen_opts *opts = nullptr;
+    ~Generation()
+    {
+        r1_gen_opts_destroy(opts);
+        r1_sampler_destroy(sampler);
+        r1_session_destroy(session);
+        r1_model_destroy(model);
+    }
+};
+
+r1_status start(const Options &o, Generation &g)
+{
+    r1_status st = r1_model_load(&g.model, o.model, nullptr, nullptr);
+    const int32_t role = R1_ROLE_USER;
+    const char *contents[1] = {o.prompt};
+    size_t len = 0;
+    std::string prompt;
+    if (st == R1_OK)
+        st = r1_chat_render(g.model, &role, contents, 1, 1, nullptr, 0, &len);
+    if (st == R1_ERR_BUFFER_TOO_SMALL) {
+        prompt.resize(len + 1);
+        st = r1_chat_render(g.model, &role, contents, 1, 1, &prompt[0], len + 1, &len);
+    }
+    if (st == R1_OK)
+        st = r1_session_create(&g.session, g.model, nullptr);
+    if (st == R1_OK)
+        st = r1_session_feed_text(g.session, prompt.data(), len, R1_TOKENIZE_PARSE_SPECIAL);
+    if (st == R1_OK)
+        st = r1_sampler_create(&g.sampler, 42);
+    if (st == R1_OK && o.ignore_eos) // only the limit or a cancel ends the generation
+        st = r1_sampler_set_logit_bias(g.sampler, r1_token_eos(g.model), -INFINITY);
+    if (st == R1_OK)
+        st = r1_gen_opts_create(&g.opts);
+    if (st == R1_OK)
+        st = r1_gen_opts_set_max_tokens(g.opts, o.max_tokens);
+    if (st == R1_OK)
+        st = r1_session_begin(g.session, g.sampler, g.opts);
+    return st;
+}
+} // namespace
+
+int main(int argc, char **argv)
+{
+    Options o;
+    if (!parse(argc, argv, o)) {
+        std::fprintf(stderr, "usage: game-loop MODEL [--hz 60] [--budget-ms 4] [--frames N] "
+                             "[--cancel-after N] [--max-tokens N] [--prompt TEXT] [--ignore-eos] "
+                             "[--quiet]\n");
+        return 2;
+    }
+    std::signal(SIGINT, on_sigint);
+    Generation g;
+    r1_status st = start(o, g);
+    if (st != R1_OK) {
+        std::fprintf(stderr, "game-loop: %s: %s\n", r1_status_name(st), r1_last_error());
+        return 1;
+    }
+    const auto tick =
+        std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(1.0 / o.hz));
+    double worst_frame_ms = 0, longest_step_ms = 0;
+    long tokens = 0, frame = 0;
+    bool cancel_sent = false;
+    std::string answer;
+    auto next_tick = Clock::now();
+    for (; frame < o.frames && st == R1_OK; frame++) {
+        const auto frame_start = Clock::now();
+        // Update: steps while this frame's r1 time is under budget.
+        int steps = 0;
+        while (st == R1_OK && ms_between(frame_start, Clock::now()) < o.budget_ms) {
+            const auto t0 = Clock::now();
+            int32_t id, kind;
+            st = r1_session_step(g.session, &id, &kind);
+            const double step_ms = ms_between(t0, Clock::now());
+            longest_step_ms = step_ms > longest_step_ms ? step_ms : longest_step_ms;
+            steps++;
+            const char *piece;
+            size_t n;
+            r1_session_piece(g.session, &piece, &n);
+            tokens += st == R1_OK && id >= 0;
+            if (kind == R1_PIECE_ANSWER)
+                answer.append(piece, n);
+        }
+        const double frame_ms = ms_between(frame_start, Clock::now());
+        worst_frame_ms = frame_ms > worst_frame_ms ? frame_ms : worst_frame_ms;
+        // Render.
+        if (!o.quiet)
+            std::printf("frame %4ld: %2d steps, %6.3f ms in r1 (budget %.1f), %ld tokens\n", frame,
+                        steps, frame_ms, o.budget_ms, tokens);
+        // Input: a cancel request (Ctrl-C or the frame count) stops the generation; the next
+        // step reports R1_CANCELLED.
+        if (!cancel_sent && (interrupted || frame + 1 == o.cancel_after)) {
+            r1_session_cancel(g.session);
+            cancel_sent = true;
+        }
+        next_tick += tick;
+        const auto now = Clock::now();
+        if (next_tick < now)
+            next_tick = now; // a late frame starts the next at once, without catching up
+        std::this_thread::sleep_until(next_tick);
+    }
+    if (st < 0) {
+        std::fprintf(stderr, "game-loop: %s: %s\n", r1_status_name(st), r1_last_error());
+        return 1;
+    }
+    const char *end = st == R1_CANCELLED ? "cancelled" : st == R1_DONE ? "done" : "running";
+    std::printf("%ld frames at %.0f Hz, %ld tokens, generation %s\n", frame, o.hz, tokens, end);
+    std::printf("worst frame %.3f ms, longest step %.3f ms, budget %.3f ms\n", worst_frame_ms,
+                longest_step_ms, o.budget_ms);
+    // The loop only starts a step under budget, so no frame may exceed budget + one step; the
+    // small slack covers the clock reads and piece copies outside the measured steps.
+    const double slack_ms = 0.5;
+    if (worst_frame_ms > o.budget_ms + longest_step_ms + slack_ms) {
+        std::printf("FAIL: worst frame exceeds budget + longest step\n");
+        return 1;
+    }
+    if (o.cancel_after > 0 && o.cancel_after < o.frames && st != R1_CANCELLED) {
+        std::printf("FAIL: --cancel-after %ld did not cancel the generation\n", o.cancel_after);
+        return 1;
+    }
+    return 0;
+}
