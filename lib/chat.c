@@ -3,6 +3,7 @@
 
 #include "chat.h"
 #include "error.h"
+#include "utf8.h"
 #include "r1.h"
 
 /*
@@ -47,41 +48,6 @@ static void r1_chat_puts(r1_chat_out *o, const char *s)
     r1_chat_put(o, s, strlen(s));
 }
 
-/* Length of the valid UTF-8 prefix of s[0..n): n when all of it is valid. Rejects what RFC 3629
- * forbids (overlong forms, surrogates, code points past U+10FFFF), as the tokenizer does. */
-static size_t r1_chat_utf8_valid(const unsigned char *s, size_t n)
-{
-    size_t i = 0;
-    while (i < n) {
-        unsigned c = s[i];
-        size_t len;
-        unsigned lo = 0x80, hi = 0xBF; /* range of the second byte */
-        if (c < 0x80) {
-            i++;
-            continue;
-        } else if (c >= 0xC2 && c <= 0xDF) {
-            len = 2;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            len = 3;
-            lo = c == 0xE0 ? 0xA0 : 0x80;
-            hi = c == 0xED ? 0x9F : 0xBF;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            len = 4;
-            lo = c == 0xF0 ? 0x90 : 0x80;
-            hi = c == 0xF4 ? 0x8F : 0xBF;
-        } else {
-            return i;
-        }
-        if (n - i < len || s[i + 1] < lo || s[i + 1] > hi)
-            return i;
-        for (size_t k = 2; k < len; k++)
-            if ((s[i + k] & 0xC0) != 0x80)
-                return i;
-        i += len;
-    }
-    return n;
-}
-
 /* The part of an R1 answer the template keeps: everything after the last "</think>". */
 static const char *r1_chat_after_think(const char *content)
 {
@@ -122,7 +88,7 @@ static r1_status r1_chat_validate(int32_t flavour, const char *bos, const int32_
         if (contents[i] == NULL)
             return r1_error__set(R1_ERR_INVALID_ARG, "%s: contents[%zu] is NULL", fn, i);
         size_t len = strlen(contents[i]);
-        size_t valid = r1_chat_utf8_valid((const unsigned char *)contents[i], len);
+        size_t valid = r1_utf8__valid_prefix((const unsigned char *)contents[i], len);
         if (valid != len)
             return r1_error__set(R1_ERR_INVALID_UTF8,
                                  "%s: message %zu is not valid UTF-8 at byte %zu", fn, i, valid);

@@ -10,6 +10,7 @@
 #include "sampler.h"
 #include "session.h"
 #include "tokenizer.h"
+#include "utf8.h"
 
 /* Prompt tokens evaluated per step, so a long prompt never blocks a frame for long. */
 enum { R1_STEP_PROMPT_TOKENS = 64, R1_MAX_STOPS = 16, R1_MAX_STOP_BYTES = 256 };
@@ -79,22 +80,10 @@ R1_API r1_status r1_gen_opts_set_think_budget(r1_gen_opts *opts, int32_t n_token
 
 static r1_status r1_check_utf8(const char *text, const char *what)
 {
-    const unsigned char *p = (const unsigned char *)text;
-    size_t i = 0;
-    while (p[i]) {
-        unsigned c = p[i];
-        size_t n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-        if (n == 0 || (n == 2 && c < 0xC2) || (n == 4 && c > 0xF4))
-            return r1_error__set(R1_ERR_INVALID_UTF8, "%s: invalid UTF-8 at byte %zu", what, i);
-        for (size_t k = 1; k < n; k++)
-            if ((p[i + k] & 0xC0) != 0x80)
-                return r1_error__set(R1_ERR_INVALID_UTF8, "%s: invalid UTF-8 at byte %zu", what, i);
-        if ((n == 3 && c == 0xE0 && p[i + 1] < 0xA0) || (n == 3 && c == 0xED && p[i + 1] > 0x9F) ||
-            (n == 4 && c == 0xF0 && p[i + 1] < 0x90) || (n == 4 && c == 0xF4 && p[i + 1] > 0x8F))
-            return r1_error__set(R1_ERR_INVALID_UTF8, "%s: invalid UTF-8 at byte %zu", what, i);
-        i += n;
-    }
-    return R1_OK;
+    size_t n = strlen(text), valid = r1_utf8__valid_prefix((const unsigned char *)text, n);
+    return valid == n
+               ? R1_OK
+               : r1_error__set(R1_ERR_INVALID_UTF8, "%s: invalid UTF-8 at byte %zu", what, valid);
 }
 
 R1_API r1_status r1_gen_opts_set_think_bridge(r1_gen_opts *opts, const char *text)
