@@ -207,6 +207,22 @@ R1_API void r1_model_opts_destroy(r1_model_opts *opts);
 R1_API r1_status r1_model_opts_set_expert_cache_bytes(r1_model_opts *opts, uint64_t bytes);
 
 /**
+ * @brief Bound the device memory that routed experts may use on a GPU backend.
+ *
+ * With a backend whose device has its own memory (e.g. "vulkan"), routed experts are uploaded
+ * from the host expert store when first used and kept in a least recently used device cache of
+ * at most @p bytes; an expert larger than the budget runs on the CPU. Results do not depend on
+ * the budget. Ignored by the CPU backend.
+ *
+ * @param opts Options to change.
+ * @param bytes Budget in bytes; 0 (the default) means bounded only by the device's memory.
+ * @return R1_OK or R1_ERR_INVALID_ARG (opts is NULL).
+ * @note Thread rule: one thread at a time per options object.
+ * @since 1.1
+ */
+R1_API r1_status r1_model_opts_set_device_expert_cache_bytes(r1_model_opts *opts, uint64_t bytes);
+
+/**
  * @brief Verify the checksum of every dense weight while loading.
  *
  * Off by default: loading then reads only the file's header and index, so it takes the same
@@ -351,6 +367,23 @@ typedef struct r1_expert_cache_stats {
  */
 R1_API r1_status r1_model_get_expert_cache_stats(const r1_model *model,
                                                  r1_expert_cache_stats *stats);
+
+/**
+ * @brief Read the device expert cache's counters (a consistent snapshot).
+ *
+ * Same struct as r1_model_get_expert_cache_stats(): `misses` counts uploads of an expert to the
+ * device, `bytes_read` the bytes uploaded, `load_ns` the time spent recording uploads,
+ * `bytes_decompressed` is 0. All counters are 0 when the model's backend runs on host memory
+ * (the CPU backend).
+ *
+ * @param model The model.
+ * @param stats Output; stats->struct_size must be set to sizeof(r1_expert_cache_stats) first.
+ * @return R1_OK, or R1_ERR_INVALID_ARG (NULL argument or unset struct_size).
+ * @note Thread-safe.
+ * @since 1.1
+ */
+R1_API r1_status r1_model_get_device_expert_cache_stats(const r1_model *model,
+                                                        r1_expert_cache_stats *stats);
 
 /**
  * @brief Progress callback of r1_convert().
@@ -516,6 +549,79 @@ R1_API r1_status r1_session_truncate(r1_session *session, int32_t n_keep);
  * @since 1.1
  */
 R1_API r1_status r1_session_reset(r1_session *session);
+
+/**
+ * @brief Operation classes of r1_session_profile::ms.
+ *
+ * Attention includes the q/kv projections, the latent-cache products and the output
+ * projection; experts are the routed experts' products once their weights are in memory;
+ * expert loading is the time spent obtaining expert weights from the expert store (reads and
+ * decompression on a miss); other is everything else (embedding, norms, residual sums).
+ */
+enum r1_profile_class {
+    R1_PROFILE_ATTENTION = 0,   /**< MLA: projections, scores, softmax, values, output. */
+    R1_PROFILE_ROUTER = 1,      /**< Router logits and expert selection. */
+    R1_PROFILE_EXPERTS = 2,     /**< Routed experts' products. */
+    R1_PROFILE_SHARED = 3,      /**< Shared experts. */
+    R1_PROFILE_DENSE_MLP = 4,   /**< The dense MLP of the first layers. */
+    R1_PROFILE_HEAD = 5,        /**< Final norm and output projection. */
+    R1_PROFILE_EXPERT_LOAD = 6, /**< Waiting for the expert store. */
+    R1_PROFILE_OTHER = 7,       /**< Everything else. */
+    R1_PROFILE_N_CLASSES = 8    /**< Number of classes. */
+};
+
+/**
+ * @brief Time per operation class and weight traffic of a session, filled by
+ *        r1_session_get_profile().
+ *
+ * Size-first, like r1_model_info: set struct_size to sizeof(r1_session_profile). Counts cover
+ * the evaluations since profiling was last switched on with r1_session_set_profiling().
+ */
+typedef struct r1_session_profile {
+    uint32_t struct_size;            /**< In: sizeof(r1_session_profile). Out: bytes filled. */
+    uint32_t reserved;               /**< Zero. */
+    uint64_t n_tokens;               /**< Tokens evaluated. */
+    uint64_t n_passes;               /**< Forward passes (one per chunk of a prompt). */
+    uint64_t weight_bytes;           /**< Weight bytes read: each matrix once per pass. */
+    uint64_t expert_bytes;           /**< Of weight_bytes, routed experts (once per pass). */
+    uint64_t expert_uses;            /**< (layer, expert) pairs run, summed over passes. */
+    double total_ms;                 /**< Wall time inside the forward passes. */
+    double ms[R1_PROFILE_N_CLASSES]; /**< Wall time per class (r1_profile_class). */
+} r1_session_profile;
+
+/**
+ * @brief Switches per-operation timing and traffic counting on or off.
+ *
+ * Switching on (again) resets every counter. Costs a clock read per operation class boundary.
+ * @param session The session.
+ * @param on Non-zero to count, 0 to stop.
+ * @return R1_OK, R1_ERR_INVALID_ARG or R1_ERR_NO_MEMORY.
+ * @since 1.1
+ */
+R1_API r1_status r1_session_set_profiling(r1_session *session, int32_t on);
+
+/**
+ * @brief Reads the counters that profiling accumulated (zeros if it was never on).
+ * @param session The session.
+ * @param profile Output; profile->struct_size must be set to sizeof(r1_session_profile) first.
+ * @return R1_OK or R1_ERR_INVALID_ARG (NULL argument or unset struct_size).
+ * @since 1.1
+ */
+R1_API r1_status r1_session_get_profile(const r1_session *session, r1_session_profile *profile);
+
+/**
+ * @brief Tokens routed to each expert of each layer while profiling was on.
+ *
+ * counts[layer * n_routed_experts + expert] receives how many tokens selected that expert;
+ * dense layers read 0. Shows the routing's load balance.
+ * @param session The session.
+ * @param counts Output array.
+ * @param n Entries of counts: exactly n_layers * n_routed_experts (r1_model_info).
+ * @return R1_OK, or R1_ERR_INVALID_ARG (NULL argument or wrong n).
+ * @since 1.1
+ */
+R1_API r1_status r1_session_get_expert_counts(const r1_session *session, uint64_t *counts,
+                                              size_t n);
 /** @} */
 
 /** @name Tokenizer

@@ -6,7 +6,14 @@
 #include <stdint.h>
 
 #include "backend.h"
+#include "container.h"
+#include "device_expert_cache.h"
+#include "device_weights.h"
+#include "expert_cache.h"
 #include "tensor.h"
+
+/* Device residency for a backend that cannot read host memory in place (compute.c). */
+typedef struct r1_compute_device r1_compute_device;
 
 /* An opened device of a backend plus the CPU device that runs what the backend cannot (the
  * hybrid rule of docs/backends.md). */
@@ -14,7 +21,8 @@ typedef struct r1_compute {
     const r1_backend_ops *ops;
     r1_dev *dev;
     const r1_backend_ops *cpu_ops;
-    r1_dev *cpu_dev; /* == dev when the backend is the CPU */
+    r1_dev *cpu_dev;           /* == dev when the backend is the CPU */
+    r1_compute_device *device; /* NULL when ops run on host memory (the CPU backend) */
 } r1_compute;
 
 /* Opens device index of the named backend ("cpu" when name is NULL). */
@@ -23,6 +31,25 @@ void r1_compute__close(r1_compute *c);
 
 /* Host threads for ops run on the CPU (the fallback included); <= 0: one per core. */
 r1_status r1_compute__set_threads(r1_compute *c, int32_t n_threads);
+
+/* Tells a device without host access where the model's weights live, so it can keep them:
+ * weights inside the container's mapping stay resident once uploaded (device_weights.c), weights
+ * inside a pinned expert of ec go to a device expert cache of device_budget bytes (0: bounded by
+ * the device's memory only), keyed (layer, expert) for n_layers x n_experts. Anything else (an
+ * activation used as a matrix, as attention does) is uploaded for each product. No effect on
+ * the CPU backend. */
+r1_status r1_compute__attach_model(r1_compute *c, const r1_container *container,
+                                   r1_expert_cache *ec, int64_t n_layers, int64_t n_experts,
+                                   uint64_t device_budget);
+
+/* Residency counters of the device; 0 (and zeros) when the model runs on host memory. */
+typedef struct r1_compute_device_counters {
+    r1_device_expert_counters experts;
+    r1_device_weights_counters dense;
+    uint64_t device_products; /* products run on the device */
+    uint64_t cpu_products;    /* products the hybrid rule sent to the CPU */
+} r1_compute_device_counters;
+int32_t r1_compute__device_counters(r1_compute *c, r1_compute_device_counters *out);
 
 /* y(T, out) = x(T, in) . w(out, in)^T for any weight dtype; x and y are host float32. */
 r1_status r1_compute__matmul(r1_compute *c, const r1_tensor *w, const float *x, int64_t n_tokens,

@@ -861,6 +861,15 @@ uint64_t r1_container__file_size(const r1_container *c)
     return c->file_size;
 }
 
+int32_t r1_container__maps(const r1_container *c, const void *p, size_t n)
+{
+    if (c == NULL || c->map == NULL || p == NULL)
+        return 0;
+    /* As integers: relational operators on pointers into different objects are undefined. */
+    uintptr_t first = (uintptr_t)c->map, at = (uintptr_t)p;
+    return at >= first && n <= c->file_size && at - first <= c->file_size - n;
+}
+
 uint64_t r1_container__dense_bytes(const r1_container *c)
 {
     return c->dense_bytes;

@@ -93,6 +93,9 @@ const r1_expert_blob *r1_container__expert_at(const r1_container *c, int32_t i);
 /* The file descriptor (for pread by the expert store) and file size. */
 int r1_container__fd(const r1_container *c);
 uint64_t r1_container__file_size(const r1_container *c);
+/* 1 when [p, p + n) lies inside the file's read-only mapping, where dense tensors stay unchanged
+ * at one address for the container's lifetime (device caches key them by address). */
+int32_t r1_container__maps(const r1_container *c, const void *p, size_t n);
 /* Sum of the raw bytes of dense tensors / of expert blobs. */
 uint64_t r1_container__dense_bytes(const r1_container *c);
 uint64_t r1_container__expert_raw_bytes(const r1_container *c);

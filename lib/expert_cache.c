@@ -36,6 +36,7 @@ struct r1_expert_cache {
     r1_expert_cache_counters k;
     uint64_t reads, fault_at;
     int32_t fault_kind;
+    size_t last_found; /* r1_expert_cache__find's hint */
 };
 
 static uint64_t now_ns(void)
@@ -333,4 +334,37 @@ void r1_expert_cache__inject_fault(r1_expert_cache *ec, uint64_t nth, int32_t ki
     ec->fault_at = kind == R1_FAULT_NONE ? 0 : ec->reads + nth;
     ec->fault_kind = kind;
     pthread_mutex_unlock(&ec->mu);
+}
+
+static int blob_holds(const slot *s, uintptr_t p, size_t n)
+{
+    if (s->state != SLOT_READY || s->pins == 0 || s->data == NULL)
+        return 0;
+    uintptr_t first = (uintptr_t)s->data; /* integers: pointers into other objects don't compare */
+    return p >= first && n <= s->bytes && p - first <= s->bytes - n;
+}
+
+int32_t r1_expert_cache__find(r1_expert_cache *ec, const void *p, size_t n, int64_t *layer,
+                              int64_t *expert, const uint8_t **blob, uint64_t *blob_bytes)
+{
+    if (ec == NULL || p == NULL)
+        return 0;
+    uintptr_t at = (uintptr_t)p;
+    pthread_mutex_lock(&ec->mu);
+    const slot *hit = NULL;
+    if (ec->last_found < ec->n_slots && blob_holds(&ec->slots[ec->last_found], at, n))
+        hit = &ec->slots[ec->last_found];
+    for (size_t i = 0; hit == NULL && i < ec->n_slots; i++)
+        if (blob_holds(&ec->slots[i], at, n)) {
+            hit = &ec->slots[i];
+            ec->last_found = i;
+        }
+    if (hit != NULL) {
+        *layer = hit->view.layer;
+        *expert = hit->view.expert;
+        *blob = hit->data;
+        *blob_bytes = hit->bytes;
+    }
+    pthread_mutex_unlock(&ec->mu);
+    return hit != NULL;
 }

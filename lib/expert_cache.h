@@ -46,6 +46,15 @@ void r1_expert_cache__release(r1_expert_cache *ec, const r1_expert *ex);
 
 void r1_expert_cache__counters(r1_expert_cache *ec, r1_expert_cache_counters *out);
 
+/* Whether [p, p + n) lies inside the raw blob of an expert that is resident and pinned by the
+ * caller: 1 with its layer, expert, and the blob's first byte and size, else 0. Device caches
+ * use it to key any view of an expert's weights (one projection, adjacent ones merged, a row
+ * range) by expert identity rather than by a host address the store reuses after an eviction.
+ * Takes the store's lock; remembers the last blob found, so asking for an expert's projections
+ * in turn is one comparison each. */
+int32_t r1_expert_cache__find(r1_expert_cache *ec, const void *p, size_t n, int64_t *layer,
+                              int64_t *expert, const uint8_t **blob, uint64_t *blob_bytes);
+
 /* Test hook: the nth pread from now (1 = the next) fails with EIO (kind 1) or returns fewer
  * bytes than asked (kind 2). kind 0 disarms. */
 enum { R1_FAULT_NONE = 0, R1_FAULT_EIO = 1, R1_FAULT_SHORT = 2 };

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "dtype.h"
 #include "error.h"
@@ -13,6 +14,9 @@
 #include "router.h"
 
 /* ---- weights ---------------------------------------------------------------------------- */
+
+static void r1_weight_row(const r1_tensor *w, int64_t r, float *out);
+static r1_status r1_mm(r1_forward *f, const r1_tensor *w, const float *x, int64_t n, float *y);
 
 static r1_status r1_expect_shape(const r1_tensor *t, const char *name, int64_t rows, int64_t cols)
 {
@@ -121,6 +125,44 @@ static r1_status r1_bind_layer(const r1_model_config *cfg, const r1_container *c
     return st;
 }
 
+/* Above this many bytes for all layers together, W_UK is not copied (DeepSeek-V3 would need
+ * 2 GB per session); attention then dequantises kv_b rows per chunk. */
+static uint64_t r1_uk_t_max_bytes = 256u << 20;
+
+void r1_forward__set_uk_copy_limit(uint64_t bytes)
+{
+    r1_uk_t_max_bytes = bytes;
+}
+
+/* out (H, kv_lora_rank, d_nope) = every head's W_UK (the first d_nope rows of its block of
+ * kv_b) transposed, in float32; row is scratch of kv_lora_rank floats. */
+static void r1_fill_uk_t(const r1_model_config *cfg, const r1_tensor *kv_b, float *row, float *out)
+{
+    const int64_t H = cfg->num_attention_heads, dn = cfg->qk_nope_head_dim;
+    const int64_t dv = cfg->v_head_dim, rkv = cfg->kv_lora_rank;
+    for (int64_t h = 0; h < H; h++)
+        for (int64_t r = 0; r < dn; r++) {
+            r1_weight_row(kv_b, h * (dn + dv) + r, row);
+            for (int64_t k = 0; k < rkv; k++)
+                out[(h * rkv + k) * dn + r] = row[k];
+        }
+}
+
+static r1_status r1_build_uk_t(const r1_model_config *cfg, r1_layer_weights *w)
+{
+    const int64_t H = cfg->num_attention_heads, dn = cfg->qk_nope_head_dim;
+    const int64_t rkv = cfg->kv_lora_rank;
+    float *row = malloc((size_t)rkv * sizeof *row);
+    w->uk_t = malloc((size_t)(H * rkv * dn) * sizeof *w->uk_t);
+    if (row == NULL || w->uk_t == NULL) {
+        free(row);
+        return r1_error__set(R1_ERR_NO_MEMORY, "cannot allocate the transposed W_UK");
+    }
+    r1_fill_uk_t(cfg, &w->kv_b, row, w->uk_t);
+    free(row);
+    return R1_OK;
+}
+
 r1_status r1_forward__bind(r1_forward *f, const r1_container *c, r1_expert_cache *experts,
                            r1_compute *compute)
 {
@@ -159,6 +201,12 @@ r1_status r1_forward__bind(r1_forward *f, const r1_container *c, r1_expert_cache
     }
     for (int64_t l = 0; st == R1_OK && l < cfg->num_hidden_layers; l++)
         st = r1_bind_layer(cfg, c, l, &f->layers[l]);
+    const uint64_t uk_bytes = (uint64_t)cfg->num_hidden_layers *
+                              (uint64_t)cfg->num_attention_heads * (uint64_t)cfg->kv_lora_rank *
+                              (uint64_t)cfg->qk_nope_head_dim * sizeof(float);
+    for (int64_t l = 0; st == R1_OK && uk_bytes <= r1_uk_t_max_bytes && l < cfg->num_hidden_layers;
+         l++)
+        st = r1_build_uk_t(cfg, &f->layers[l]);
     if (st != R1_OK)
         r1_forward__unbind(f);
     return st;
@@ -174,6 +222,7 @@ void r1_forward__unbind(r1_forward *f)
             free(w->kv_a_norm);
             free(w->ffn_norm);
             free(w->router_bias);
+            free(w->uk_t);
         }
     }
     free(f->layers);
@@ -187,9 +236,8 @@ r1_status r1_kv_cache__create(r1_kv_cache *kv, const r1_model_config *cfg, int64
 {
     memset(kv, 0, sizeof *kv);
     const size_t per = (size_t)cfg->num_hidden_layers * (size_t)n_ctx;
-    kv->ckv = malloc(per * (size_t)cfg->kv_lora_rank * sizeof(float));
-    kv->kpe = malloc(per * (size_t)cfg->qk_rope_head_dim * sizeof(float));
-    if (kv->ckv == NULL || kv->kpe == NULL) {
+    kv->lat = malloc(per * (size_t)(cfg->kv_lora_rank + cfg->qk_rope_head_dim) * sizeof(float));
+    if (kv->lat == NULL) {
         r1_kv_cache__destroy(kv);
         return r1_error__set(R1_ERR_NO_MEMORY, "cannot allocate a latent cache of %lld positions",
                              (long long)n_ctx);
@@ -200,15 +248,26 @@ r1_status r1_kv_cache__create(r1_kv_cache *kv, const r1_model_config *cfg, int64
 
 void r1_kv_cache__destroy(r1_kv_cache *kv)
 {
-    free(kv->ckv);
-    free(kv->kpe);
+    free(kv->lat);
     memset(kv, 0, sizeof *kv);
+}
+
+/* Attention runs heads in groups of about this many (head, token) rows, so a decode step is one
+ * product per group over all heads while a long chunk's score matrix stays one head at a time;
+ * and a long chunk's queries in blocks of R1_ATTN_QUERY_BLOCK (see r1_attention). */
+enum { R1_ATTN_GROUP_ROWS = 64, R1_ATTN_QUERY_BLOCK = 128 };
+
+static int64_t r1_attn_heads_per_group(int64_t H, int64_t T)
+{
+    int64_t g = T >= R1_ATTN_GROUP_ROWS ? 1 : R1_ATTN_GROUP_ROWS / T;
+    return g < H ? g : H;
 }
 
 struct r1_forward_scratch {
     int64_t max_tokens;
     float *h, *a, *cq, *q, *kva, *qlat, *olat, *oh, *attn, *b, *ffn, *g, *u, *router;
-    float *gx, *gy, *rope_cs, *scores, *wrow;
+    float *gx, *gy, *rope_cs, *scores, *wrow, *ckv_t, *gq;
+    float *uk_tmp; /* made on first use when the forward pass keeps no W_UK copy */
     int32_t *sel;
     float *selw;
     int32_t *tok;
@@ -240,20 +299,23 @@ r1_status r1_forward_scratch__create(r1_forward_scratch **out, const r1_model_co
         {&s->cq, T * (cfg->q_lora_rank > 0 ? cfg->q_lora_rank : 1)},
         {&s->q, T * H * dqk},
         {&s->kva, T * (rkv + dr)},
-        {&s->qlat, T * H * rkv},
+        {&s->qlat, T * H * (rkv + dr)},
         {&s->olat, T * H * rkv},
         {&s->oh, T * H * cfg->v_head_dim},
         {&s->attn, T * D},
         {&s->b, T * D},
         {&s->ffn, T * D},
-        {&s->g, T * inter},
+        {&s->g, 2 * T * inter}, /* room for gate and up side by side */
         {&s->u, T * inter},
         {&s->router, T * cfg->n_routed_experts},
         {&s->gx, T * D},
         {&s->gy, T * D},
         {&s->rope_cs, T * dr},
-        {&s->scores, n_ctx},
+        {&s->scores, (T > R1_ATTN_GROUP_ROWS ? T : R1_ATTN_GROUP_ROWS) * n_ctx},
         {&s->wrow, widest > cfg->v_head_dim ? widest : cfg->v_head_dim},
+        {&s->ckv_t, rkv * n_ctx},
+        {&s->gq,
+         T * (cfg->qk_nope_head_dim > cfg->v_head_dim ? cfg->qk_nope_head_dim : cfg->v_head_dim)},
         {&s->selw, T * cfg->num_experts_per_tok},
         {&s->tokw, T},
     };
@@ -277,11 +339,12 @@ void r1_forward_scratch__destroy(r1_forward_scratch *s)
 {
     if (s == NULL)
         return;
-    float *all[] = {s->h,  s->a,    s->cq,      s->q,      s->kva,  s->qlat, s->olat,
-                    s->oh, s->attn, s->b,       s->ffn,    s->g,    s->u,    s->router,
-                    s->gx, s->gy,   s->rope_cs, s->scores, s->wrow, s->selw, s->tokw};
+    float *all[] = {s->h,       s->a,      s->cq,   s->q,     s->kva, s->qlat,   s->olat, s->oh,
+                    s->attn,    s->b,      s->ffn,  s->g,     s->u,   s->router, s->gx,   s->gy,
+                    s->rope_cs, s->scores, s->wrow, s->ckv_t, s->gq,  s->selw,   s->tokw};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         free(all[i]);
+    free(s->uk_tmp);
     free(s->sel);
     free(s->tok);
     free(s);
@@ -319,26 +382,151 @@ static void r1_weight_row(const r1_tensor *w, int64_t r, float *out)
     r1_dtype__dequantize_row(w->dtype, (const uint8_t *)w->data + (size_t)r * rb, scale, out, cols);
 }
 
+/* a and b as one weight of twice the rows when b directly follows a in memory (an expert blob
+ * stores its matrices back to back): one product then reads both, with one pass of threads. */
+static int r1_adjacent(const r1_tensor *a, const r1_tensor *b, r1_tensor *out)
+{
+    if (a->dtype != b->dtype || a->scale != NULL || b->scale != NULL || a->n_dims != 2 ||
+        b->n_dims != 2 || a->shape[0] != b->shape[0] || a->shape[1] != b->shape[1] ||
+        (const uint8_t *)a->data + a->nbytes != (const uint8_t *)b->data)
+        return 0;
+    *out = *a;
+    out->shape[0] = 2 * a->shape[0];
+    out->nbytes = 2 * a->nbytes;
+    return 1;
+}
+
 /* y = (silu(x W_gate^T) * (x W_up^T)) W_down^T for n rows of x (spec §2.7). */
 static r1_status r1_swiglu(r1_forward *f, r1_forward_scratch *s, const r1_tensor *gate,
                            const r1_tensor *up, const r1_tensor *down, const float *x, int64_t n,
                            float *y)
 {
     const int64_t inter = r1_tensor__rows(gate);
-    r1_status st = r1_compute__matmul(f->compute, gate, x, n, s->g);
+    r1_tensor gate_up;
+    if (r1_adjacent(gate, up, &gate_up)) {
+        /* One product for both: row t of g is (gate, up), compacted in place below. */
+        r1_status st = r1_mm(f, &gate_up, x, n, s->g);
+        if (st != R1_OK)
+            return st;
+        for (int64_t t = 0; t < n; t++)
+            for (int64_t i = 0; i < inter; i++)
+                s->g[t * inter + i] =
+                    r1_silu(s->g[t * 2 * inter + i]) * s->g[t * 2 * inter + inter + i];
+        return r1_mm(f, down, s->g, n, y);
+    }
+    r1_status st = r1_mm(f, gate, x, n, s->g);
     if (st == R1_OK)
-        st = r1_compute__matmul(f->compute, up, x, n, s->u);
+        st = r1_mm(f, up, x, n, s->u);
     if (st != R1_OK)
         return st;
     for (int64_t i = 0; i < n * inter; i++)
         s->g[i] = r1_silu(s->g[i]) * s->u[i];
-    return r1_compute__matmul(f->compute, down, s->g, n, y);
+    return r1_mm(f, down, s->g, n, y);
+}
+
+/* ---- profiling ---------------------------------------------------------------------------- */
+
+static uint64_t r1_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Charges the time since *mark to class cls and moves the mark to now (no-op when off). */
+static void r1_prof_lap(r1_forward *f, int32_t cls, uint64_t *mark)
+{
+    if (f->prof == NULL)
+        return;
+    const uint64_t now = r1_now_ns();
+    f->prof->ns[cls] += now - *mark;
+    *mark = now;
+}
+
+static size_t r1_weight_bytes(const r1_tensor *w)
+{
+    const int64_t rows = r1_tensor__rows(w);
+    return w->nbytes + (w->scale ? (size_t)((rows + 127) / 128) * (size_t)w->scale_cols * 4 : 0);
+}
+
+/* A weight product that counts the weight's bytes as read. */
+static r1_status r1_mm(r1_forward *f, const r1_tensor *w, const float *x, int64_t n, float *y)
+{
+    if (f->prof != NULL)
+        f->prof->weight_bytes += r1_weight_bytes(w);
+    return r1_compute__matmul(f->compute, w, x, n, y);
 }
 
 /* ---- attention ---------------------------------------------------------------------------- */
 
+/* A float32 matrix as a weight, so the backend multiplies by it like by any other. */
+static r1_tensor r1_f32_matrix(const float *data, int64_t rows, int64_t cols)
+{
+    r1_tensor t;
+    memset(&t, 0, sizeof t);
+    t.dtype = R1_DTYPE_F32;
+    t.n_dims = 2;
+    t.shape[0] = rows;
+    t.shape[1] = cols;
+    t.data = data;
+    t.nbytes = (size_t)(rows * cols) * sizeof(float);
+    return t;
+}
+
+/* Rows [r0, r0 + n) of a weight as a weight of its own; 0 when its block scales do not start
+ * at r0 (FP8 scales cover 128 rows). */
+static int r1_row_view(const r1_tensor *w, int64_t r0, int64_t n, r1_tensor *out)
+{
+    const int64_t cols = r1_tensor__cols(w);
+    const size_t rb = r1_dtype__row_bytes(w->dtype, cols);
+    if (w->scale != NULL && r0 % R1_FP8_SCALE_BLOCK != 0)
+        return 0;
+    *out = *w;
+    out->n_dims = 2;
+    out->shape[0] = n;
+    out->shape[1] = cols;
+    out->data = (const uint8_t *)w->data + (size_t)r0 * rb;
+    out->nbytes = (size_t)n * rb;
+    if (w->scale != NULL)
+        out->scale = w->scale + (r0 / R1_FP8_SCALE_BLOCK) * w->scale_cols;
+    return 1;
+}
+
+/* dst (cols, rows) = src (rows, cols with a row stride of ld)^T, in tiles that stay in cache. */
+static void r1_transpose(const float *src, int64_t rows, int64_t cols, int64_t ld, float *dst)
+{
+    enum { TILE = 32 };
+    for (int64_t r0 = 0; r0 < rows; r0 += TILE)
+        for (int64_t c0 = 0; c0 < cols; c0 += TILE) {
+            const int64_t r1 = r0 + TILE < rows ? r0 + TILE : rows;
+            const int64_t c1 = c0 + TILE < cols ? c0 + TILE : cols;
+            for (int64_t r = r0; r < r1; r++)
+                for (int64_t c = c0; c < c1; c++)
+                    dst[c * rows + r] = src[r * ld + c];
+        }
+}
+
+/* Scaled, causal softmax of one score row in place: keys >= n_valid get probability 0. */
+static void r1_softmax_causal(float *p, int64_t n_keys, int64_t n_valid, double scale)
+{
+    float mx = -INFINITY;
+    for (int64_t j = 0; j < n_valid; j++)
+        mx = p[j] > mx ? p[j] : mx;
+    double sum = 0;
+    const float sc = (float)scale;
+    for (int64_t j = 0; j < n_valid; j++)
+        sum += (p[j] = expf((p[j] - mx) * sc));
+    const float inv = (float)(1.0 / sum);
+    for (int64_t j = 0; j < n_valid; j++)
+        p[j] *= inv;
+    for (int64_t j = n_valid; j < n_keys; j++)
+        p[j] = 0;
+}
+
 /* MLA in the weight-absorbed form (spec §2.6) for T new tokens at pos0...: caches the latent
- * and rotated rope key of each, then attends over every cached position <= its own. */
+ * and rotated rope key of each, then attends over every cached position <= its own. Every
+ * product goes to the backend: queries are moved into the latent space per head, and the
+ * scores and value sums of a group of heads are one product each against the cache. */
 static r1_status r1_attention(r1_forward *f, r1_forward_scratch *s, r1_kv_cache *kv, int64_t l,
                               int64_t T, int64_t pos0)
 {
@@ -347,111 +535,136 @@ static r1_status r1_attention(r1_forward *f, r1_forward_scratch *s, r1_kv_cache 
     const int64_t D = cfg->hidden_size, H = cfg->num_attention_heads;
     const int64_t dn = cfg->qk_nope_head_dim, dr = cfg->qk_rope_head_dim, dv = cfg->v_head_dim;
     const int64_t dqk = dn + dr, rkv = cfg->kv_lora_rank, rq = cfg->q_lora_rank;
+    const int64_t dl = rkv + dr; /* one latent-cache row: c_kv then k_pe */
     const double eps = cfg->rms_norm_eps;
     r1_status st;
 
     for (int64_t t = 0; t < T; t++)
         r1_rmsnorm(s->h + t * D, w->attn_norm, D, eps, s->a + t * D);
     if (rq > 0) {
-        if ((st = r1_compute__matmul(f->compute, &w->q_a, s->a, T, s->cq)) != R1_OK)
+        if ((st = r1_mm(f, &w->q_a, s->a, T, s->cq)) != R1_OK)
             return st;
         for (int64_t t = 0; t < T; t++)
             r1_rmsnorm(s->cq + t * rq, w->q_a_norm, rq, eps, s->cq + t * rq);
-        st = r1_compute__matmul(f->compute, &w->q_b, s->cq, T, s->q);
+        st = r1_mm(f, &w->q_b, s->cq, T, s->q);
     } else {
-        st = r1_compute__matmul(f->compute, &w->q, s->a, T, s->q);
+        st = r1_mm(f, &w->q, s->a, T, s->q);
     }
     if (st == R1_OK)
-        st = r1_compute__matmul(f->compute, &w->kv_a, s->a, T, s->kva);
+        st = r1_mm(f, &w->kv_a, s->a, T, s->kva);
     if (st != R1_OK)
         return st;
 
-    float *ckv = kv->ckv + (size_t)l * (size_t)kv->n_ctx * (size_t)rkv;
-    float *kpe = kv->kpe + (size_t)l * (size_t)kv->n_ctx * (size_t)dr;
+    float *lat = kv->lat + (size_t)l * (size_t)kv->n_ctx * (size_t)dl;
     for (int64_t t = 0; t < T; t++) {
         const float *cs = s->rope_cs + t * dr;
         const float *row = s->kva + t * (rkv + dr);
-        r1_rmsnorm(row, w->kv_a_norm, rkv, eps, ckv + (pos0 + t) * rkv);
-        memcpy(kpe + (pos0 + t) * dr, row + rkv, (size_t)dr * sizeof(float));
-        r1_rope__apply(&f->rope, cs, kpe + (pos0 + t) * dr);
+        float *dst = lat + (pos0 + t) * dl;
+        r1_rmsnorm(row, w->kv_a_norm, rkv, eps, dst);
+        memcpy(dst + rkv, row + rkv, (size_t)dr * sizeof(float));
+        r1_rope__apply(&f->rope, cs, dst + rkv);
         for (int64_t h = 0; h < H; h++)
             r1_rope__apply(&f->rope, cs, s->q + t * H * dqk + h * dqk + dn);
     }
 
-    /* q_lat[t,h] = W_UK^h^T q_nope[t,h]; rows of kv_b dequantised once per chunk. */
-    memset(s->qlat, 0, (size_t)(T * H * rkv) * sizeof(float));
-    for (int64_t h = 0; h < H; h++) {
-        for (int64_t r = 0; r < dn; r++) {
-            r1_weight_row(&w->kv_b, h * (dn + dv) + r, s->wrow);
-            for (int64_t t = 0; t < T; t++) {
-                const float qv = s->q[t * H * dqk + h * dqk + r];
-                float *ql = s->qlat + (t * H + h) * rkv;
-                for (int64_t k = 0; k < rkv; k++)
-                    ql[k] += qv * s->wrow[k];
-            }
-        }
+    /* Without a kept copy, this layer's W_UK is transposed for this chunk only. */
+    const float *uk_t = w->uk_t;
+    if (uk_t == NULL) {
+        if (s->uk_tmp == NULL &&
+            (s->uk_tmp = malloc((size_t)(H * rkv * dn) * sizeof *s->uk_tmp)) == NULL)
+            return r1_error__set(R1_ERR_NO_MEMORY, "cannot allocate a transposed W_UK");
+        r1_fill_uk_t(cfg, &w->kv_b, s->wrow, s->uk_tmp);
+        uk_t = s->uk_tmp;
+        if (f->prof != NULL)
+            f->prof->weight_bytes += r1_weight_bytes(&w->kv_b) / 2;
     }
 
-    const double scale = f->rope.softmax_scale;
-    for (int64_t t = 0; t < T; t++) {
-        const int64_t n_keys = pos0 + t + 1; /* causal: every cached position up to its own */
-        for (int64_t h = 0; h < H; h++) {
-            const float *ql = s->qlat + (t * H + h) * rkv;
-            const float *qp = s->q + t * H * dqk + h * dqk + dn;
-            double mx = -INFINITY;
-            for (int64_t j = 0; j < n_keys; j++) {
-                const float *cj = ckv + j * rkv, *pj = kpe + j * dr;
-                double dot = 0;
-                for (int64_t k = 0; k < rkv; k++)
-                    dot += (double)ql[k] * cj[k];
-                for (int64_t k = 0; k < dr; k++)
-                    dot += (double)qp[k] * pj[k];
-                s->scores[j] = (float)(dot * scale);
-                mx = s->scores[j] > mx ? s->scores[j] : mx;
-            }
-            double sum = 0;
-            for (int64_t j = 0; j < n_keys; j++)
-                sum += (s->scores[j] = (float)exp(s->scores[j] - mx));
-            const float inv = (float)(1.0 / sum);
-            float *ol = s->olat + (h * T + t) * rkv;
-            memset(ol, 0, (size_t)rkv * sizeof(float));
-            for (int64_t j = 0; j < n_keys; j++) {
-                const float p = s->scores[j] * inv;
-                const float *cj = ckv + j * rkv;
-                for (int64_t k = 0; k < rkv; k++)
-                    ol[k] += p * cj[k];
-            }
+    /* Queries head-major, in the layout of a cache row: qry[h][t] = (W_UK^h^T q_nope, q_pe). */
+    float *qry = s->qlat;
+    for (int64_t h = 0; h < H; h++) {
+        float *qh = qry + h * T * dl;
+        for (int64_t t = 0; t < T; t++) {
+            const float *src = s->q + t * H * dqk + h * dqk;
+            memcpy(s->gq + t * dn, src, (size_t)dn * sizeof(float));
+            memcpy(qh + t * dl + rkv, src + dn, (size_t)dr * sizeof(float));
+        }
+        const r1_tensor uk = r1_f32_matrix(uk_t + h * rkv * dn, rkv, dn);
+        st = w->uk_t != NULL ? r1_mm(f, &uk, s->gq, T, s->olat)
+                             : r1_compute__matmul(f->compute, &uk, s->gq, T, s->olat);
+        if (st != R1_OK)
+            return st;
+        for (int64_t t = 0; t < T; t++)
+            memcpy(qh + t * dl, s->olat + t * rkv, (size_t)rkv * sizeof(float));
+    }
+
+    /* Queries in blocks, each against the keys up to its last token only, so a long chunk
+     * skips most of the products the causal mask would zero. Several heads share a product
+     * only when T < R1_ATTN_GROUP_ROWS <= R1_ATTN_QUERY_BLOCK, i.e. with a single block, so a
+     * group's rows are always contiguous in qry and olat. */
+    const int64_t group = r1_attn_heads_per_group(H, T);
+    for (int64_t t0 = 0; t0 < T; t0 += R1_ATTN_QUERY_BLOCK) {
+        const int64_t nt = T - t0 < R1_ATTN_QUERY_BLOCK ? T - t0 : R1_ATTN_QUERY_BLOCK;
+        const int64_t n_keys = pos0 + t0 + nt;
+        r1_transpose(lat, n_keys, rkv, dl, s->ckv_t);
+        const r1_tensor keys = r1_f32_matrix(lat, n_keys, dl);
+        const r1_tensor values_t = r1_f32_matrix(s->ckv_t, rkv, n_keys);
+        for (int64_t h0 = 0; h0 < H; h0 += group) {
+            const int64_t nh = h0 + group <= H ? group : H - h0, rows = nh * nt;
+            st = r1_compute__matmul(f->compute, &keys, qry + (h0 * T + t0) * dl, rows, s->scores);
+            if (st != R1_OK)
+                return st;
+            for (int64_t i = 0; i < rows; i++)
+                r1_softmax_causal(s->scores + i * n_keys, n_keys, pos0 + t0 + i % nt + 1,
+                                  f->rope.softmax_scale);
+            st = r1_compute__matmul(f->compute, &values_t, s->scores, rows,
+                                    s->olat + (h0 * T + t0) * rkv);
+            if (st != R1_OK)
+                return st;
         }
     }
 
     /* o[t,h] = W_UV^h o_lat[t,h]; then the output projection over the concatenated heads. */
     for (int64_t h = 0; h < H; h++) {
+        const float *olh = s->olat + h * T * rkv;
+        r1_tensor uv;
+        if (r1_row_view(&w->kv_b, h * (dn + dv) + dn, dv, &uv)) {
+            if ((st = r1_mm(f, &uv, olh, T, s->gq)) != R1_OK)
+                return st;
+            for (int64_t t = 0; t < T; t++)
+                memcpy(s->oh + t * H * dv + h * dv, s->gq + t * dv, (size_t)dv * sizeof(float));
+            continue;
+        }
         for (int64_t c = 0; c < dv; c++) {
             r1_weight_row(&w->kv_b, h * (dn + dv) + dn + c, s->wrow);
             for (int64_t t = 0; t < T; t++) {
-                const float *ol = s->olat + (h * T + t) * rkv;
+                const float *ol = olh + t * rkv;
                 double dot = 0;
                 for (int64_t k = 0; k < rkv; k++)
                     dot += (double)s->wrow[k] * ol[k];
                 s->oh[t * H * dv + h * dv + c] = (float)dot;
             }
         }
+        if (f->prof != NULL)
+            f->prof->weight_bytes += r1_weight_bytes(&w->kv_b) / (size_t)(2 * H);
     }
-    return r1_compute__matmul(f->compute, &w->o, s->oh, T, s->attn);
+    return r1_mm(f, &w->o, s->oh, T, s->attn);
 }
 
 /* ---- feed-forward ------------------------------------------------------------------------- */
 
-static r1_status r1_moe(r1_forward *f, r1_forward_scratch *s, int64_t l, int64_t T)
+/* The routed experts (each run once on all of its tokens), then the shared ones; *mark is the
+ * profiling clock. */
+static r1_status r1_moe(r1_forward *f, r1_forward_scratch *s, int64_t l, int64_t T, uint64_t *mark)
 {
     const r1_model_config *cfg = f->cfg;
     const r1_layer_weights *w = &f->layers[l];
     const int64_t D = cfg->hidden_size, E = cfg->n_routed_experts, K = cfg->num_experts_per_tok;
-    r1_status st = r1_compute__matmul(f->compute, &w->router, s->b, T, s->router);
+    r1_status st = r1_mm(f, &w->router, s->b, T, s->router);
     if (st != R1_OK)
         return st;
     for (int64_t t = 0; t < T; t++)
         r1_router__select(cfg, s->router + t * E, w->router_bias, s->sel + t * K, s->selw + t * K);
+    r1_prof_lap(f, R1_PROFILE_ROUTER, mark);
 
     memset(s->ffn, 0, (size_t)(T * D) * sizeof(float));
     /* Experts in increasing index order, so every token sums its experts in one fixed order
@@ -468,10 +681,19 @@ static r1_status r1_moe(r1_forward *f, r1_forward_scratch *s, int64_t l, int64_t
                 }
         if (n == 0)
             continue;
+        r1_prof_lap(f, R1_PROFILE_EXPERTS, mark);
         const r1_expert *ex = NULL;
         st = r1_expert_cache__acquire(f->experts, l, e, &ex);
         if (st != R1_OK)
             return st;
+        r1_prof_lap(f, R1_PROFILE_EXPERT_LOAD, mark);
+        if (f->prof != NULL) {
+            f->prof->expert_bytes += r1_weight_bytes(&ex->gate_proj) +
+                                     r1_weight_bytes(&ex->up_proj) +
+                                     r1_weight_bytes(&ex->down_proj);
+            f->prof->expert_uses++;
+            f->prof->expert_tokens[l * E + e] += (uint64_t)n;
+        }
         st = r1_swiglu(f, s, &ex->gate_proj, &ex->up_proj, &ex->down_proj, s->gx, n, s->gy);
         r1_expert_cache__release(f->experts, ex);
         if (st != R1_OK)
@@ -483,6 +705,7 @@ static r1_status r1_moe(r1_forward *f, r1_forward_scratch *s, int64_t l, int64_t
                 dst[d] += s->tokw[i] * src[d];
         }
     }
+    r1_prof_lap(f, R1_PROFILE_EXPERTS, mark);
     if (w->sh_gate.data != NULL) {
         st = r1_swiglu(f, s, &w->sh_gate, &w->sh_up, &w->sh_down, s->b, T, s->gy);
         if (st != R1_OK)
@@ -490,6 +713,7 @@ static r1_status r1_moe(r1_forward *f, r1_forward_scratch *s, int64_t l, int64_t
         for (int64_t i = 0; i < T * D; i++)
             s->ffn[i] += s->gy[i];
     }
+    r1_prof_lap(f, R1_PROFILE_SHARED, mark);
     return R1_OK;
 }
 
@@ -503,28 +727,47 @@ r1_status r1_forward__run(r1_forward *f, r1_forward_scratch *s, r1_kv_cache *kv,
     if (T <= 0 || T > s->max_tokens || pos0 < 0 || pos0 + T > kv->n_ctx)
         return r1_error__set(R1_ERR_INTERNAL, "forward chunk of %lld tokens at %lld does not fit",
                              (long long)T, (long long)pos0);
+    const uint64_t start = f->prof != NULL ? r1_now_ns() : 0;
+    uint64_t mark = start;
     for (int64_t t = 0; t < T; t++) {
         r1_weight_row(&f->embed, ids[t], s->h + t * D);
         r1_rope__table(&f->rope, pos0 + t, s->rope_cs + t * dr);
     }
     for (int64_t l = 0; l < cfg->num_hidden_layers; l++) {
         const r1_layer_weights *w = &f->layers[l];
+        r1_prof_lap(f, R1_PROFILE_OTHER, &mark);
         r1_status st = r1_attention(f, s, kv, l, T, pos0);
         if (st != R1_OK)
             return st;
+        r1_prof_lap(f, R1_PROFILE_ATTENTION, &mark);
         for (int64_t i = 0; i < T * D; i++)
             s->h[i] += s->attn[i];
         for (int64_t t = 0; t < T; t++)
             r1_rmsnorm(s->h + t * D, w->ffn_norm, D, cfg->rms_norm_eps, s->b + t * D);
-        st = w->is_moe ? r1_moe(f, s, l, T)
-                       : r1_swiglu(f, s, &w->gate, &w->up, &w->down, s->b, T, s->ffn);
+        r1_prof_lap(f, R1_PROFILE_OTHER, &mark);
+        if (w->is_moe) {
+            st = r1_moe(f, s, l, T, &mark);
+        } else {
+            st = r1_swiglu(f, s, &w->gate, &w->up, &w->down, s->b, T, s->ffn);
+            r1_prof_lap(f, R1_PROFILE_DENSE_MLP, &mark);
+        }
         if (st != R1_OK)
             return st;
         for (int64_t i = 0; i < T * D; i++)
             s->h[i] += s->ffn[i];
     }
+    r1_prof_lap(f, R1_PROFILE_OTHER, &mark);
     const int64_t first = all_logits ? 0 : T - 1, n_out = T - first;
     for (int64_t t = first; t < T; t++)
         r1_rmsnorm(s->h + t * D, f->final_norm, D, cfg->rms_norm_eps, s->a + (t - first) * D);
-    return r1_compute__matmul(f->compute, &f->head, s->a, n_out, logits);
+    r1_status st = r1_mm(f, &f->head, s->a, n_out, logits);
+    if (f->prof != NULL) {
+        r1_prof_lap(f, R1_PROFILE_HEAD, &mark);
+        f->prof->total_ns += mark - start;
+        f->prof->n_tokens += (uint64_t)T;
+        f->prof->n_chunks++;
+        f->prof->weight_bytes +=
+            (uint64_t)T * r1_dtype__row_bytes(f->embed.dtype, r1_tensor__cols(&f->embed));
+    }
+    return st;
 }

@@ -7,6 +7,7 @@
 #include "compute.h"
 #include "container.h"
 #include "model_config.h"
+#include "r1.h"
 #include "rope.h"
 #include "tensor.h"
 
@@ -30,7 +31,21 @@ typedef struct r1_layer_weights {
     r1_tensor router;                  /* (E, D) */
     float *router_bias;                /* (E) or NULL */
     r1_tensor sh_gate, sh_up, sh_down; /* shared experts; data NULL when none */
+    /* W_UK of every head transposed to (kv_lora_rank, d_nope) in float32, so absorbing q_nope
+     * into the latent space is one product per head; NULL when the copies of all layers would
+     * be too big (then each pass transposes the layer's into scratch). */
+    float *uk_t;
 } r1_layer_weights;
+
+/* Time per operation class and weight traffic, accumulated while profiling is on (classes are
+ * R1_PROFILE_* of r1.h). Cheap: a clock read at each class boundary. */
+typedef struct r1_forward_profile {
+    uint64_t ns[R1_PROFILE_N_CLASSES];
+    uint64_t total_ns;
+    uint64_t n_tokens, n_chunks;
+    uint64_t weight_bytes, expert_bytes, expert_uses;
+    uint64_t *expert_tokens; /* (num_hidden_layers, n_routed_experts) tokens routed */
+} r1_forward_profile;
 
 typedef struct r1_forward {
     const r1_model_config *cfg;
@@ -42,6 +57,7 @@ typedef struct r1_forward {
     float *final_norm;        /* (D) */
     r1_tensor head;           /* (vocab_size, D) */
     r1_layer_weights *layers; /* num_hidden_layers */
+    r1_forward_profile *prof; /* NULL unless profiling; owned by the caller */
 } r1_forward;
 
 /* Resolves and checks every weight the forward pass reads: R1_ERR_NOT_FOUND naming a missing
@@ -49,13 +65,16 @@ typedef struct r1_forward {
 r1_status r1_forward__bind(r1_forward *f, const r1_container *c, r1_expert_cache *experts,
                            r1_compute *compute);
 void r1_forward__unbind(r1_forward *f);
+/* Largest total size of the float32 copies of W_UK that binding makes (default 256 MiB);
+ * process-wide, for tests: 0 makes every pass transpose W_UK into scratch instead. */
+void r1_forward__set_uk_copy_limit(uint64_t bytes);
 
-/* The latent cache of spec §2.6: per layer and position, RMSNorm(c_kv) and the rotated k_pe,
- * in float32 (kv_lora_rank + qk_rope_head_dim values per token and layer). */
+/* The latent cache of spec §2.6: per layer and position, RMSNorm(c_kv) followed by the rotated
+ * k_pe, in float32 (kv_lora_rank + qk_rope_head_dim values per token and layer). One row per
+ * position holds both, so the scores of every key are one matrix product. */
 typedef struct r1_kv_cache {
     int64_t n_ctx;
-    float *ckv; /* (layers, n_ctx, kv_lora_rank) */
-    float *kpe; /* (layers, n_ctx, qk_rope_head_dim) */
+    float *lat; /* (layers, n_ctx, kv_lora_rank + qk_rope_head_dim) */
 } r1_kv_cache;
 
 r1_status r1_kv_cache__create(r1_kv_cache *kv, const r1_model_config *cfg, int64_t n_ctx);

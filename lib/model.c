@@ -12,6 +12,7 @@
 
 struct r1_model_opts {
     uint64_t expert_cache_bytes;
+    uint64_t device_expert_cache_bytes; /* 0: bounded by the device's memory */
     int32_t verify_weights;
     int32_t n_threads; /* 0: one per core */
     char backend[32];  /* "" : cpu */
@@ -45,6 +46,15 @@ R1_API r1_status r1_model_opts_set_expert_cache_bytes(r1_model_opts *opts, uint6
     if (opts == NULL)
         return r1_error__set(R1_ERR_INVALID_ARG, "opts is NULL");
     opts->expert_cache_bytes = bytes;
+    return R1_OK;
+}
+
+R1_API r1_status r1_model_opts_set_device_expert_cache_bytes(r1_model_opts *opts, uint64_t bytes)
+{
+    r1_error__clear();
+    if (opts == NULL)
+        return r1_error__set(R1_ERR_INVALID_ARG, "opts is NULL");
+    opts->device_expert_cache_bytes = bytes;
     return R1_OK;
 }
 
@@ -141,6 +151,12 @@ R1_API r1_status r1_model_load(r1_model **out, const char *path_utf8, r1_backend
     /* An explicit count gets a pool of its own; 0 shares the process-wide pool. */
     if (st == R1_OK && opts->n_threads > 0)
         st = r1_compute__set_threads(&m->compute, opts->n_threads);
+    if (st == R1_OK) {
+        const r1_model_config *g = r1_container__config(m->c);
+        st = r1_compute__attach_model(&m->compute, m->c, m->experts,
+                                      r1_model_config__n_layers_stored(g), g->n_routed_experts,
+                                      opts->device_expert_cache_bytes);
+    }
     if (st != R1_OK) {
         model_free(m);
         return st;
@@ -267,6 +283,34 @@ R1_API r1_status r1_model_get_expert_cache_stats(const r1_model *model,
     v.current_bytes = k.current_bytes;
     v.peak_bytes = k.peak_bytes;
     v.budget_bytes = k.budget_bytes;
+    memcpy(stats, &v, v.struct_size);
+    return R1_OK;
+}
+
+R1_API r1_status r1_model_get_device_expert_cache_stats(const r1_model *model,
+                                                        r1_expert_cache_stats *stats)
+{
+    r1_error__clear();
+    if (model == NULL || stats == NULL)
+        return r1_error__set(R1_ERR_INVALID_ARG, "%s is NULL", model ? "stats" : "model");
+    uint32_t size = stats->struct_size;
+    r1_status st = check_size(size, sizeof *stats, "r1_expert_cache_stats");
+    if (st != R1_OK)
+        return st;
+    r1_compute_device_counters k;
+    /* The counters are read under the device's lock; the model itself is not modified. */
+    r1_compute__device_counters((r1_compute *)&model->compute, &k);
+    r1_expert_cache_stats v;
+    memset(&v, 0, sizeof v);
+    v.struct_size = size < sizeof v ? size : (uint32_t)sizeof v;
+    v.hits = k.experts.hits;
+    v.misses = k.experts.misses;
+    v.evictions = k.experts.evictions;
+    v.bytes_read = k.experts.bytes_uploaded;
+    v.load_ns = k.experts.upload_ns;
+    v.current_bytes = k.experts.current_bytes;
+    v.peak_bytes = k.experts.peak_bytes;
+    v.budget_bytes = k.experts.budget_bytes;
     memcpy(stats, &v, v.struct_size);
     return R1_OK;
 }

@@ -55,6 +55,9 @@ R1_API void r1_session_destroy(r1_session *s)
     free(s->logits);
     r1_kv_cache__destroy(&s->kv);
     r1_forward_scratch__destroy(s->scratch);
+    if (s->prof != NULL)
+        free(s->prof->expert_tokens);
+    free(s->prof);
     if (s->forward.cfg != NULL)
         r1_forward__unbind(&s->forward);
     r1_model__release(s->model);

@@ -8,8 +8,10 @@
 #include "forward.h"
 #include "r1.h"
 
-/* Prompts longer than this are evaluated in chunks; it bounds the scratch memory. */
-enum { R1_SESSION_CHUNK = 256, R1_SESSION_DEFAULT_CTX = 4096 };
+/* Prompts longer than this are evaluated in chunks; it bounds the scratch memory. Large enough
+ * that in a chunk each routed expert sees about chunk * k / E tokens (48 for V2-Lite), over
+ * which the dequantisation of its weights for one batched product is shared. */
+enum { R1_SESSION_CHUNK = 512, R1_SESSION_DEFAULT_CTX = 4096 };
 
 struct r1_session_opts {
     int32_t n_ctx;
@@ -60,6 +62,7 @@ struct r1_session {
     int32_t think_open;  /* the tokens so far leave a <think> unclosed */
     atomic_int cancel;   /* set by r1_session_cancel() from any thread */
     r1_generation gen;
+    r1_forward_profile *prof; /* kept after profiling stops, for reading (profile.c) */
 };
 
 /* Evaluates ids (already validated) and keeps the last row's logits. */

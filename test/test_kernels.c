@@ -198,6 +198,21 @@ static void check_against_reference(const test_weight *w, const float *x, int64_
         }
 }
 
+/* n_rows rows of cols floats quantised by r1_cpu__quantize_x and dequantised (d * q). */
+static float *activation_roundtrip(const float *x, int64_t n_rows, int64_t cols)
+{
+    int64_t nb = cols / R1_QBLOCK;
+    r1_cpu_qx_block *b = malloc(sizeof *b * (size_t)(n_rows * nb));
+    float *out = malloc(sizeof(float) * (size_t)(n_rows * cols));
+    for (int64_t r = 0; r < n_rows; r++)
+        r1_cpu__quantize_x(x + r * cols, b + r * nb, cols);
+    for (int64_t i = 0; i < n_rows * nb; i++)
+        for (int j = 0; j < R1_QBLOCK; j++)
+            out[i * R1_QBLOCK + j] = b[i].d * (float)b[i].q[j];
+    free(b);
+    return out;
+}
+
 static const struct {
     int64_t rows, cols;
 } plain_shapes[] = {{200, 300}, {19, 7}, {1, 1}, {130, 128}, {64, 1031}};
@@ -226,29 +241,38 @@ static void run_matmul_matrix(int32_t dt)
         float *y[2];
         y[0] = malloc(sizeof(float) * (size_t)(5 * rows));
         y[1] = malloc(sizeof(float) * (size_t)(5 * rows));
+        /* What the 8-bit activation path computes exactly: x rounded through its blocks. */
+        float *xq = quant ? activation_roundtrip(x, 5, cols) : NULL;
         for (int32_t level = R1_CPU_SCALAR; level <= top; level++) {
             ck_assert_int_eq(r1_cpu__force_level(level), level);
-            for (int blas = 0; blas <= 1; blas++) {
-                r1_cpu__set_blas(blas);
-                for (int64_t n_tokens = 1; n_tokens <= 5; n_tokens += 4) {
-                    for (int p = 0; p < 2; p++) {
-                        for (int64_t i = 0; i < n_tokens * rows; i++)
-                            y[p][i] = NAN;
-                        ck_assert_int_eq(r1_cpu__matmul(pools[p], &w.t, x, n_tokens, y[p]), R1_OK);
+            for (int blas = 0; blas <= 1; blas++)
+                for (int act = 0; act <= quant; act++)
+                    for (int64_t n_tokens = 1; n_tokens <= 5; n_tokens += 4) {
+                        r1_cpu__set_blas(blas);
+                        r1_cpu__set_act_q8(act);
+                        int integer_path = act && !(blas && r1_cpu__blas_min_tokens() > 0 &&
+                                                    n_tokens >= r1_cpu__blas_min_tokens());
+                        for (int p = 0; p < 2; p++) {
+                            for (int64_t i = 0; i < n_tokens * rows; i++)
+                                y[p][i] = NAN;
+                            ck_assert_int_eq(r1_cpu__matmul(pools[p], &w.t, x, n_tokens, y[p]),
+                                             R1_OK);
+                        }
+                        char what[128];
+                        snprintf(what, sizeof what,
+                                 "%s %lldx%lld level %s blas %d act_q8 %d T=%lld",
+                                 r1_dtype__traits(dt)->name, (long long)rows, (long long)cols,
+                                 r1_cpu__level_name(level), blas, act, (long long)n_tokens);
+                        check_against_reference(&w, integer_path ? xq : x, n_tokens, y[0], what);
+                        ck_assert_msg(
+                            memcmp(y[0], y[1], sizeof(float) * (size_t)(n_tokens * rows)) == 0,
+                            "%s: 1 and 2 threads differ", what);
                     }
-                    char what[128];
-                    snprintf(what, sizeof what, "%s %lldx%lld level %s blas %d T=%lld",
-                             r1_dtype__traits(dt)->name, (long long)rows, (long long)cols,
-                             r1_cpu__level_name(level), blas, (long long)n_tokens);
-                    check_against_reference(&w, x, n_tokens, y[0], what);
-                    ck_assert_msg(memcmp(y[0], y[1], sizeof(float) * (size_t)(n_tokens * rows)) ==
-                                      0,
-                                  "%s: 1 and 2 threads differ", what);
-                }
-            }
         }
         r1_cpu__force_level(-1);
         r1_cpu__set_blas(1);
+        r1_cpu__set_act_q8(1);
+        free(xq);
         free(x);
         free(y[0]);
         free(y[1]);
@@ -261,6 +285,143 @@ static void run_matmul_matrix(int32_t dt)
 START_TEST(test_kernels_matmul_every_dtype_level_and_threads)
 {
     run_matmul_matrix((int32_t)_i);
+}
+END_TEST
+
+/* The 8-bit activation quantiser: bounds, exact block sums, zero blocks. */
+START_TEST(test_kernels_quantize_x_blocks)
+{
+    enum { N = 32 * 5 };
+    float x[N];
+    rng_state = 4242;
+    for (int i = 0; i < N; i++)
+        x[i] = rng_f() * (float)(1 + i / 32) * (i / 32 == 3 ? 1e-6f : 1.0f);
+    for (int i = 64; i < 96; i++)
+        x[i] = 0.0f; /* block 2: all zero */
+    x[128] = -5.0f;  /* block 4: a negative maximum */
+    r1_cpu_qx_block b[N / 32];
+    r1_cpu__quantize_x(x, b, N);
+    for (int k = 0; k < N / 32; k++) {
+        float amax = 0;
+        int32_t sum = 0;
+        for (int j = 0; j < 32; j++) {
+            amax = fmaxf(amax, fabsf(x[k * 32 + j]));
+            sum += b[k].q[j];
+            ck_assert_int_le(abs(b[k].q[j]), 127);
+            ck_assert_msg(fabsf(x[k * 32 + j] - b[k].d * (float)b[k].q[j]) <=
+                              0.5f * b[k].d * (1 + 1e-6f),
+                          "block %d element %d", k, j);
+        }
+        ck_assert_int_eq(sum, b[k].sum);
+        ck_assert(b[k].d == amax / 127.0f);
+    }
+    ck_assert(b[2].d == 0.0f && b[2].sum == 0);
+    ck_assert_int_eq(b[4].q[0], -127);
+
+    /* every level's vectorised quantiser gives the same blocks, ties included: block 0 of y has
+     * max 127 so d = 1 and x * (1 / d) = x exactly, with halves to round away from zero */
+    float y[N];
+    memcpy(y, x, sizeof y);
+    y[0] = 127.0f;
+    for (int j = 1; j < 32; j++)
+        y[j] = (float)(j - 16) + (j % 3 == 0 ? 0.5f : j % 3 == 1 ? -0.5f : 0.25f);
+    r1_cpu_qx_block ref[N / 32];
+    r1_cpu__quantize_x(y, ref, N);
+    ck_assert(ref[0].d == 1.0f);
+    ck_assert_int_eq(ref[0].q[3], -13); /* -12.5 */
+    ck_assert_int_eq(ref[0].q[6], -10); /* -9.5 */
+    ck_assert_int_eq(ref[0].q[18], 3);  /* 2.5 */
+    ck_assert_int_eq(ref[0].q[5], -11); /* -10.75 */
+    const r1_cpu_kernel_table *tables[] = {r1_cpu__kernels_scalar(), NULL, NULL};
+#if defined(__x86_64__) || defined(__i386__)
+    if (r1_cpu__detected_level() >= R1_CPU_AVX2)
+        tables[1] = r1_cpu__kernels_avx2();
+    if (r1_cpu__detected_level() >= R1_CPU_AVX512)
+        tables[2] = r1_cpu__kernels_avx512();
+#endif
+    for (int t = 0; t < 3; t++) {
+        if (tables[t] == NULL)
+            continue;
+        r1_cpu_qx_block got[N / 32];
+        memset(got, 0xAB, sizeof got);
+        tables[t]->quantize_x(y, got, N);
+        ck_assert_msg(memcmp(got, ref, sizeof got) == 0, "%s quantiser differs", tables[t]->name);
+    }
+}
+END_TEST
+
+/* Every level's integer kernels (and VNNI next to maddubs) against exact integer arithmetic,
+ * rows grouped any way giving the same bits, at the extremes where maddubs could saturate. */
+START_TEST(test_kernels_qx_levels_agree)
+{
+    enum { ROWS = 9, MAXB = 67 };
+    const int64_t block_counts[] = {1, 2, 3, 8, MAXB};
+    const r1_cpu_kernel_table *tables[4] = {r1_cpu__kernels_scalar(), NULL, NULL, NULL};
+#if defined(__x86_64__) || defined(__i386__)
+    if (r1_cpu__detected_level() >= R1_CPU_AVX2)
+        tables[1] = r1_cpu__kernels_avx2();
+    if (r1_cpu__detected_level() >= R1_CPU_AVX512)
+        tables[2] = r1_cpu__kernels_avx512();
+    if (r1_cpu__has_avx512vnni())
+        tables[3] = r1_cpu__kernels_avx512vnni();
+#endif
+    for (int32_t dt = R1_DTYPE_Q8_0; dt <= R1_DTYPE_Q4_0; dt++)
+        for (size_t bc = 0; bc < sizeof block_counts / sizeof block_counts[0]; bc++) {
+            int64_t nb = block_counts[bc], cols = nb * 32;
+            size_t rb = r1_dtype__row_bytes(dt, cols);
+            uint8_t *w = malloc(rb * ROWS);
+            float *src = malloc(sizeof(float) * (size_t)cols),
+                  *x = malloc(sizeof(float) * (size_t)cols);
+            rng_state = 777 + (uint64_t)(dt * 100 + (int)bc);
+            for (int64_t c = 0; c < cols; c++)
+                x[c] = c % 5 == 0 ? 1.0f : rng_f(); /* q = +-127 next to small values */
+            for (int r = 0; r < ROWS; r++) {
+                for (int64_t c = 0; c < cols; c++)
+                    src[c] = r == 0 ? 1.0f : r == 1 ? (c & 1 ? 1.0f : -1.0f) : rng_f();
+                if (dt == R1_DTYPE_Q8_0)
+                    r1_quantize__q8_0(src, (r1_block_q8_0 *)(void *)(w + rb * (size_t)r), cols);
+                else
+                    r1_quantize__q4_0(src, (r1_block_q4_0 *)(void *)(w + rb * (size_t)r), cols);
+            }
+            r1_cpu_qx_block *xq = malloc(sizeof *xq * (size_t)nb);
+            r1_cpu__quantize_x(x, xq, cols);
+            float *wd = malloc(sizeof(float) * (size_t)cols);
+            double ref[ROWS], mag[ROWS];
+            for (int r = 0; r < ROWS; r++) {
+                r1_dtype__dequantize_row(dt, w + rb * (size_t)r, NULL, wd, cols);
+                ref[r] = mag[r] = 0;
+                for (int64_t c = 0; c < cols; c++) {
+                    double p = (double)wd[c] * (double)xq[c / 32].d * (double)xq[c / 32].q[c % 32];
+                    ref[r] += p;
+                    mag[r] += fabs(p);
+                }
+            }
+            float grouped[4][ROWS];
+            for (int t = 0; t < 4; t++) {
+                if (tables[t] == NULL)
+                    continue;
+                ck_assert_ptr_nonnull(tables[t]->dot_qx[dt]);
+                tables[t]->dot_qx[dt](w, rb, ROWS, xq, nb, grouped[t]);
+                for (int r = 0; r < ROWS; r++) {
+                    float single;
+                    tables[t]->dot_qx[dt](w + rb * (size_t)r, rb, 1, xq, nb, &single);
+                    ck_assert_msg(memcmp(&single, &grouped[t][r], sizeof single) == 0,
+                                  "%s table %d row %d: grouping changed the result",
+                                  r1_dtype__traits(dt)->name, t, r);
+                    ck_assert_msg(fabs(grouped[t][r] - ref[r]) <= 1e-5 * mag[r] + 1e-30,
+                                  "%s table %d blocks %lld row %d: %.9g vs %.9g",
+                                  r1_dtype__traits(dt)->name, t, (long long)nb, r,
+                                  (double)grouped[t][r], ref[r]);
+                }
+            }
+            if (tables[3] != NULL)
+                ck_assert_mem_eq(grouped[2], grouped[3], sizeof grouped[2]);
+            free(wd);
+            free(xq);
+            free(src);
+            free(x);
+            free(w);
+        }
 }
 END_TEST
 
@@ -528,6 +689,8 @@ static Suite *kernels_suite(void)
     TCase *mm = tcase_create("matmul");
     tcase_add_loop_test(mm, test_kernels_matmul_every_dtype_level_and_threads, 0, R1_DTYPE_COUNT);
     tcase_add_test(mm, test_kernels_matmul_large_split_is_deterministic);
+    tcase_add_test(mm, test_kernels_quantize_x_blocks);
+    tcase_add_test(mm, test_kernels_qx_levels_agree);
     tcase_add_test(mm, test_kernels_force_level_selects_table);
     tcase_add_test(mm, test_kernels_dequant_tables_match_dtype_c);
     tcase_add_test(mm, test_kernels_matmul_rejects_bad_arguments);

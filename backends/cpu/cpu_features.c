@@ -15,6 +15,15 @@ static uint64_t r1_xgetbv0(void)
     return ((uint64_t)hi << 32) | lo;
 }
 
+static int32_t r1_detect_vnni(void)
+{
+    unsigned a, b, c, d;
+    if (__get_cpuid_max(0, NULL) < 7)
+        return 0;
+    __cpuid_count(7, 0, a, b, c, d);
+    return (c >> 11) & 1; /* AVX512_VNNI; only consulted once the AVX-512 level is usable */
+}
+
 static int32_t r1_detect(void)
 {
     unsigned a, b, c, d;
@@ -44,10 +53,15 @@ static int32_t r1_detect(void)
 {
     return R1_CPU_SCALAR;
 }
+static int32_t r1_detect_vnni(void)
+{
+    return 0;
+}
 #endif
 
 static pthread_once_t r1_cpu_once = PTHREAD_ONCE_INIT;
 static int32_t r1_cpu_detected;
+static int32_t r1_cpu_vnni;
 static int32_t r1_cpu_env_cap = R1_CPU_AVX512;
 /* Written by tests between runs only; read by the kernels' dispatch. */
 static _Atomic int32_t r1_cpu_forced = -1;
@@ -55,6 +69,7 @@ static _Atomic int32_t r1_cpu_forced = -1;
 static void r1_cpu_init(void)
 {
     r1_cpu_detected = r1_detect();
+    r1_cpu_vnni = r1_cpu_detected >= R1_CPU_AVX512 && r1_detect_vnni();
     const char *env = getenv("R1_CPU_LEVEL");
     if (env != NULL) {
         if (strcmp(env, "scalar") == 0)
@@ -84,6 +99,12 @@ int32_t r1_cpu__force_level(int32_t level)
 {
     r1_cpu_forced = level;
     return r1_cpu__active_level();
+}
+
+int32_t r1_cpu__has_avx512vnni(void)
+{
+    pthread_once(&r1_cpu_once, r1_cpu_init);
+    return r1_cpu_vnni;
 }
 
 const char *r1_cpu__level_name(int32_t level)

@@ -19,5 +19,8 @@ int32_t r1_cpu__active_level(void);
 /* -1 restores the detected level. Returns the level now active. */
 int32_t r1_cpu__force_level(int32_t level);
 const char *r1_cpu__level_name(int32_t level);
+/* 1 when the AVX-512 level is usable and the CPU has AVX512-VNNI (vpdpbusd): the AVX-512
+ * level's integer kernels then use it, with the same results. */
+int32_t r1_cpu__has_avx512vnni(void);
 
 #endif

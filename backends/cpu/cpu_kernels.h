@@ -28,6 +28,13 @@ r1_status r1_cpu__matmul(r1_threadpool *pool, const r1_tensor *w, const float *x
 int64_t r1_cpu__blas_min_tokens(void);
 int32_t r1_cpu__set_blas(int32_t mode);
 
+/* Q8_0 and Q4_0 weights off the BLAS path (decode): mode 1 (default) quantises each token's
+ * activation row once per op to 8-bit blocks of 32 and takes the integer kernels, whose
+ * results then differ from the float ones by the activation rounding (test/ref/README.md
+ * states the bound); 0 keeps float activations, as does R1_CPU_ACT_Q8=0 in the environment
+ * (read once, before the first such product). Returns the previous mode. */
+int32_t r1_cpu__set_act_q8(int32_t mode);
+
 /* y = x * g / sqrt(mean(x^2) + eps) over n elements; y may alias x. The sum of squares is
  * accumulated in double: for n up to 7168 that makes the normaliser correctly rounded in
  * practice, independent of SIMD level, at a cost invisible next to the matmuls. */

@@ -2,6 +2,8 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "cpu_features.h"
 #include "cpu_kernels.h"
@@ -31,7 +33,8 @@ const r1_cpu_kernel_table *r1_cpu__kernels_active(void)
 {
 #ifdef R1_CPU_X86_KERNELS
     switch (r1_cpu__active_level()) {
-    case R1_CPU_AVX512: return r1_cpu__kernels_avx512();
+    case R1_CPU_AVX512:
+        return r1_cpu__has_avx512vnni() ? r1_cpu__kernels_avx512vnni() : r1_cpu__kernels_avx512();
     case R1_CPU_AVX2: return r1_cpu__kernels_avx2();
     default: break;
     }
@@ -40,6 +43,27 @@ const r1_cpu_kernel_table *r1_cpu__kernels_active(void)
 }
 
 static _Atomic int32_t r1_mm_blas_mode = 1;
+static _Atomic int32_t r1_mm_act_q8_mode = 1;
+static pthread_once_t r1_mm_act_q8_once = PTHREAD_ONCE_INIT;
+
+static void r1_mm_act_q8_init(void)
+{
+    const char *env = getenv("R1_CPU_ACT_Q8");
+    if (env != NULL && strcmp(env, "0") == 0)
+        atomic_store(&r1_mm_act_q8_mode, 0);
+}
+
+static int32_t r1_mm_act_q8(void)
+{
+    pthread_once(&r1_mm_act_q8_once, r1_mm_act_q8_init);
+    return atomic_load(&r1_mm_act_q8_mode);
+}
+
+int32_t r1_cpu__set_act_q8(int32_t mode)
+{
+    pthread_once(&r1_mm_act_q8_once, r1_mm_act_q8_init);
+    return atomic_exchange(&r1_mm_act_q8_mode, mode ? 1 : 0);
+}
 
 int32_t r1_cpu__set_blas(int32_t mode)
 {
@@ -67,6 +91,7 @@ typedef struct r1_mm_ctx {
     const float *x;
     int64_t n_tokens;
     float *y;
+    const r1_cpu_qx_block *xq; /* n_tokens rows of cols / 32 blocks, or NULL */
     int64_t rows_per_task;
     _Atomic int32_t failed; /* a panel buffer could not be allocated */
 } r1_mm_ctx;
@@ -90,6 +115,26 @@ static void r1_mm_rows_task(void *ctx, int64_t task, int32_t worker)
         const float *srow = r1_mm_scale_row(c, r);
         for (int64_t t = 0; t < c->n_tokens; t++)
             c->y[t * c->rows + r] = dot(row, srow, c->x + t * c->cols, c->cols);
+    }
+}
+
+enum { R1_MM_QX_ROW_GROUP = 16 }; /* rows kept in L1/L2 while every token passes over them */
+
+/* The integer path: the task's rows in groups that every token reuses from cache. */
+static void r1_mm_rows_qx_task(void *ctx, int64_t task, int32_t worker)
+{
+    (void)worker;
+    r1_mm_ctx *c = ctx;
+    int64_t r0 = task * c->rows_per_task;
+    int64_t r1 = r0 + c->rows_per_task < c->rows ? r0 + c->rows_per_task : c->rows;
+    r1_cpu_dot_qx_fn dot = c->k->dot_qx[c->dtype];
+    int64_t n_blocks = c->cols / R1_QBLOCK;
+    int64_t group = c->n_tokens == 1 ? r1 - r0 : R1_MM_QX_ROW_GROUP;
+    for (int64_t g = r0; g < r1; g += group) {
+        int32_t n = (int32_t)(r1 - g < group ? r1 - g : group);
+        for (int64_t t = 0; t < c->n_tokens; t++)
+            dot(c->w + (size_t)g * c->row_bytes, c->row_bytes, n, c->xq + t * n_blocks, n_blocks,
+                c->y + t * c->rows + g);
     }
 }
 
@@ -199,6 +244,22 @@ r1_status r1_cpu__matmul(r1_threadpool *pool, const r1_tensor *w, const float *x
     int64_t per = (c.rows + n_tasks - 1) / n_tasks;
     per = (per + R1_MM_ROW_ALIGN - 1) / R1_MM_ROW_ALIGN * R1_MM_ROW_ALIGN;
     c.rows_per_task = per;
-    r1_threadpool__run(pool, (c.rows + per - 1) / per, r1_mm_rows_task, &c);
+    r1_threadpool_fn task = r1_mm_rows_task;
+    if (c.k->dot_qx[c.dtype] != NULL && r1_mm_act_q8()) {
+        /* Quantised once per op on the caller's own buffer: concurrent callers sharing the
+         * pool never share it, and the workers only read it. */
+        int64_t n_blocks = c.cols / R1_QBLOCK;
+        r1_cpu_qx_block *xq = r1_threadpool__scratch(
+            NULL, 0, (size_t)(n_tokens * n_blocks) * sizeof(r1_cpu_qx_block));
+        if (xq == NULL)
+            return r1_error__set(R1_ERR_NO_MEMORY,
+                                 "matmul: cannot allocate %lld quantised activation blocks",
+                                 (long long)(n_tokens * n_blocks));
+        for (int64_t t = 0; t < n_tokens; t++)
+            c.k->quantize_x(x + t * c.cols, xq + t * n_blocks, c.cols);
+        c.xq = xq;
+        task = r1_mm_rows_qx_task;
+    }
+    r1_threadpool__run(pool, (c.rows + per - 1) / per, task, &c);
     return R1_OK;
 }

@@ -186,6 +186,138 @@ static float r1_avx2_row_q4_0(const void *row, const float *scale_row, const flo
     }
     return r1_hsum256(_mm256_add_ps(acc[0], acc[1]));
 }
+/* The integer path on 8-bit activations: per block, 8 int32 lanes of exact sums (maddubs
+ * pairs stay below 2^15 since |w| <= 128 and |q| <= 127), converted and scaled per lane. */
+static inline __m256i r1_avx2_sum_i8_lanes(__m256i u, __m256i s)
+{
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
+}
+
+static inline __m256 r1_avx2_block_scale(uint16_t wd, float xd)
+{
+    return _mm256_set1_ps(_cvtsh_ss(wd) * xd);
+}
+
+/* n_rows is a constant at each call site, so every row's loop is the same code. */
+static inline __attribute__((always_inline)) void
+r1_avx2_qx_q8_0_rows(const uint8_t *rows, size_t row_bytes, int32_t n_rows,
+                     const r1_cpu_qx_block *x, int64_t n_blocks, float *out)
+{
+    __m256 acc[R1_CPU_QX_MAX_ROWS];
+    for (int32_t r = 0; r < n_rows; r++)
+        acc[r] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n_blocks; b++) {
+        __m256i xq = _mm256_loadu_si256((const __m256i *)x[b].q);
+        for (int32_t r = 0; r < n_rows; r++) {
+            const r1_block_q8_0 *blk =
+                (const r1_block_q8_0 *)(const void *)(rows + (size_t)r * row_bytes) + b;
+            /* a few lines ahead of each row: the rows of a group are separate streams */
+            _mm_prefetch((const char *)blk + 256, _MM_HINT_T0);
+            __m256i w = _mm256_loadu_si256((const __m256i *)blk->q);
+            __m256i p = r1_avx2_sum_i8_lanes(_mm256_abs_epi8(w), _mm256_sign_epi8(xq, w));
+            acc[r] =
+                _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), r1_avx2_block_scale(blk->d, x[b].d), acc[r]);
+        }
+    }
+    for (int32_t r = 0; r < n_rows; r++)
+        out[r] = r1_hsum256(acc[r]);
+}
+
+/* Nibbles are unsigned bytes, so maddubs takes them as they are; the -8 offset is subtracted
+ * per lane (8 * the lane's activation sum), exact and shared by the rows. */
+static inline __attribute__((always_inline)) void
+r1_avx2_qx_q4_0_rows(const uint8_t *rows, size_t row_bytes, int32_t n_rows,
+                     const r1_cpu_qx_block *x, int64_t n_blocks, float *out)
+{
+    __m256 acc[R1_CPU_QX_MAX_ROWS];
+    for (int32_t r = 0; r < n_rows; r++)
+        acc[r] = _mm256_setzero_ps();
+    const __m256i low = _mm256_set1_epi8(0x0f), eight = _mm256_set1_epi8(8);
+    for (int64_t b = 0; b < n_blocks; b++) {
+        __m256i xq = _mm256_loadu_si256((const __m256i *)x[b].q);
+        __m256i offset = r1_avx2_sum_i8_lanes(eight, xq);
+        for (int32_t r = 0; r < n_rows; r++) {
+            const r1_block_q4_0 *blk =
+                (const r1_block_q4_0 *)(const void *)(rows + (size_t)r * row_bytes) + b;
+            /* a few lines ahead of each row: the rows of a group are separate streams */
+            _mm_prefetch((const char *)blk + 256, _MM_HINT_T0);
+            __m128i v = _mm_loadu_si128((const __m128i *)blk->qs);
+            __m256i nib = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v), low);
+            __m256i p = _mm256_sub_epi32(r1_avx2_sum_i8_lanes(nib, xq), offset);
+            acc[r] =
+                _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), r1_avx2_block_scale(blk->d, x[b].d), acc[r]);
+        }
+    }
+    for (int32_t r = 0; r < n_rows; r++)
+        out[r] = r1_hsum256(acc[r]);
+}
+
+/* r1_cpu__quantize_x's exact arithmetic on 8 lanes (see kernels_scalar.c). */
+static inline __m256i r1_avx2_round_away8(__m256 v)
+{
+    __m256 a = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v);
+    __m256 t = _mm256_round_ps(a, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    __m256 up = _mm256_cmp_ps(_mm256_sub_ps(a, t), _mm256_set1_ps(0.5f), _CMP_GE_OQ);
+    t = _mm256_add_ps(t, _mm256_and_ps(up, _mm256_set1_ps(1.0f)));
+    __m256i q = _mm256_cvttps_epi32(_mm256_min_ps(t, _mm256_set1_ps(127.0f)));
+    __m256i neg = _mm256_castps_si256(_mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_LT_OQ));
+    return _mm256_sub_epi32(_mm256_xor_si256(q, neg), neg);
+}
+
+static void r1_avx2_quantize_x(const float *x, r1_cpu_qx_block *out, int64_t n)
+{
+    const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    for (int64_t b = 0; b < n / R1_QBLOCK; b++) {
+        const float *xb = x + b * R1_QBLOCK;
+        __m256 v[4];
+        __m256 m = _mm256_setzero_ps();
+        for (int k = 0; k < 4; k++) {
+            v[k] = _mm256_loadu_ps(xb + 8 * k);
+            m = _mm256_max_ps(m, _mm256_and_ps(v[k], abs_mask));
+        }
+        __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+        h = _mm_max_ss(h, _mm_movehdup_ps(h));
+        float d = _mm_cvtss_f32(h) / 127.0f;
+        __m256 inv = _mm256_set1_ps(d != 0.0f ? 1.0f / d : 0.0f);
+        __m256i q[4];
+        for (int k = 0; k < 4; k++)
+            q[k] = r1_avx2_round_away8(_mm256_mul_ps(v[k], inv));
+        /* packs interleave 128-bit lanes; the permute puts the 4-byte groups back in order */
+        __m256i p =
+            _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+        p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256((__m256i *)out[b].q, p);
+        __m256i s = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+        __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, _MM_SHUFFLE(1, 0, 3, 2)));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, _MM_SHUFFLE(2, 3, 0, 1)));
+        out[b].d = d;
+        out[b].sum = _mm_cvtsi128_si32(s4);
+    }
+}
+
+static void r1_avx2_qx_q8_0(const void *rows, size_t row_bytes, int32_t n_rows,
+                            const r1_cpu_qx_block *x, int64_t n_blocks, float *out)
+{
+    const uint8_t *w = rows;
+    int32_t r = 0;
+    for (; r + 4 <= n_rows; r += 4)
+        r1_avx2_qx_q8_0_rows(w + (size_t)r * row_bytes, row_bytes, 4, x, n_blocks, out + r);
+    for (; r < n_rows; r++)
+        r1_avx2_qx_q8_0_rows(w + (size_t)r * row_bytes, row_bytes, 1, x, n_blocks, out + r);
+}
+
+static void r1_avx2_qx_q4_0(const void *rows, size_t row_bytes, int32_t n_rows,
+                            const r1_cpu_qx_block *x, int64_t n_blocks, float *out)
+{
+    const uint8_t *w = rows;
+    int32_t r = 0;
+    for (; r + 4 <= n_rows; r += 4)
+        r1_avx2_qx_q4_0_rows(w + (size_t)r * row_bytes, row_bytes, 4, x, n_blocks, out + r);
+    for (; r < n_rows; r++)
+        r1_avx2_qx_q4_0_rows(w + (size_t)r * row_bytes, row_bytes, 1, x, n_blocks, out + r);
+}
 
 /* Dequantisers: the same values as r1_dtype__dequantize_row (each a single float rounding). */
 static void r1_avx2_dequant_f32(const void *row, const float *s, float *out, int64_t n)
@@ -284,6 +416,12 @@ static const r1_cpu_kernel_table r1_avx2_table = {
             [R1_DTYPE_Q4_0] = r1_avx2_dequant_q4_0,
         },
     .dot_f32 = r1_avx2_dot_f32,
+    .quantize_x = r1_avx2_quantize_x,
+    .dot_qx =
+        {
+            [R1_DTYPE_Q8_0] = r1_avx2_qx_q8_0,
+            [R1_DTYPE_Q4_0] = r1_avx2_qx_q4_0,
+        },
 };
 
 const r1_cpu_kernel_table *r1_cpu__kernels_avx2(void)

@@ -4,6 +4,8 @@
 #include <string.h>
 
 #include "kernels_levels.h"
+#define R1_QX_VNNI 0
+#include "kernels_qx_avx512.h"
 
 /* Fixed pairing order, so a row's result never depends on anything but its data. */
 static inline float r1_hsum512(__m512 v)
@@ -243,30 +245,93 @@ static void r1_avx512_dequant_q4_0(const void *row, const float *s, float *out, 
     }
 }
 
-static const r1_cpu_kernel_table r1_avx512_table = {
-    .name = "avx512",
-    .dot =
-        {
-            [R1_DTYPE_F32] = r1_avx512_row_f32,
-            [R1_DTYPE_F16] = r1_avx512_row_f16,
-            [R1_DTYPE_BF16] = r1_avx512_row_bf16,
-            [R1_DTYPE_FP8_E4M3] = r1_avx512_row_fp8,
-            [R1_DTYPE_Q8_0] = r1_avx512_row_q8_0,
-            [R1_DTYPE_Q4_0] = r1_avx512_row_q4_0,
-        },
-    .dequant =
-        {
-            [R1_DTYPE_F32] = r1_avx512_dequant_f32,
-            [R1_DTYPE_F16] = r1_avx512_dequant_f16,
-            [R1_DTYPE_BF16] = r1_avx512_dequant_bf16,
-            [R1_DTYPE_FP8_E4M3] = r1_avx512_dequant_fp8,
-            [R1_DTYPE_Q8_0] = r1_avx512_dequant_q8_0,
-            [R1_DTYPE_Q4_0] = r1_avx512_dequant_q4_0,
-        },
-    .dot_f32 = r1_avx512_dot_f32,
-};
+/* r1_cpu__quantize_x's exact arithmetic on 16 lanes: truncate |v|, add one where the exact
+ * fraction is >= 0.5, clamp, restore the sign. */
+static inline __m512i r1_avx512_round_away16(__m512 v)
+{
+    __m512 a = _mm512_abs_ps(v);
+    __m512 t = _mm512_roundscale_ps(a, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    __mmask16 up = _mm512_cmp_ps_mask(_mm512_sub_ps(a, t), _mm512_set1_ps(0.5f), _CMP_GE_OQ);
+    t = _mm512_min_ps(_mm512_mask_add_ps(t, up, t, _mm512_set1_ps(1.0f)), _mm512_set1_ps(127.0f));
+    __m512i q = _mm512_cvttps_epi32(t);
+    __mmask16 neg = _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ);
+    return _mm512_mask_sub_epi32(q, neg, _mm512_setzero_si512(), q);
+}
+
+static void r1_avx512_quantize_x(const float *x, r1_cpu_qx_block *out, int64_t n)
+{
+    for (int64_t b = 0; b < n / R1_QBLOCK; b++) {
+        __m512 v0 = _mm512_loadu_ps(x + b * R1_QBLOCK),
+               v1 = _mm512_loadu_ps(x + b * R1_QBLOCK + 16);
+        float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+        float d = amax / 127.0f;
+        __m512 inv = _mm512_set1_ps(d != 0.0f ? 1.0f / d : 0.0f);
+        __m512i q0 = r1_avx512_round_away16(_mm512_mul_ps(v0, inv));
+        __m512i q1 = r1_avx512_round_away16(_mm512_mul_ps(v1, inv));
+        _mm_storeu_si128((__m128i *)out[b].q, _mm512_cvtepi32_epi8(q0));
+        _mm_storeu_si128((__m128i *)(out[b].q + 16), _mm512_cvtepi32_epi8(q1));
+        out[b].d = d;
+        out[b].sum = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+    }
+}
+
+static void r1_avx512_qx_q8_0(const void *rows, size_t row_bytes, int32_t n_rows,
+                              const r1_cpu_qx_block *x, int64_t n_blocks, float *out)
+{
+    r1_qx_rows(0, rows, row_bytes, n_rows, x, n_blocks, out);
+}
+
+static void r1_avx512_qx_q4_0(const void *rows, size_t row_bytes, int32_t n_rows,
+                              const r1_cpu_qx_block *x, int64_t n_blocks, float *out)
+{
+    r1_qx_rows(1, rows, row_bytes, n_rows, x, n_blocks, out);
+}
+
+/* In kernels_avx512vnni.c, compiled with -mavx512vnni. */
+void r1_cpu__avx512vnni_qx_q8_0(const void *rows, size_t row_bytes, int32_t n_rows,
+                                const r1_cpu_qx_block *x, int64_t n_blocks, float *out);
+void r1_cpu__avx512vnni_qx_q4_0(const void *rows, size_t row_bytes, int32_t n_rows,
+                                const r1_cpu_qx_block *x, int64_t n_blocks, float *out);
+
+#define R1_AVX512_TABLE(table_name, qx_q8_0, qx_q4_0)                                              \
+    static const r1_cpu_kernel_table table_name = {                                                \
+        .name = "avx512",                                                                          \
+        .dot =                                                                                     \
+            {                                                                                      \
+                [R1_DTYPE_F32] = r1_avx512_row_f32,                                                \
+                [R1_DTYPE_F16] = r1_avx512_row_f16,                                                \
+                [R1_DTYPE_BF16] = r1_avx512_row_bf16,                                              \
+                [R1_DTYPE_FP8_E4M3] = r1_avx512_row_fp8,                                           \
+                [R1_DTYPE_Q8_0] = r1_avx512_row_q8_0,                                              \
+                [R1_DTYPE_Q4_0] = r1_avx512_row_q4_0,                                              \
+            },                                                                                     \
+        .dequant =                                                                                 \
+            {                                                                                      \
+                [R1_DTYPE_F32] = r1_avx512_dequant_f32,                                            \
+                [R1_DTYPE_F16] = r1_avx512_dequant_f16,                                            \
+                [R1_DTYPE_BF16] = r1_avx512_dequant_bf16,                                          \
+                [R1_DTYPE_FP8_E4M3] = r1_avx512_dequant_fp8,                                       \
+                [R1_DTYPE_Q8_0] = r1_avx512_dequant_q8_0,                                          \
+                [R1_DTYPE_Q4_0] = r1_avx512_dequant_q4_0,                                          \
+            },                                                                                     \
+        .dot_f32 = r1_avx512_dot_f32,                                                              \
+        .quantize_x = r1_avx512_quantize_x,                                                        \
+        .dot_qx =                                                                                  \
+            {                                                                                      \
+                [R1_DTYPE_Q8_0] = qx_q8_0,                                                         \
+                [R1_DTYPE_Q4_0] = qx_q4_0,                                                         \
+            },                                                                                     \
+    }
+
+R1_AVX512_TABLE(r1_avx512_table, r1_avx512_qx_q8_0, r1_avx512_qx_q4_0);
+R1_AVX512_TABLE(r1_avx512vnni_table, r1_cpu__avx512vnni_qx_q8_0, r1_cpu__avx512vnni_qx_q4_0);
 
 const r1_cpu_kernel_table *r1_cpu__kernels_avx512(void)
 {
     return &r1_avx512_table;
+}
+
+const r1_cpu_kernel_table *r1_cpu__kernels_avx512vnni(void)
+{
+    return &r1_avx512vnni_table;
 }

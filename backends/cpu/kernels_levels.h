@@ -13,17 +13,46 @@ typedef float (*r1_cpu_dot_fn)(const void *row, const float *scale_row, const fl
 /* The row dequantised to float, the same values as r1_dtype__dequantize_row(). */
 typedef void (*r1_cpu_dequant_fn)(const void *row, const float *scale_row, float *out, int64_t n);
 
+/* An activation block quantised to 8 bits for the integer Q8_0/Q4_0 kernels: x ~= d * q with
+ * q in [-127, 127], and sum = sum(q) so Q4_0's -8 offset costs one multiply per block. */
+typedef struct r1_cpu_qx_block {
+    float d;
+    int32_t sum;
+    int8_t q[R1_QBLOCK];
+} r1_cpu_qx_block;
+
+/* The dot products of n_rows (1..R1_CPU_QX_MAX_ROWS) consecutive weight rows, row_bytes apart,
+ * with a quantised activation of n_blocks blocks. Each row's integer block sums are exact and
+ * its float order is the same whatever n_rows, so grouping rows never changes a result. */
+enum { R1_CPU_QX_MAX_ROWS = 4 };
+typedef void (*r1_cpu_dot_qx_fn)(const void *rows, size_t row_bytes, int32_t n_rows,
+                                 const r1_cpu_qx_block *x, int64_t n_blocks, float *out);
+
 typedef struct r1_cpu_kernel_table {
     const char *name;
     r1_cpu_dot_fn dot[R1_DTYPE_COUNT];
     r1_cpu_dequant_fn dequant[R1_DTYPE_COUNT];
     float (*dot_f32)(const float *a, const float *b, int64_t n);
+    /* Q8_0 and Q4_0 only: the integer path on 8-bit activations (NULL for other dtypes). */
+    r1_cpu_dot_qx_fn dot_qx[R1_DTYPE_COUNT];
+    /* r1_cpu__quantize_x() vectorised: the same blocks bit for bit, so that no level's
+     * integers differ from another's. */
+    void (*quantize_x)(const float *x, r1_cpu_qx_block *out, int64_t n);
 } r1_cpu_kernel_table;
+
+/* x (n elements, n % 32 == 0) to n / 32 blocks, the reference for every level's quantize_x.
+ * The arithmetic of the Q8_0 weight quantiser (d = max|x| / 127,
+ * q = round-half-away(x * (1 / d))) with d kept in float32: test/ref/quant.py's
+ * act_q8_roundtrip() is the same in numpy. */
+void r1_cpu__quantize_x(const float *x, r1_cpu_qx_block *out, int64_t n);
 
 const r1_cpu_kernel_table *r1_cpu__kernels_scalar(void);
 /* Only present on x86 builds (R1_CPU_X86_KERNELS), and only called when the CPU has them. */
 const r1_cpu_kernel_table *r1_cpu__kernels_avx2(void);
 const r1_cpu_kernel_table *r1_cpu__kernels_avx512(void);
+/* The AVX-512 table with the AVX512-VNNI (vpdpbusd) integer kernels; only when the CPU has it.
+ * Same integers as the table above, so the same results bit for bit. */
+const r1_cpu_kernel_table *r1_cpu__kernels_avx512vnni(void);
 
 /* The table for r1_cpu__active_level(). */
 const r1_cpu_kernel_table *r1_cpu__kernels_active(void);

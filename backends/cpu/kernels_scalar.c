@@ -1,4 +1,5 @@
 /* kernels_scalar.c: portable row kernels, the reference level that runs on any CPU. */
+#include <math.h>
 #include <stdint.h>
 
 #include "kernels_levels.h"
@@ -105,6 +106,70 @@ static float r1_scalar_row_q4_0(const void *row, const float *scale_row, const f
     return total;
 }
 
+/* Round half away from zero without libm: truncation, then the exact fraction decides. */
+void r1_cpu__quantize_x(const float *x, r1_cpu_qx_block *out, int64_t n)
+{
+    for (int64_t b = 0; b < n / R1_QBLOCK; b++) {
+        const float *xb = x + b * R1_QBLOCK;
+        float amax = 0.0f;
+        for (int j = 0; j < R1_QBLOCK; j++)
+            amax = fmaxf(amax, fabsf(xb[j]));
+        float d = amax / 127.0f;
+        float inv = d != 0.0f ? 1.0f / d : 0.0f;
+        int32_t sum = 0;
+        for (int j = 0; j < R1_QBLOCK; j++) {
+            float v = xb[j] * inv, a = fabsf(v);
+            int32_t t = a < 127.5f ? (int32_t)a : 127; /* also NaN: no undefined conversion */
+            t += a - (float)t >= 0.5f;
+            t = t > 127 ? 127 : t;
+            int32_t q = v < 0.0f ? -t : t;
+            out[b].q[j] = (int8_t)q;
+            sum += q;
+        }
+        out[b].d = d;
+        out[b].sum = sum;
+    }
+}
+
+/* Exact integer block sums; their float products with the block scales go to four interleaved
+ * accumulators (block b to b % 4), a fixed order per row. */
+static void r1_scalar_qx_q8_0(const void *rows, size_t row_bytes, int32_t n_rows,
+                              const r1_cpu_qx_block *x, int64_t n_blocks, float *out)
+{
+    for (int32_t r = 0; r < n_rows; r++) {
+        const r1_block_q8_0 *blk =
+            (const r1_block_q8_0 *)(const void *)((const uint8_t *)rows + (size_t)r * row_bytes);
+        float acc[4] = {0, 0, 0, 0};
+        for (int64_t b = 0; b < n_blocks; b++) {
+            int32_t isum = 0;
+            for (int j = 0; j < R1_QBLOCK; j++)
+                isum += (int32_t)blk[b].q[j] * (int32_t)x[b].q[j];
+            acc[b & 3] += (float)isum * (r1_fp16__to_f32(blk[b].d) * x[b].d);
+        }
+        out[r] = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+    }
+}
+
+/* sum (nibble - 8) * q = sum nibble * q - 8 * sum q, all in integers. */
+static void r1_scalar_qx_q4_0(const void *rows, size_t row_bytes, int32_t n_rows,
+                              const r1_cpu_qx_block *x, int64_t n_blocks, float *out)
+{
+    for (int32_t r = 0; r < n_rows; r++) {
+        const r1_block_q4_0 *blk =
+            (const r1_block_q4_0 *)(const void *)((const uint8_t *)rows + (size_t)r * row_bytes);
+        float acc[4] = {0, 0, 0, 0};
+        for (int64_t b = 0; b < n_blocks; b++) {
+            int32_t isum = 0;
+            for (int j = 0; j < R1_QBLOCK / 2; j++)
+                isum += (int32_t)(blk[b].qs[j] & 0x0f) * x[b].q[j] +
+                        (int32_t)(blk[b].qs[j] >> 4) * x[b].q[j + R1_QBLOCK / 2];
+            isum -= 8 * x[b].sum;
+            acc[b & 3] += (float)isum * (r1_fp16__to_f32(blk[b].d) * x[b].d);
+        }
+        out[r] = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+    }
+}
+
 static void r1_scalar_dequant(int32_t dt, const void *row, const float *scale_row, float *out,
                               int64_t n)
 {
@@ -157,6 +222,12 @@ static const r1_cpu_kernel_table r1_scalar_table = {
             [R1_DTYPE_Q4_0] = r1_scalar_dequant_q4_0,
         },
     .dot_f32 = r1_scalar_dot_f32,
+    .quantize_x = r1_cpu__quantize_x,
+    .dot_qx =
+        {
+            [R1_DTYPE_Q8_0] = r1_scalar_qx_q8_0,
+            [R1_DTYPE_Q4_0] = r1_scalar_qx_q4_0,
+        },
 };
 
 const r1_cpu_kernel_table *r1_cpu__kernels_scalar(void)

@@ -4,6 +4,8 @@
 
 #include <stdio.h>
 
+int r1_cmd_bench(int argc, char **argv);
+void r1_cmd_bench_usage(FILE *to);
 int r1_cmd_eval(int argc, char **argv);
 void r1_cmd_eval_usage(FILE *to);
 

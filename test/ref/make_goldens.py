@@ -7,6 +7,9 @@ For each model (tiny-v3, tiny-v2lite):
   test/data/<model>/goldens/    logits_<variant>_t<T>.f32  raw little-endian float32 [T, vocab]
   test/data/<model>/goldens.json manifest
 Variants: 'src' (source weights), 'q8_0' and 'q4_0' (converter-quantised tensors round-tripped).
+  test/data/<model>/goldens_actq8.json and goldens/logits_<variant>_actq8_t<T>.f32: the q8_0/q4_0
+  variants with 8-bit block-quantised activations into every quantised weight (reference.py
+  act_q8 mode, absorbed attention), what the CPU decode kernels compute.
 Everything is deterministic (fixed seeds, fixed prompts).
 """
 import argparse
@@ -111,6 +114,34 @@ def main():
         json.loads(text)
         with open(os.path.join(d, "goldens.json"), "w") as f:
             f.write(text + "\n")
+        write_actq8_goldens(d, arch, ps, V)
+
+
+def write_actq8_goldens(d, arch, ps, V):
+    """The q8_0/q4_0 goldens again with 8-bit activations (reference.py act_q8 mode)."""
+    entries = []
+    for variant in VARIANTS[1:]:
+        m = ref.Model(d, variant, act_q8=True)
+        # Short prompts only: an activation that float32 rounding (~1e-7) moves across a
+        # half-step of its 8-bit grid changes one level (1/127 of its block maximum); engine
+        # and reference then differ by ~1e-2 from that position on, through the KV cache. Odds
+        # are a few per cent per token on these tiny models, so 45-token prompts usually meet
+        # one; 1 and 7 tokens (checked on every SIMD level) did not.
+        for toks in [t for t in ps if len(t) <= 8]:
+            # the absorbed form: where the engine's 8-bit activations enter (o_lat into W_UV)
+            lg = ref.forward(m, toks, attn="absorbed")
+            assert np.all(np.isfinite(lg))
+            fname = "goldens/logits_%s_actq8_t%d.f32" % (variant, len(toks))
+            lg.astype("<f4").tofile(os.path.join(d, fname))
+            entries.append({"name": "%s_%s_actq8_t%d" % (arch, variant, len(toks)),
+                            "weights_variant": variant, "tokens": toks, "file": fname,
+                            "shape": [len(toks), V]})
+        print("   %s act_q8: smallest routing decision margin %.3g" %
+              (variant, min(r[4] for r in m.route_log)))
+    manifest = {"model": arch, "activations": "q8 blocks of 32 (quant.act_q8_roundtrip)",
+                "goldens": entries}
+    with open(os.path.join(d, "goldens_actq8.json"), "w") as f:
+        f.write(json.dumps(manifest, indent=1) + "\n")
 
 
 if __name__ == "__main__":

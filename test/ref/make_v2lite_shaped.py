@@ -15,6 +15,11 @@ The tokenizer files are copied from test/data/tiny-v2lite (ids beyond its few hu
 never occur; the model is for format and load measurements, not for text).
 
 Usage: python3 make_v2lite_shaped.py OUTDIR [--layers N] [--seed S] [--shard-gb G]
+
+The speed benchmark of docs/performance.md (about 5 min to generate, 1-1.5 min per conversion):
+    python3 make_v2lite_shaped.py DIR/v2lite-hf
+    r1 convert DIR/v2lite-hf DIR/v2lite-q8_0.r1m --quant q8_0 --threads 2
+    r1 bench -m DIR/v2lite-q8_0.r1m -p 512 -n 128 -t 2 --reps 5 --profile
 """
 import argparse
 import json

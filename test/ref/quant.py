@@ -255,6 +255,23 @@ def roundtrip(x, kind):
     raise ValueError(kind)
 
 
+def act_q8_roundtrip(x):
+    """Activations [..., n] (n % 32 == 0) -> float64, as the CPU decode kernels see them with
+    8-bit activations on Q8_0/Q4_0 weights (backends/cpu r1_cpu__quantize_x): float32 x in
+    blocks of 32, d = float32(amax / 127), q = round-half-away(float32(x * float32(1 / d)))
+    clipped to +-127, value d * q (exact in float64). Unlike the weights, d stays float32."""
+    x32 = np.asarray(x, dtype=np.float32)
+    b = x32.reshape(-1, 32)
+    amax = np.max(np.abs(b), axis=1).astype(np.float32)
+    d = (amax / F32(127.0)).astype(np.float32)
+    inv = np.zeros_like(d)
+    nz = d != 0
+    inv[nz] = (F32(1.0) / d[nz]).astype(np.float32)
+    v = (b * inv[:, None]).astype(np.float32).astype(np.float64)
+    q = np.clip(np.sign(v) * np.floor(np.abs(v) + 0.5), -127, 127)
+    return (d.astype(np.float64)[:, None] * q).reshape(x32.shape)
+
+
 def should_quantize(name, ndim):
     """The tensors the converter quantises to Q8_0/Q4_0 (and the reference round-trips).
 

@@ -36,7 +36,11 @@ import safetensors_io as st  # noqa: E402
 # loading
 # ---------------------------------------------------------------------------------------
 
-def dequantize_tensors(raw, variant="src"):
+class ActQ8Weight(np.ndarray):
+    """A Q8_0/Q4_0 weight whose products see 8-bit activations (act_q8 mode, see linear())."""
+
+
+def dequantize_tensors(raw, variant="src", act_q8=False):
     """raw: dict name -> (dtype, array) as stored.  -> dict name -> float64 array.
 
     FP8 weights are combined with their '<name>_scale_inv'; scale tensors are consumed.
@@ -57,16 +61,21 @@ def dequantize_tensors(raw, variant="src"):
         if variant != "src" and quant.should_quantize(name, w64.ndim):
             w32 = w64.astype(np.float32)  # exact for BF16/F32; one RNE rounding for FP8
             w64 = quant.roundtrip(w32, variant).astype(np.float64)
+            if act_q8 and w64.shape[-1] % 32 == 0:
+                w64 = w64.view(ActQ8Weight)
         out[name] = w64
     return out
 
 
 class Model:
-    def __init__(self, ckpt_dir, variant="src"):
+    def __init__(self, ckpt_dir, variant="src", act_q8=False):
+        """act_q8: Q8_0/Q4_0 weights multiply 8-bit block-quantised activations, as the CPU
+        decode kernels do (quant.act_q8_roundtrip); each token row is quantised on its own, so
+        prefill and decode stay the same computation."""
         with open(os.path.join(ckpt_dir, "config.json")) as f:
             self.cfg = json.load(f)
         self.variant = variant
-        self.w = dequantize_tensors(st.load_dir(ckpt_dir), variant)
+        self.w = dequantize_tensors(st.load_dir(ckpt_dir), variant, act_q8)
         c = self.cfg
         self.inv_freq = yarn_inv_freq(c)[0]
         self.sm_scale = softmax_scale(c)
@@ -161,7 +170,9 @@ def rmsnorm(x, g, eps):
 
 
 def linear(x, w):
-    return x @ w.T
+    if isinstance(w, ActQ8Weight):
+        return np.asarray(quant.act_q8_roundtrip(x) @ np.asarray(w).T)
+    return x @ np.asarray(w).T
 
 
 def silu(z):
@@ -239,6 +250,10 @@ def mla_absorbed(m, l, a, pos):
                       np.einsum("htd,sd->hts", q_pe, k_pe))
     P = _causal_softmax(s, pos)
     o_lat = np.einsum("hts,sr->htr", P, ckv)                    # [H, T, rkv]
+    if isinstance(wkvb, ActQ8Weight):
+        # act_q8: W_UV multiplies the quantised o_lat rows as the engine's kernels do; W_UK
+        # above stays float (the engine keeps it as a float32 transposed copy)
+        o_lat = quant.act_q8_roundtrip(o_lat)
     o = np.einsum("htr,hvr->htv", o_lat, W_UV)                 # [H, T, dv]
     o = o.transpose(1, 0, 2).reshape(T, H * dv)
     return linear(o, w[p + "o_proj.weight"])

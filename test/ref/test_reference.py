@@ -143,6 +143,49 @@ def test_q8_0_roundtrip():
     assert float(d3[0]) == 1.0 and q3[0, 1] == 3 and q3[0, 2] == -3
 
 
+def test_act_q8_roundtrip():
+    """The 8-bit activation blocks of the CPU decode kernels: Q8_0's integers, float32 d."""
+    x = _test_data()
+    y = quant.act_q8_roundtrip(x)
+    blocks = x.reshape(-1, 32).astype(np.float64)
+    amax = np.abs(blocks).max(axis=1)
+    d = (amax.astype(np.float32) / np.float32(127)).astype(np.float64)
+    step = np.where(d > 0, d, 1.0)
+    q = y.reshape(-1, 32) / step[:, None]
+    assert np.array_equal(q, np.round(q)) and np.all(np.abs(q) <= 127)
+    assert np.all(np.abs(y.reshape(-1, 32) - blocks) <= 0.5 * d[:, None] * (1 + 1e-6) + 1e-30)
+    # where f16(d) == d the integers are Q8_0's exactly
+    dw, qw = quant.q8_0_quantize(x)
+    same = dw.astype(np.float64) == d
+    assert np.any(same) and np.array_equal(q[same], qw[same].astype(np.float64))
+    # round half away from zero, as the weights: d = 1 -> v = x
+    xb = np.zeros(32, np.float32)
+    xb[0], xb[1], xb[2] = 127.0, 2.5, -2.5
+    yb = quant.act_q8_roundtrip(xb)
+    assert yb[1] == 3.0 and yb[2] == -3.0
+
+
+def test_actq8_goldens_match_reference():
+    for arch in ("tiny-v3", "tiny-v2lite"):
+        d = os.path.join(DATA, arch)
+        man = os.path.join(d, "goldens_actq8.json")
+        if not os.path.exists(man):
+            continue
+        with open(man) as f:
+            g = json.load(f)
+        models = {}
+        for e in g["goldens"]:
+            v = e["weights_variant"]
+            if v not in models:
+                models[v] = ref.Model(d, v, act_q8=True)
+            lg = ref.forward(models[v], e["tokens"], attn="absorbed")
+            gold = np.fromfile(os.path.join(d, e["file"]), dtype="<f4").reshape(e["shape"])
+            assert np.max(np.abs(lg - gold)) <= 1e-6 * np.max(np.abs(gold))
+            # 8-bit activations do move the logits (the float goldens of the same prompt)
+            flt = np.fromfile(os.path.join(d, e["file"].replace("_actq8", "")), "<f4")
+            assert np.max(np.abs(flt - gold.reshape(-1))) > 1e-3 * np.max(np.abs(flt))
+
+
 def test_q4_0_roundtrip():
     x = _test_data()
     d, q = quant.q4_0_quantize(x)

@@ -97,6 +97,26 @@ class ExpertCacheStatsC(ctypes.Structure):
     ]
 
 
+#: Number of r1_profile_class values (R1_PROFILE_N_CLASSES).
+PROFILE_N_CLASSES = 8
+
+
+class SessionProfileC(ctypes.Structure):
+    """Mirror of r1_session_profile (size-first, like ModelInfoC)."""
+
+    _fields_ = [
+        ("struct_size", ctypes.c_uint32),
+        ("reserved", ctypes.c_uint32),
+        ("n_tokens", ctypes.c_uint64),
+        ("n_passes", ctypes.c_uint64),
+        ("weight_bytes", ctypes.c_uint64),
+        ("expert_bytes", ctypes.c_uint64),
+        ("expert_uses", ctypes.c_uint64),
+        ("total_ms", ctypes.c_double),
+        ("ms", ctypes.c_double * PROFILE_N_CLASSES),
+    ]
+
+
 #: r1_piece_fn: (piece, len, kind, user_data) -> non-zero cancels.
 PIECE_FN = ctypes.CFUNCTYPE(
     ctypes.c_int32, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int32, ctypes.c_void_p
@@ -130,6 +150,7 @@ DECLARATIONS: Dict[str, Tuple[Optional[type], List[type]]] = {
     "r1_model_opts_create": (_st, [ctypes.POINTER(ModelOptsP)]),
     "r1_model_opts_destroy": (None, [ModelOptsP]),
     "r1_model_opts_set_expert_cache_bytes": (_st, [ModelOptsP, _u64]),
+    "r1_model_opts_set_device_expert_cache_bytes": (_st, [ModelOptsP, _u64]),
     "r1_model_opts_set_verify_weights": (_st, [ModelOptsP, _i32]),
     "r1_model_opts_set_threads": (_st, [ModelOptsP, _i32]),
     "r1_model_opts_set_backend": (_st, [ModelOptsP, _str]),
@@ -137,6 +158,7 @@ DECLARATIONS: Dict[str, Tuple[Optional[type], List[type]]] = {
     "r1_model_destroy": (None, [ModelP]),
     "r1_model_get_info": (_st, [ModelP, ctypes.POINTER(ModelInfoC)]),
     "r1_model_get_expert_cache_stats": (_st, [ModelP, ctypes.POINTER(ExpertCacheStatsC)]),
+    "r1_model_get_device_expert_cache_stats": (_st, [ModelP, ctypes.POINTER(ExpertCacheStatsC)]),
     "r1_convert": (_st, [_str, _str, _str, _i32, _u32, PROGRESS_FN, ctypes.c_void_p]),
     # Sessions
     "r1_session_opts_create": (_st, [ctypes.POINTER(SessionOptsP)]),
@@ -153,6 +175,9 @@ DECLARATIONS: Dict[str, Tuple[Optional[type], List[type]]] = {
     "r1_session_position": (_i32, [SessionP]),
     "r1_session_truncate": (_st, [SessionP, _i32]),
     "r1_session_reset": (_st, [SessionP]),
+    "r1_session_set_profiling": (_st, [SessionP, _i32]),
+    "r1_session_get_profile": (_st, [SessionP, ctypes.POINTER(SessionProfileC)]),
+    "r1_session_get_expert_counts": (_st, [SessionP, ctypes.POINTER(_u64), _sz]),
     # Tokenizer
     "r1_tokenize": (_st, [ModelP, _charp, _sz, _u32, _i32p, _sz, _szp]),
     "r1_detokenize": (_st, [ModelP, _i32p, _sz, _u32, _charp, _sz, _szp]),

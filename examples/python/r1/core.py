@@ -322,6 +322,7 @@ class Model(_Handle):
         backend: Optional[str] = None,
         expert_cache_bytes: int = 0,
         verify_weights: bool = False,
+        device_expert_cache_bytes: int = 0,
     ) -> None:
         lib = _ffi.lib()
         self._lib = lib
@@ -330,6 +331,9 @@ class Model(_Handle):
         try:
             check(lib.r1_model_opts_set_threads(opts, threads))
             check(lib.r1_model_opts_set_expert_cache_bytes(opts, expert_cache_bytes))
+            check(
+                lib.r1_model_opts_set_device_expert_cache_bytes(opts, device_expert_cache_bytes)
+            )
             check(lib.r1_model_opts_set_verify_weights(opts, 1 if verify_weights else 0))
             if backend is not None:
                 check(lib.r1_model_opts_set_backend(opts, _encode(backend)))
@@ -357,6 +361,14 @@ class Model(_Handle):
         s = _ffi.ExpertCacheStatsC()
         s.struct_size = ctypes.sizeof(s)
         check(self._lib.r1_model_get_expert_cache_stats(self._h(), ctypes.byref(s)))
+        return _from_struct(ExpertCacheStats, s)
+
+    def device_expert_cache_stats(self) -> ExpertCacheStats:
+        """The device expert cache's counters (GPU backends; zeros on the CPU backend):
+        misses are uploads to the device, bytes_read the bytes uploaded."""
+        s = _ffi.ExpertCacheStatsC()
+        s.struct_size = ctypes.sizeof(s)
+        check(self._lib.r1_model_get_device_expert_cache_stats(self._h(), ctypes.byref(s)))
         return _from_struct(ExpertCacheStats, s)
 
     # Tokenizer ---------------------------------------------------------------------------

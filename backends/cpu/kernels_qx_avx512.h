@@ -1,0 +1,176 @@
+/* kernels_qx_avx512.h: the AVX-512 integer Q8_0/Q4_0 kernels on 8-bit activations, included by
+ * kernels_avx512.c (maddubs + madd) and kernels_avx512vnni.c (vpdpbusd) with R1_QX_VNNI set to
+ * 0 or 1. Both forms give the same int32 lanes (the sums of four adjacent byte products; no
+ * maddubs pair can saturate since |w| <= 128 and |q| <= 127), hence the same floats. */
+#ifndef R1_KERNELS_QX_AVX512_H
+#define R1_KERNELS_QX_AVX512_H
+
+#include <immintrin.h>
+#include <stdint.h>
+
+#include "kernels_levels.h"
+
+#ifndef R1_QX_VNNI
+#error "define R1_QX_VNNI to 0 or 1"
+#endif
+
+/* Rows per group sharing each activation load, and how far ahead (bytes, 0: not at all) each
+ * row of a group prefetches its own blocks: a group reads R1_QX_GROUP separate streams, more
+ * than the hardware prefetcher keeps ahead of on its own. -D can override both to compare. */
+#ifndef R1_QX_GROUP
+#define R1_QX_GROUP 4
+#endif
+#ifndef R1_QX_PREFETCH
+#define R1_QX_PREFETCH 256
+#endif
+
+static inline __m512i r1_qx_sum_lanes(__m512i u, __m512i s)
+{
+#if R1_QX_VNNI
+    return _mm512_dpbusd_epi32(_mm512_setzero_si512(), u, s);
+#else
+    return _mm512_madd_epi16(_mm512_maddubs_epi16(u, s), _mm512_set1_epi16(1));
+#endif
+}
+
+/* Two 32-byte blocks side by side; a missing second block (p1 NULL) reads as zeros. */
+static inline __m512i r1_qx_pair(const void *p0, const void *p1)
+{
+    __m256i hi = p1 != NULL ? _mm256_loadu_si256((const __m256i *)p1) : _mm256_setzero_si256();
+    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)p0)), hi,
+                              1);
+}
+
+/* Which block of a pair each int32 lane sums: Q8_0 lanes 0-7 block 0, 8-15 block 1; Q4_0
+ * (see r1_qx_nibbles) lanes 0-3 and 8-11 block 0, 4-7 and 12-15 block 1. */
+#define R1_QX_SPREAD_Q8 _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0)
+#define R1_QX_SPREAD_Q4 _mm512_set_epi32(1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0)
+
+/* The activation scales of a block pair, spread over the lanes like its sums. */
+static inline __m512 r1_qx_pair_scale(float d0, float d1, __m512i spread)
+{
+    return _mm512_permutexvar_ps(spread, _mm512_castps128_ps512(_mm_setr_ps(d0, d1, 0, 0)));
+}
+
+/* The weight scales (f16) of a block pair spread the same way, times the activation scales:
+ * one conversion and one permute per pair instead of two scalar conversions and broadcasts. */
+static inline __m512 r1_qx_weight_scale(uint16_t d0, uint16_t d1, __m512 xs, __m512i spread)
+{
+    __m128 w = _mm_cvtph_ps(_mm_cvtsi32_si128((int)((uint32_t)d0 | (uint32_t)d1 << 16)));
+    return _mm512_mul_ps(_mm512_permutexvar_ps(spread, _mm512_castps128_ps512(w)), xs);
+}
+
+static inline float r1_qx_hsum(__m512 v)
+{
+    __m256 h = _mm256_add_ps(_mm512_castps512_ps256(v),
+                             _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* Blocks b and b + 1 of each row in one vector (lanes 0-7 and 8-15); n_rows is a constant at
+ * each call site, so a row's arithmetic does not depend on how rows are grouped. */
+static inline __attribute__((always_inline)) void r1_qx_q8_0_rows(const uint8_t *rows,
+                                                                  size_t row_bytes, int32_t n_rows,
+                                                                  const r1_cpu_qx_block *x,
+                                                                  int64_t n_blocks, float *out)
+{
+    __m512 acc[R1_CPU_QX_MAX_ROWS];
+    for (int32_t r = 0; r < n_rows; r++)
+        acc[r] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < n_blocks; b += 2) {
+        int two = b + 1 < n_blocks;
+        __m512i xq = r1_qx_pair(x[b].q, two ? x[b + 1].q : NULL);
+        __m512 xs = r1_qx_pair_scale(x[b].d, two ? x[b + 1].d : 0.0f, R1_QX_SPREAD_Q8);
+        for (int32_t r = 0; r < n_rows; r++) {
+            const r1_block_q8_0 *blk =
+                (const r1_block_q8_0 *)(const void *)(rows + (size_t)r * row_bytes) + b;
+            if (R1_QX_PREFETCH > 0)
+                _mm_prefetch((const char *)blk + R1_QX_PREFETCH, _MM_HINT_T0);
+            __m512i w = r1_qx_pair(blk[0].q, two ? blk[1].q : NULL);
+            __m512i sx =
+                _mm512_mask_sub_epi8(xq, _mm512_movepi8_mask(w), _mm512_setzero_si512(), xq);
+            __m512i p = r1_qx_sum_lanes(_mm512_abs_epi8(w), sx);
+            __m512 s = r1_qx_weight_scale(blk[0].d, two ? blk[1].d : 0, xs, R1_QX_SPREAD_Q8);
+            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), s, acc[r]);
+        }
+    }
+    for (int32_t r = 0; r < n_rows; r++)
+        out[r] = r1_qx_hsum(acc[r]);
+}
+
+/* Q4_0 nibbles of two blocks as 128-bit lanes [lo0, lo1, hi0, hi1] (lo: elements 0-15 of a
+ * block, hi: 16-31): one load pair, one shift and one mask. The activation pair is permuted to
+ * match once per pair (r1_qx_q4_order), so int32 lanes 0-3 and 8-11 belong to block 0. */
+static inline __m512i r1_qx_nibbles(const uint8_t *qs0, const uint8_t *qs1)
+{
+    __m128i v1 = qs1 != NULL ? _mm_loadu_si128((const __m128i *)qs1) : _mm_setzero_si128();
+    __m256i v = _mm256_inserti128_si256(
+        _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)qs0)), v1, 1);
+    __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(v), v, 1);
+    z = _mm512_srlv_epi64(z, _mm512_set_epi64(4, 4, 4, 4, 0, 0, 0, 0));
+    return _mm512_and_si512(z, _mm512_set1_epi8(0x0f));
+}
+
+/* [x0[0:16], x0[16:32], x1[0:16], x1[16:32]] to the nibbles' [x0 lo, x1 lo, x0 hi, x1 hi]. */
+static inline __m512i r1_qx_q4_order(__m512i xq)
+{
+    return _mm512_shuffle_i64x2(xq, xq, _MM_SHUFFLE(3, 1, 2, 0));
+}
+
+static inline __attribute__((always_inline)) void r1_qx_q4_0_rows(const uint8_t *rows,
+                                                                  size_t row_bytes, int32_t n_rows,
+                                                                  const r1_cpu_qx_block *x,
+                                                                  int64_t n_blocks, float *out)
+{
+    __m512 acc[R1_CPU_QX_MAX_ROWS];
+    for (int32_t r = 0; r < n_rows; r++)
+        acc[r] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < n_blocks; b += 2) {
+        int two = b + 1 < n_blocks;
+        __m512i xq = r1_qx_q4_order(r1_qx_pair(x[b].q, two ? x[b + 1].q : NULL));
+        /* 8 * each lane's activation sum: the nibbles' -8 offset, exact and shared by rows */
+        __m512i offset = r1_qx_sum_lanes(_mm512_set1_epi8(8), xq);
+        __m512 xs = r1_qx_pair_scale(x[b].d, two ? x[b + 1].d : 0.0f, R1_QX_SPREAD_Q4);
+        for (int32_t r = 0; r < n_rows; r++) {
+            const r1_block_q4_0 *blk =
+                (const r1_block_q4_0 *)(const void *)(rows + (size_t)r * row_bytes) + b;
+            if (R1_QX_PREFETCH > 0)
+                _mm_prefetch((const char *)blk + R1_QX_PREFETCH, _MM_HINT_T0);
+            __m512i nib = r1_qx_nibbles(blk[0].qs, two ? blk[1].qs : NULL);
+            __m512i p = _mm512_sub_epi32(r1_qx_sum_lanes(nib, xq), offset);
+            __m512 s = r1_qx_weight_scale(blk[0].d, two ? blk[1].d : 0, xs, R1_QX_SPREAD_Q4);
+            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), s, acc[r]);
+        }
+    }
+    for (int32_t r = 0; r < n_rows; r++)
+        out[r] = r1_qx_hsum(acc[r]);
+}
+
+/* A table entry: groups of R1_QX_GROUP rows, then single rows (the same arithmetic per row). */
+static inline __attribute__((always_inline)) void r1_qx_rows(int32_t is_q4_0, const void *rows,
+                                                             size_t row_bytes, int32_t n_rows,
+                                                             const r1_cpu_qx_block *x,
+                                                             int64_t n_blocks, float *out)
+{
+    const uint8_t *w = rows;
+    int32_t r = 0;
+    for (; r + R1_QX_GROUP <= n_rows; r += R1_QX_GROUP) {
+        if (is_q4_0)
+            r1_qx_q4_0_rows(w + (size_t)r * row_bytes, row_bytes, R1_QX_GROUP, x, n_blocks,
+                            out + r);
+        else
+            r1_qx_q8_0_rows(w + (size_t)r * row_bytes, row_bytes, R1_QX_GROUP, x, n_blocks,
+                            out + r);
+    }
+    for (; r < n_rows; r++) {
+        if (is_q4_0)
+            r1_qx_q4_0_rows(w + (size_t)r * row_bytes, row_bytes, 1, x, n_blocks, out + r);
+        else
+            r1_qx_q8_0_rows(w + (size_t)r * row_bytes, row_bytes, 1, x, n_blocks, out + r);
+    }
+}
+
+#endif

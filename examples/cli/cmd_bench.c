@@ -1,0 +1,540 @@
+/* cmd_bench.c: `r1 bench`: prompt-processing and generation speed, the weight bytes a decoded
+ * token reads, the machine's memory bandwidth measured in the same run, and how close decoding
+ * comes to the floor those two numbers set. */
+#include <dlfcn.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli_args.h"
+#include "commands.h"
+#include "r1.h"
+
+void r1_cmd_bench_usage(FILE *to)
+{
+    fprintf(
+        to,
+        "usage: r1 bench -m MODEL [-p 512] [-n 128] [-t THREADS] [--reps 5] [--json]\n"
+        "                [--profile] [--cache-gb G] [--triad-mb M]\n\n"
+        "Measures prompt processing (pp: one evaluation of -p tokens) and token generation\n"
+        "(tg: -n tokens one at a time from an empty cache) in tokens/s, median of --reps\n"
+        "repetitions after one untimed warm-up of each. Also measures the memory bandwidth\n"
+        "with a STREAM-triad kernel on the same number of threads, counts the weight bytes\n"
+        "one decoded token reads (from the routing actually taken), and reports the share of\n"
+        "the bandwidth floor (best triad bandwidth / bytes per token) that tg reaches, and the\n"
+        "per-layer expert load balance of the routing seen.\n\n"
+        "  -m, --model PATH   the .r1m model\n"
+        "  -p N               prompt tokens (default 512; 0 skips pp)\n"
+        "  -n N               generated tokens (default 128; 0 skips tg)\n"
+        "  -t, --threads N    CPU threads for the model and the triad (default: one per core)\n"
+        "  --reps N           repetitions (default 5)\n"
+        "  --json             one JSON object instead of the table\n"
+        "  --profile          time per operation class, and the load balance of every layer\n"
+        "  --cache-gb G       expert cache budget in GB (default 0: unbounded, every expert\n"
+        "                     stays in memory after the warm-up)\n"
+        "  --triad-mb M       size of each triad array in MB (default 512)\n");
+}
+
+static double r1_bench_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int r1_bench_cmp(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double r1_bench_median(const double *v, int n)
+{
+    double *c = malloc((size_t)n * sizeof *c);
+    if (c == NULL || n == 0) {
+        free(c);
+        return 0;
+    }
+    memcpy(c, v, (size_t)n * sizeof *c);
+    qsort(c, (size_t)n, sizeof *c, r1_bench_cmp);
+    double m = n % 2 ? c[n / 2] : 0.5 * (c[n / 2 - 1] + c[n / 2]);
+    free(c);
+    return m;
+}
+
+/* ---- memory bandwidth: a = b + s * c over arrays far larger than any cache ---------------- */
+
+typedef struct r1_triad_job {
+    double *a, *b, *c;
+    size_t n;
+    int init; /* first touch instead of the triad */
+} r1_triad_job;
+
+static void *r1_triad_thread(void *arg)
+{
+    r1_triad_job *j = arg;
+    if (j->init) {
+        for (size_t i = 0; i < j->n; i++) {
+            j->a[i] = 0;
+            j->b[i] = 1.0;
+            j->c[i] = 2.0;
+        }
+        return NULL;
+    }
+    const double s = 3.0;
+    for (size_t i = 0; i < j->n; i++)
+        j->a[i] = j->b[i] + s * j->c[i];
+    return NULL;
+}
+
+/* One pass over n elements split in n_threads slices (the caller runs the first); seconds
+ * from before the threads start to the last one's end. Slices whose thread cannot be started
+ * run on the caller, so the pass completes (slower) rather than fails. */
+static double r1_triad_pass(double *a, double *b, double *c, size_t n, int n_threads, int init)
+{
+    pthread_t th[64];
+    int started[64] = {0};
+    r1_triad_job jobs[64];
+    size_t per = (n + (size_t)n_threads - 1) / (size_t)n_threads;
+    for (int i = 0; i < n_threads; i++) {
+        size_t lo = (size_t)i * per < n ? (size_t)i * per : n, hi = lo + per < n ? lo + per : n;
+        jobs[i] = (r1_triad_job){a + lo, b + lo, c + lo, hi - lo, init};
+    }
+    double t0 = r1_bench_now();
+    for (int i = 1; i < n_threads; i++)
+        started[i] = pthread_create(&th[i], NULL, r1_triad_thread, &jobs[i]) == 0;
+    r1_triad_thread(&jobs[0]);
+    for (int i = 1; i < n_threads; i++) {
+        if (started[i])
+            pthread_join(th[i], NULL);
+        else
+            r1_triad_thread(&jobs[i]);
+    }
+    return r1_bench_now() - t0;
+}
+
+/* Median triad bandwidth in bytes/s (STREAM's convention: 3 x 8 bytes per element, the
+ * write-allocate read of a not counted), the best in *best; 0 when out of memory. */
+static double r1_triad_bandwidth(size_t bytes_per_array, int n_threads, int reps, double *best)
+{
+    size_t n = bytes_per_array / sizeof(double);
+    double *a = NULL, *b = NULL, *c = NULL, *bw = malloc((size_t)reps * sizeof *bw), med = 0;
+    *best = 0;
+    if (bw != NULL && !posix_memalign((void **)&a, 64, n * sizeof *a) &&
+        !posix_memalign((void **)&b, 64, n * sizeof *b) &&
+        !posix_memalign((void **)&c, 64, n * sizeof *c)) {
+        /* Each thread first touches its own slice, so its pages sit where it runs. */
+        r1_triad_pass(a, b, c, n, n_threads, 1);
+        r1_triad_pass(a, b, c, n, n_threads, 0); /* warm-up */
+        for (int r = 0; r < reps; r++) {
+            bw[r] = 3.0 * 8.0 * (double)n / r1_triad_pass(a, b, c, n, n_threads, 0);
+            *best = bw[r] > *best ? bw[r] : *best;
+        }
+        med = r1_bench_median(bw, reps);
+    }
+    free(bw);
+    free(a);
+    free(b);
+    free(c);
+    return med;
+}
+
+/* ---- the model ---------------------------------------------------------------------------- */
+
+typedef struct r1_bench_result {
+    double tps_median, tps_min, tps_max;
+    int ran;
+    r1_session_profile prof; /* summed over the timed repetitions */
+    uint64_t misses;         /* expert-store misses during the timed repetitions */
+} r1_bench_result;
+
+/* The kernels OpenBLAS chose (see r1.c), for the record; "none" without OpenBLAS. */
+static const char *r1_bench_blas_core(void)
+{
+    const char *(*corename)(void) = NULL;
+    *(void **)&corename = dlsym(RTLD_DEFAULT, "openblas_get_corename");
+    const char *name = corename ? corename() : NULL;
+    return name ? name : "none";
+}
+
+static int r1_bench_fail(const char *what)
+{
+    fprintf(stderr, "r1 bench: %s: %s\n", what, r1_last_error());
+    return 1;
+}
+
+static uint64_t r1_bench_misses(const r1_model *m)
+{
+    r1_expert_cache_stats st;
+    memset(&st, 0, sizeof st);
+    st.struct_size = sizeof st;
+    return r1_model_get_expert_cache_stats(m, &st) == R1_OK ? st.misses : 0;
+}
+
+static int32_t r1_bench_argmax(const r1_session *s)
+{
+    const float *row = NULL;
+    size_t n = 0;
+    if (r1_session_logits(s, -1, &row, &n) != R1_OK || n == 0)
+        return 0;
+    size_t best = 0;
+    for (size_t i = 1; i < n; i++)
+        if (row[i] > row[best])
+            best = i;
+    return (int32_t)best;
+}
+
+/* One repetition of pp (all ids in one call) or tg (n ids, each the argmax of the last). */
+static int r1_bench_once(r1_session *s, const int32_t *ids, int64_t n, int decode, double *sec)
+{
+    if (r1_session_reset(s) != R1_OK)
+        return r1_bench_fail("reset");
+    double t0 = r1_bench_now();
+    if (!decode) {
+        if (r1_session_eval(s, ids, (size_t)n) != R1_OK)
+            return r1_bench_fail("prompt");
+    } else {
+        int32_t id = ids[0];
+        for (int64_t i = 0; i < n; i++) {
+            if (r1_session_eval(s, &id, 1) != R1_OK)
+                return r1_bench_fail("decode");
+            id = r1_bench_argmax(s);
+        }
+    }
+    *sec = r1_bench_now() - t0;
+    return 0;
+}
+
+static int r1_bench_phase(r1_session *s, const r1_model *m, const int32_t *ids, int64_t n,
+                          int decode, int reps, uint64_t *counts, size_t n_counts,
+                          r1_bench_result *out)
+{
+    double sec;
+    if (r1_bench_once(s, ids, n, decode, &sec)) /* warm-up: loads the experts it routes to */
+        return 1;
+    double *tps = malloc((size_t)reps * sizeof *tps);
+    if (tps == NULL)
+        return r1_bench_fail("out of memory");
+    if (r1_session_set_profiling(s, 1) != R1_OK) {
+        free(tps);
+        return r1_bench_fail("profiling");
+    }
+    uint64_t miss0 = r1_bench_misses(m);
+    for (int r = 0; r < reps; r++) {
+        if (r1_bench_once(s, ids, n, decode, &sec)) {
+            free(tps);
+            return 1;
+        }
+        tps[r] = (double)n / sec;
+    }
+    out->misses = r1_bench_misses(m) - miss0;
+    memset(&out->prof, 0, sizeof out->prof);
+    out->prof.struct_size = sizeof out->prof;
+    if (r1_session_get_profile(s, &out->prof) != R1_OK ||
+        (n_counts && r1_session_get_expert_counts(s, counts, n_counts) != R1_OK)) {
+        free(tps);
+        return r1_bench_fail("profile");
+    }
+    r1_session_set_profiling(s, 0);
+    out->tps_median = r1_bench_median(tps, reps);
+    out->tps_min = out->tps_max = tps[0];
+    for (int r = 1; r < reps; r++) {
+        out->tps_min = tps[r] < out->tps_min ? tps[r] : out->tps_min;
+        out->tps_max = tps[r] > out->tps_max ? tps[r] : out->tps_max;
+    }
+    out->ran = 1;
+    free(tps);
+    return 0;
+}
+
+/* ---- load balance ------------------------------------------------------------------------- */
+
+typedef struct r1_balance {
+    double max_over_mean, min_over_mean, cv;
+    int64_t unused;
+    uint64_t total;
+} r1_balance;
+
+static r1_balance r1_layer_balance(const uint64_t *c, int64_t E)
+{
+    r1_balance b = {0, 0, 0, 0, 0};
+    uint64_t mx = 0, mn = UINT64_MAX;
+    for (int64_t e = 0; e < E; e++) {
+        b.total += c[e];
+        mx = c[e] > mx ? c[e] : mx;
+        mn = c[e] < mn ? c[e] : mn;
+        b.unused += c[e] == 0;
+    }
+    if (b.total == 0 || E == 0)
+        return b;
+    double mean = (double)b.total / (double)E, var = 0;
+    for (int64_t e = 0; e < E; e++)
+        var += ((double)c[e] - mean) * ((double)c[e] - mean);
+    b.max_over_mean = (double)mx / mean;
+    b.min_over_mean = (double)mn / mean;
+    b.cv = sqrt(var / (double)E) / mean;
+    return b;
+}
+
+static const char *const r1_bench_class_names[R1_PROFILE_N_CLASSES] = {
+    "attention", "router", "experts", "shared", "dense_mlp", "head", "expert_loading", "other"};
+
+static void r1_bench_print_profile(const char *name, const r1_bench_result *r)
+{
+    if (!r->ran || r->prof.n_tokens == 0)
+        return;
+    printf("\nprofile %s: ms per token (%% of the time in forward passes)\n", name);
+    double per = 1.0 / (double)r->prof.n_tokens;
+    for (int c = 0; c < R1_PROFILE_N_CLASSES; c++)
+        printf("  %-15s %9.3f  (%5.1f%%)\n", r1_bench_class_names[c], r->prof.ms[c] * per,
+               r->prof.total_ms > 0 ? 100.0 * r->prof.ms[c] / r->prof.total_ms : 0);
+    printf("  %-15s %9.3f\n", "total", r->prof.total_ms * per);
+}
+
+static void r1_bench_json_profile(const char *name, const r1_bench_result *r, int last)
+{
+    double per = r->prof.n_tokens ? 1.0 / (double)r->prof.n_tokens : 0;
+    printf("    \"%s\": {", name);
+    for (int c = 0; c < R1_PROFILE_N_CLASSES; c++)
+        printf("\"%s\": %.4f, ", r1_bench_class_names[c], r->prof.ms[c] * per);
+    printf("\"total\": %.4f}%s\n", r->prof.total_ms * per, last ? "" : ",");
+}
+
+int r1_cmd_bench(int argc, char **argv)
+{
+    const char *model_path = NULL;
+    int64_t n_prompt = 512, n_gen = 128, threads = 0, reps = 5, triad_mb = 512;
+    double cache_gb = 0;
+    int json = 0, profile = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = NULL;
+        if (!strcmp(a, "--json")) {
+            json = 1;
+            continue;
+        }
+        if (!strcmp(a, "--profile")) {
+            profile = 1;
+            continue;
+        }
+        if (!(v = r1_cli_value(argc, argv, &i)))
+            return 2;
+        int64_t *count = NULL;
+        if (!strcmp(a, "-m") || !strcmp(a, "--model"))
+            model_path = v;
+        else if (!strcmp(a, "-p"))
+            count = &n_prompt;
+        else if (!strcmp(a, "-n"))
+            count = &n_gen;
+        else if (!strcmp(a, "-t") || !strcmp(a, "--threads"))
+            count = &threads;
+        else if (!strcmp(a, "--reps"))
+            count = &reps;
+        else if (!strcmp(a, "--triad-mb"))
+            count = &triad_mb;
+        else if (!strcmp(a, "--cache-gb")) {
+            char *end;
+            cache_gb = strtod(v, &end);
+            if (*end != 0 || !(cache_gb >= 0) || cache_gb > 1e6) {
+                fprintf(stderr, "r1 bench: --cache-gb takes a number of GB >= 0\n");
+                return 2;
+            }
+        } else {
+            fprintf(stderr, "r1 bench: unknown option '%s'\n\n", a);
+            r1_cmd_bench_usage(stderr);
+            return 2;
+        }
+        if (count != NULL && (*count = r1_cli_parse_count(a, v)) < 0)
+            return 2;
+    }
+    if (model_path == NULL) {
+        r1_cmd_bench_usage(stderr);
+        return 2;
+    }
+    if (reps < 1 || reps > 1000 || threads > 64 || triad_mb < 1 || triad_mb > 65536 ||
+        n_prompt > 1 << 20 || n_gen > 1 << 20 || (n_prompt == 0 && n_gen == 0)) {
+        fprintf(stderr, "r1 bench: need 1 <= --reps <= 1000, -t <= 64, 1 <= --triad-mb <= 65536 "
+                        "and -p or -n > 0\n");
+        return 2;
+    }
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    int n_threads = threads > 0 ? (int)threads : (cores > 0 && cores <= 64 ? (int)cores : 1);
+
+    int rc = 1;
+    r1_model_opts *mo = NULL;
+    r1_model *model = NULL;
+    r1_session_opts *so = NULL;
+    r1_session *s = NULL;
+    int32_t *ids = NULL;
+    uint64_t *pp_counts = NULL, *tg_counts = NULL;
+    r1_bench_result pp = {0}, tg = {0};
+    r1_model_info info;
+    memset(&info, 0, sizeof info);
+    info.struct_size = sizeof info;
+    if (r1_model_opts_create(&mo) != R1_OK || r1_model_opts_set_threads(mo, n_threads) != R1_OK ||
+        r1_model_opts_set_expert_cache_bytes(mo, (uint64_t)(cache_gb * 1e9)) != R1_OK) {
+        rc = r1_bench_fail("options");
+        goto done;
+    }
+    if (r1_model_load(&model, model_path, NULL, mo) != R1_OK ||
+        r1_model_get_info(model, &info) != R1_OK) {
+        rc = r1_bench_fail(model_path);
+        goto done;
+    }
+    int64_t n_ctx = n_prompt > n_gen ? n_prompt : n_gen;
+    if (r1_session_opts_create(&so) != R1_OK ||
+        r1_session_opts_set_context(so, (int32_t)n_ctx) != R1_OK ||
+        r1_session_create(&s, model, so) != R1_OK) {
+        rc = r1_bench_fail("session");
+        goto done;
+    }
+    const size_t n_counts = (size_t)info.n_layers * (size_t)info.n_routed_experts;
+    ids = malloc((size_t)(n_ctx > 0 ? n_ctx : 1) * sizeof *ids);
+    pp_counts = calloc(n_counts ? n_counts : 1, sizeof *pp_counts);
+    tg_counts = calloc(n_counts ? n_counts : 1, sizeof *tg_counts);
+    if (ids == NULL || pp_counts == NULL || tg_counts == NULL) {
+        fprintf(stderr, "r1 bench: out of memory\n");
+        goto done;
+    }
+    /* Random ids (a fixed LCG), like llama-bench: the speed does not depend on the text. */
+    uint64_t x = 0x9E3779B97F4A7C15u;
+    for (int64_t i = 0; i < n_ctx; i++) {
+        x = x * 6364136223846793005u + 1442695040888963407u;
+        ids[i] = (int32_t)((x >> 33) % (uint64_t)info.vocab_size);
+    }
+
+    double bw_best = 0;
+    double bw = r1_triad_bandwidth((size_t)triad_mb << 20, n_threads, (int)reps, &bw_best);
+    if (n_prompt > 0 &&
+        r1_bench_phase(s, model, ids, n_prompt, 0, (int)reps, pp_counts, n_counts, &pp))
+        goto done;
+    if (n_gen > 0 && r1_bench_phase(s, model, ids, n_gen, 1, (int)reps, tg_counts, n_counts, &tg))
+        goto done;
+
+    /* Decoded tokens: weight bytes per token from what the passes actually read. */
+    const double tok_bytes =
+        tg.ran && tg.prof.n_tokens ? (double)tg.prof.weight_bytes / (double)tg.prof.n_tokens : 0;
+    const double tok_expert_bytes =
+        tg.ran && tg.prof.n_tokens ? (double)tg.prof.expert_bytes / (double)tg.prof.n_tokens : 0;
+    /* The best triad pass sets the floor: contention only ever lowers a pass, so the best is
+     * the closest to what the memory can do, and the fraction is not flattered by noise. */
+    const double floor_tps = tok_bytes > 0 ? bw_best / tok_bytes : 0;
+    const double fraction = floor_tps > 0 ? tg.tps_median / floor_tps : 0;
+    /* Routing seen over pp and tg together: the more tokens, the clearer the balance. */
+    int64_t n_moe = 0;
+    double worst = 0, mean_max = 0, mean_cv = 0;
+    for (int64_t l = 0; l < info.n_layers && info.n_routed_experts > 0; l++) {
+        uint64_t *c = pp_counts + l * info.n_routed_experts;
+        for (int64_t e = 0; e < info.n_routed_experts; e++)
+            c[e] += tg_counts[l * info.n_routed_experts + e];
+        r1_balance b = r1_layer_balance(c, info.n_routed_experts);
+        if (b.total == 0)
+            continue;
+        n_moe++;
+        worst = b.max_over_mean > worst ? b.max_over_mean : worst;
+        mean_max += b.max_over_mean;
+        mean_cv += b.cv;
+    }
+    if (n_moe) {
+        mean_max /= (double)n_moe;
+        mean_cv /= (double)n_moe;
+    }
+
+    const char *base = strrchr(model_path, '/');
+    base = base ? base + 1 : model_path;
+    if (json) {
+        printf("{\n  \"model\": \"%s\",\n  \"architecture\": \"%s\",\n  \"expert_dtype\": \"%s\",\n"
+               "  \"file_bytes\": %llu,\n  \"threads\": %d,\n  \"reps\": %lld,\n"
+               "  \"blas_core\": \"%s\",\n",
+               base, info.architecture_name, info.expert_dtype, (unsigned long long)info.file_bytes,
+               n_threads, (long long)reps, r1_bench_blas_core());
+        printf("  \"bandwidth_gbs\": %.3f,\n  \"bandwidth_best_gbs\": %.3f,\n", bw / 1e9,
+               bw_best / 1e9);
+        printf("  \"pp\": {\"tokens\": %lld, \"tps_median\": %.3f, \"tps_min\": %.3f, "
+               "\"tps_max\": %.3f, \"expert_misses\": %llu},\n",
+               (long long)(pp.ran ? n_prompt : 0), pp.tps_median, pp.tps_min, pp.tps_max,
+               (unsigned long long)pp.misses);
+        printf("  \"tg\": {\"tokens\": %lld, \"tps_median\": %.3f, \"tps_min\": %.3f, "
+               "\"tps_max\": %.3f, \"expert_misses\": %llu},\n",
+               (long long)(tg.ran ? n_gen : 0), tg.tps_median, tg.tps_min, tg.tps_max,
+               (unsigned long long)tg.misses);
+        printf("  \"bytes_per_token\": %.0f,\n  \"expert_bytes_per_token\": %.0f,\n"
+               "  \"floor_tps\": %.3f,\n  \"floor_fraction\": %.4f,\n",
+               tok_bytes, tok_expert_bytes, floor_tps, fraction);
+        printf("  \"load_balance\": {\"moe_layers\": %lld, \"mean_max_over_mean\": %.3f, "
+               "\"worst_max_over_mean\": %.3f, \"mean_cv\": %.3f, \"per_layer\": [",
+               (long long)n_moe, mean_max, worst, mean_cv);
+        int first = 1;
+        for (int64_t l = 0; l < info.n_layers && info.n_routed_experts > 0; l++) {
+            r1_balance b =
+                r1_layer_balance(pp_counts + l * info.n_routed_experts, info.n_routed_experts);
+            if (b.total == 0)
+                continue;
+            printf("%s{\"layer\": %lld, \"max_over_mean\": %.3f, \"min_over_mean\": %.3f, "
+                   "\"cv\": %.3f, \"unused\": %lld}",
+                   first ? "" : ", ", (long long)l, b.max_over_mean, b.min_over_mean, b.cv,
+                   (long long)b.unused);
+            first = 0;
+        }
+        printf("]},\n  \"profile_ms_per_token\": {\n");
+        r1_bench_json_profile("pp", &pp, 0);
+        r1_bench_json_profile("tg", &tg, 1);
+        printf("  }\n}\n");
+    } else {
+        printf("model: %s (%s, %lld layers, experts %s, %.2f GB), %d thread%s, %lld reps\n", base,
+               info.architecture_name, (long long)info.n_layers, info.expert_dtype,
+               (double)info.file_bytes / 1e9, n_threads, n_threads == 1 ? "" : "s",
+               (long long)reps);
+        printf("memory bandwidth (triad, %d thread%s): %.2f GB/s median, %.2f best\n", n_threads,
+               n_threads == 1 ? "" : "s", bw / 1e9, bw_best / 1e9);
+        printf("OpenBLAS kernels: %s\n\n", r1_bench_blas_core());
+        printf("| test     | tokens/s (median) |      min |      max |\n");
+        printf("|----------|-------------------|----------|----------|\n");
+        if (pp.ran)
+            printf("| pp%-6lld | %17.2f | %8.2f | %8.2f |\n", (long long)n_prompt, pp.tps_median,
+                   pp.tps_min, pp.tps_max);
+        if (tg.ran)
+            printf("| tg%-6lld | %17.2f | %8.2f | %8.2f |\n", (long long)n_gen, tg.tps_median,
+                   tg.tps_min, tg.tps_max);
+        if (tg.ran) {
+            printf("\nweights read per decoded token: %.1f MB (routed experts %.1f MB)\n",
+                   tok_bytes / 1e6, tok_expert_bytes / 1e6);
+            printf("bandwidth floor: %.2f tokens/s; tg reaches %.1f%% of it\n", floor_tps,
+                   100.0 * fraction);
+        }
+        if (pp.misses + tg.misses)
+            printf("expert-store misses during timed runs: pp %llu, tg %llu\n",
+                   (unsigned long long)pp.misses, (unsigned long long)tg.misses);
+        if (n_moe)
+            printf("expert load balance over %lld MoE layers (tokens per expert, max/mean): "
+                   "mean %.2f, worst %.2f; mean coefficient of variation %.2f\n",
+                   (long long)n_moe, mean_max, worst, mean_cv);
+        if (profile) {
+            r1_bench_print_profile("pp", &pp);
+            r1_bench_print_profile("tg", &tg);
+            if (n_moe) {
+                printf("\nload balance per layer (pp + tg): max/mean min/mean cv unused\n");
+                for (int64_t l = 0; l < info.n_layers; l++) {
+                    r1_balance b = r1_layer_balance(pp_counts + l * info.n_routed_experts,
+                                                    info.n_routed_experts);
+                    if (b.total)
+                        printf("  layer %2lld  %5.2f  %5.2f  %5.2f  %lld\n", (long long)l,
+                               b.max_over_mean, b.min_over_mean, b.cv, (long long)b.unused);
+                }
+            }
+        }
+    }
+    rc = 0;
+done:
+    r1_session_destroy(s);
+    r1_session_opts_destroy(so);
+    r1_model_destroy(model);
+    r1_model_opts_destroy(mo);
+    free(ids);
+    free(pp_counts);
+    free(tg_counts);
+    return rc;
+}
