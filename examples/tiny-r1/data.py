@@ -10,12 +10,11 @@ The prompt a model is given at inference time is the generation prompt
 model has to produce the rest.
 
 Categories: add (2-3 digit + 2-3 digit), sub (a - b with a >= b, 2-3 digits),
-mul1 (2 digit x 1 digit), mul2 (2 digit x 2 digit), cmp (which is larger /
-smaller). Each comes as a plain question or a worded problem.
+mul1 (2 digit x 1 digit), cmp (which is larger / smaller). Each comes as a
+plain question or a worded problem.
 
-The working is a column procedure: the operands are first written with place
-labels ("347 = 3 hundreds, 4 tens, 7 ones."), so that every later step can
-find the digit it needs by its label, then one line per column.
+The working is a fixed-width column procedure (see "procedures" below); the
+answer is "The answer is N." (worded: "The answer is N ITEM.").
 
 Held-out split: an operand pair (unordered for add/mul/cmp, ordered for sub)
 is held out iff a fixed integer hash of (category, pair) falls in the held-out
@@ -37,7 +36,8 @@ END_THINK = "</think>"
 
 CATEGORIES = ["add", "sub", "mul1", "cmp"]   # mul2 (2x2 digit) dropped in v2
 # sampling weights for training (addition weighted most)
-WEIGHTS = {"add": 0.40, "sub": 0.28, "mul1": 0.14, "cmp": 0.18}
+WEIGHTS = {"add": 0.50, "sub": 0.24, "mul1": 0.11, "cmp": 0.15}
+WORDED_SHARE = 0.35
 # category index used by the held-out hash (fixed; v1 had mul2 at 3, cmp at 4)
 HASH_INDEX = {"add": 0, "sub": 1, "mul": 2, "cmp": 4}
 
@@ -100,7 +100,11 @@ def is_heldout(cat, a, b):
 #   sub  Bx-y-c=r   (B=1 when the column borrows ten: 15-6-0=9, 07-2-1=4)
 #   mul  x*m+c=PP   (2-digit x 1-digit: 7*8+0=56, 4*8+5=37)
 #   cmp  digits from the left: x=y / x<y / x>y until they differ
-# The last line is "=" and the result without leading zeros.
+# The last line is "=" and the result zero-padded to a fixed width (4 digits for
+# add, 3 otherwise), so its digits too sit at fixed distances from the column
+# lines they come from. The answer after </think> ("The answer is 632.") is then
+# the one step that moves a number to a place whose alignment varies: it drops
+# the leading zeros of that line, which is right above it.
 
 W = 3  # fixed operand width
 
@@ -118,7 +122,7 @@ def working_add(a, b):
         s = x + y + c
         lines.append("%d+%d+%d=%02d" % (x, y, c, s))
         c = s // 10
-    lines.append("=%d" % (a + b))
+    lines.append("=%s" % pad(a + b, W + 1))
     return "\n".join(lines), a + b
 
 
@@ -132,7 +136,7 @@ def working_sub(a, b):
         br = 1 if v < 0 else 0
         lines.append("%d%d-%d-%d=%d" % (br, x, y, c, v + 10 * br))
         c = br
-    lines.append("=%d" % (a - b))
+    lines.append("=%s" % pad(a - b))
     return "\n".join(lines), a - b
 
 
@@ -145,7 +149,7 @@ def working_mul1(a, m):
         p = x * m + c
         lines.append("%d*%d+%d=%02d" % (x, m, c, p))
         c = p // 10
-    lines.append("=%d" % (a * m))
+    lines.append("=%s" % pad(a * m))
     return "\n".join(lines), a * m
 
 
@@ -158,7 +162,7 @@ def working_cmp(a, b, larger):
         if x != y:
             break
     r = max(a, b) if larger else min(a, b)
-    lines.append("=%d" % r)
+    lines.append("=%s" % pad(r))
     return "\n".join(lines), r
 
 
@@ -204,10 +208,14 @@ def sample_operands(cat, rng, split="heldout"):
 
 def make_example(cat, a, b, rng):
     """Returns dict(category, a, b, question, working, answer, worded)."""
-    worded = rng.random() < 0.5
+    # plain questions are the main use; worded ones need the harder copy from a
+    # variable position, so they are a bit rarer
+    worded = rng.random() < WORDED_SHARE
     name = rng.choice(NAMES)
     pron = PRONOUN[name]
     item = rng.choice(ITEMS)
+    # Every numeric answer starts "The answer is ", a fixed text between the padded
+    # result line and the number, so that the number is copied from a fixed distance.
     if cat == "add":
         work, r = working_add(a, b)
         if worded:
@@ -216,20 +224,19 @@ def make_example(cat, a, b, rng):
                 "%s has %d %s. Then %s finds %d more. How many %s does %s have now?" % (name, a, item, pron, b, item, pron),
                 "A box holds %d %s and another box holds %d %s. How many %s are there in total?" % (a, item, b, item, item),
             ])
-            ans = "There are %d %s in total." % (r, item) if q.startswith("A box") else \
-                "%s has %d %s now." % (name, r, item)
+            ans = "The answer is %d %s." % (r, item)
         else:
             q = rng.choice(["What is %d + %d?", "What is %d plus %d?", "Compute %d + %d."]) % (a, b)
-            ans = "%d + %d = %d" % (a, b, r)
+            ans = "The answer is %d." % r
     elif cat == "sub":
         work, r = working_sub(a, b)
         if worded:
             verb = rng.choice(["gives away", "sells", "loses"])
             q = "%s has %d %s and %s %d. How many %s are left?" % (name, a, item, verb, b, item)
-            ans = "%s has %d %s left." % (name, r, item)
+            ans = "The answer is %d %s." % (r, item)
         else:
             q = rng.choice(["What is %d - %d?", "What is %d minus %d?", "Compute %d - %d."]) % (a, b)
-            ans = "%d - %d = %d" % (a, b, r)
+            ans = "The answer is %d." % r
     elif cat in ("mul1", "mul2"):
         work, r = (working_mul1 if cat == "mul1" else working_mul2)(a, b)
         if worded:
@@ -237,11 +244,10 @@ def make_example(cat, a, b, rng):
                 "%s buys %d bags with %d %s in each bag. How many %s does %s buy?" % (name, b, a, item, item, pron),
                 "There are %d boxes and each box holds %d %s. How many %s are there?" % (b, a, item, item),
             ])
-            ans = "%s buys %d %s." % (name, r, item) if q.startswith(name) else \
-                "There are %d %s." % (r, item)
+            ans = "The answer is %d %s." % (r, item)
         else:
             q = rng.choice(["What is %d × %d?", "What is %d * %d?", "What is %d times %d?"]) % (a, b)
-            ans = "%d × %d = %d" % (a, b, r)
+            ans = "The answer is %d." % r
     elif cat == "cmp":
         larger = rng.random() < 0.7
         work, r = working_cmp(a, b, larger)
@@ -253,7 +259,7 @@ def make_example(cat, a, b, rng):
             ans = "%s has %s %s." % (who, "more" if larger else "fewer", item)
         else:
             q = "Which is %s, %d or %d?" % ("larger" if larger else "smaller", a, b)
-            ans = "%d is %s." % (r, "larger" if larger else "smaller")
+            ans = "The answer is %d." % r
     else:
         raise ValueError(cat)
     return dict(category=cat, a=a, b=b, worded=worded, question=q, working=work, answer=ans)
