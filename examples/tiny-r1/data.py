@@ -10,11 +10,12 @@ The prompt a model is given at inference time is the generation prompt
 model has to produce the rest.
 
 Categories: add (2-3 digit + 2-3 digit), sub (a - b with a >= b, 2-3 digits),
-mul1 (2 digit x 1 digit), cmp (which is larger / smaller). Each comes as a
-plain question or a worded problem.
+mul1 (2 digit x 1 digit), mul2 (2 digit x 2 digit), cmp (which is larger /
+smaller). Each comes as a plain question or a worded problem.
 
-The working is a fixed-width column procedure (see "procedures" below); the
-answer is "The answer is N." (worded: "The answer is N ITEM.").
+The working is a column procedure: the operands are first written with place
+labels ("347 = 3 hundreds, 4 tens, 7 ones."), so that every later step can
+find the digit it needs by its label, then one line per column.
 
 Held-out split: an operand pair (unordered for add/mul/cmp, ordered for sub)
 is held out iff a fixed integer hash of (category, pair) falls in the held-out
@@ -250,6 +251,7 @@ def make_example(cat, a, b, rng):
             ans = "The answer is %d." % r
     elif cat == "cmp":
         larger = rng.random() < 0.7
+        other = None
         work, r = working_cmp(a, b, larger)
         if worded:
             other = rng.choice([n for n in NAMES if n != name])
@@ -262,6 +264,11 @@ def make_example(cat, a, b, rng):
             ans = "The answer is %d." % r
     else:
         raise ValueError(cat)
+    if worded:
+        # The words the answer repeats from a worded question are first written down at the
+        # top of the working, next to the question, so that the answer copies them from a
+        # place at a nearly fixed distance instead of searching the question for them.
+        work = ("%s,%s %s" % (name, other, item) if cat == "cmp" else item) + "\n" + work
     return dict(category=cat, a=a, b=b, worded=worded, question=q, working=work, answer=ans)
 
 
