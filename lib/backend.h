@@ -16,7 +16,7 @@
 #include "r1.h"
 
 /* Bump on any change to this file; a backend whose table carries another value is refused. */
-#define R1_BACKEND_ABI 1
+#define R1_BACKEND_ABI 2
 
 typedef struct r1_dev r1_dev; /* an open device; defined by each backend */
 typedef struct r1_buf r1_buf; /* a region of device memory; defined by each backend */
@@ -36,8 +36,18 @@ typedef struct r1_dtensor {
  * rule (supports() == 0: run it on the CPU backend) works at this granularity. */
 enum r1_op_kind {
     R1_OP_MATMUL = 1, /* dst(T, out) = src0(T, in) . src1(out, in)^T; src1 any weight dtype */
+    /* One decoded token's MLA in the absorbed form (spec §2.6), all heads of a layer: src0 the
+     * query (H, dn + dr) with rope applied, src1 the latent cache (n_keys, rkv + dr): c_kv then
+     * the rotated k_pe per row, src2 kv_b_proj (H * (dn + dv), rkv), any weight dtype; dst the
+     * heads' outputs (H, dv) before o_proj. Params: r1_op_mla_decode_params. */
+    R1_OP_MLA_DECODE = 2,
     R1_OP_KIND_END
 };
+
+typedef struct r1_op_mla_decode_params {
+    int64_t n_heads, qk_nope_dim, qk_rope_dim, v_dim, kv_lora_rank, n_keys;
+    double softmax_scale;
+} r1_op_mla_decode_params;
 
 enum { R1_OP_MAX_SRC = 8 };
 

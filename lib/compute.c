@@ -348,3 +348,67 @@ r1_status r1_compute__matmul(r1_compute *c, const r1_tensor *w, const float *x, 
     ops->free(dev, bw);
     return st;
 }
+
+/* No device backend implements R1_OP_MLA_DECODE yet, so it runs where host memory can be read in
+ * place: on the model's backend when that is host memory (the CPU), else on the CPU device (the
+ * hybrid rule); a device that gains the op would take the device path the way matmul does. */
+r1_status r1_compute__mla_decode(r1_compute *c, const r1_op_mla_decode_params *p, const float *q,
+                                 const float *lat, const r1_tensor *kv_b, float *out)
+{
+    const int64_t H = p->n_heads, dqk = p->qk_nope_dim + p->qk_rope_dim;
+    const int64_t dl = p->kv_lora_rank + p->qk_rope_dim;
+    const int64_t rows = r1_tensor__rows(kv_b), cols = r1_tensor__cols(kv_b);
+    r1_op op;
+    memset(&op, 0, sizeof op);
+    op.kind = R1_OP_MLA_DECODE;
+    op.n_src = 3;
+    op.params = p;
+    op.dst = (r1_dtensor){.dtype = R1_DTYPE_F32, .n_dims = 2, .shape = {H, p->v_dim}};
+    op.src[0] = (r1_dtensor){.dtype = R1_DTYPE_F32, .n_dims = 2, .shape = {H, dqk}};
+    op.src[1] = (r1_dtensor){.dtype = R1_DTYPE_F32, .n_dims = 2, .shape = {p->n_keys, dl}};
+    op.src[2] = (r1_dtensor){.dtype = kv_b->dtype, .n_dims = 2, .shape = {rows, cols}};
+
+    const r1_backend_ops *ops = c->ops;
+    r1_dev *dev = c->dev;
+    if (c->device != NULL || ops->wrap_host == NULL) {
+        ops = c->cpu_ops;
+        dev = c->cpu_dev;
+    }
+    size_t scale_bytes =
+        kv_b->scale ? (size_t)((rows + 127) / 128) * (size_t)kv_b->scale_cols * 4 : 0;
+    r1_buf *bw = NULL, *bs = NULL, *bq = NULL, *bl = NULL, *bo = NULL;
+    r1_status st = r1_wrap(ops, dev, kv_b->data, kv_b->nbytes, &bw);
+    if (st == R1_OK)
+        st = r1_wrap(ops, dev, kv_b->scale, scale_bytes, &bs);
+    if (st == R1_OK)
+        st = r1_wrap(ops, dev, q, (size_t)(H * dqk) * sizeof(float), &bq);
+    if (st == R1_OK)
+        st = r1_wrap(ops, dev, lat, (size_t)(p->n_keys * dl) * sizeof(float), &bl);
+    if (st == R1_OK)
+        st = r1_wrap(ops, dev, out, (size_t)(H * p->v_dim) * sizeof(float), &bo);
+    if (st == R1_OK) {
+        op.dst.buf = bo;
+        op.src[0].buf = bq;
+        op.src[1].buf = bl;
+        op.src[2].buf = bw;
+        op.src[2].scale_buf = bs;
+        st = ops->supports(dev, &op)
+                 ? ops->run(dev, &op)
+                 : r1_error__set(R1_ERR_UNSUPPORTED,
+                                 "no backend runs the latent attention of a "
+                                 "%s kv_b_proj",
+                                 r1_dtype__traits(kv_b->dtype) ? r1_dtype__traits(kv_b->dtype)->name
+                                                               : "?");
+    }
+    uint64_t seq = 0;
+    if (st == R1_OK)
+        st = ops->submit(dev, &seq);
+    if (st == R1_OK)
+        st = ops->wait(dev, seq);
+    ops->free(dev, bo);
+    ops->free(dev, bl);
+    ops->free(dev, bq);
+    ops->free(dev, bs);
+    ops->free(dev, bw);
+    return st;
+}

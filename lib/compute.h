@@ -55,4 +55,10 @@ int32_t r1_compute__device_counters(r1_compute *c, r1_compute_device_counters *o
 r1_status r1_compute__matmul(r1_compute *c, const r1_tensor *w, const float *x, int64_t n_tokens,
                              float *y);
 
+/* One decoded token's absorbed MLA for all heads of a layer (R1_OP_MLA_DECODE, backend.h): q
+ * (H, dn + dr) with rope applied, the layer's latent cache lat (p->n_keys rows of rkv + dr),
+ * kv_b_proj of any dtype; out (H, dv), host float32. */
+r1_status r1_compute__mla_decode(r1_compute *c, const r1_op_mla_decode_params *p, const float *q,
+                                 const float *lat, const r1_tensor *kv_b, float *out);
+
 #endif

@@ -567,6 +567,24 @@ static r1_status r1_attention(r1_forward *f, r1_forward_scratch *s, r1_kv_cache 
             r1_rope__apply(&f->rope, cs, s->q + t * H * dqk + h * dqk + dn);
     }
 
+    /* One decoded token: the whole attention of the layer is one op (compute.c). */
+    if (T == 1) {
+        const r1_op_mla_decode_params mp = {
+            .n_heads = H,
+            .qk_nope_dim = dn,
+            .qk_rope_dim = dr,
+            .v_dim = dv,
+            .kv_lora_rank = rkv,
+            .n_keys = pos0 + 1,
+            .softmax_scale = f->rope.softmax_scale,
+        };
+        if ((st = r1_compute__mla_decode(f->compute, &mp, s->q, lat, &w->kv_b, s->oh)) != R1_OK)
+            return st;
+        if (f->prof != NULL)
+            f->prof->weight_bytes += r1_weight_bytes(&w->kv_b);
+        return r1_mm(f, &w->o, s->oh, T, s->attn);
+    }
+
     /* Without a kept copy, this layer's W_UK is transposed for this chunk only. */
     const float *uk_t = w->uk_t;
     if (uk_t == NULL) {

@@ -4,6 +4,7 @@
 
 #include <stdint.h>
 
+#include "backend.h"
 #include "r1.h"
 #include "tensor.h"
 #include "threadpool.h"
@@ -34,6 +35,15 @@ int32_t r1_cpu__set_blas(int32_t mode);
  * states the bound); 0 keeps float activations, as does R1_CPU_ACT_Q8=0 in the environment
  * (read once, before the first such product). Returns the previous mode. */
 int32_t r1_cpu__set_act_q8(int32_t mode);
+/* The mode above now (the environment read on first use). */
+int32_t r1_cpu__act_q8_enabled(void);
+
+/* One decoded token's absorbed MLA for all heads of a layer (R1_OP_MLA_DECODE in backend.h):
+ * q (H, dn + dr), the latent cache lat (n_keys, rkv + dr), kv_b_proj of any dtype; out (H, dv).
+ * One pool task per head. R1_ERR_INVALID_ARG on shapes that do not fit, R1_ERR_NO_MEMORY when a
+ * head's scratch cannot be had. */
+r1_status r1_cpu__mla_decode(r1_threadpool *pool, const r1_op_mla_decode_params *p, const float *q,
+                             const float *lat, const r1_tensor *kv_b, float *out);
 
 /* y = x * g / sqrt(mean(x^2) + eps) over n elements; y may alias x. The sum of squares is
  * accumulated in double: for n up to 7168 that makes the normaliser correctly rounded in

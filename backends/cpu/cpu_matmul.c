@@ -59,6 +59,11 @@ static int32_t r1_mm_act_q8(void)
     return atomic_load(&r1_mm_act_q8_mode);
 }
 
+int32_t r1_cpu__act_q8_enabled(void)
+{
+    return r1_mm_act_q8();
+}
+
 int32_t r1_cpu__set_act_q8(int32_t mode)
 {
     pthread_once(&r1_mm_act_q8_once, r1_mm_act_q8_init);

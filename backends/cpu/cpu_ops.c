@@ -2,6 +2,7 @@
 #include "cpu_ops.h"
 
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "cpu_features.h"
@@ -41,8 +42,74 @@ static int r1_cpu_dt_ok(const r1_dtensor *t)
            t->offset <= r1_cpu__buf_bytes(t->buf);
 }
 
+/* A weight operand as the kernels' r1_tensor (data and fp8 scales inside their buffers); 0 when
+ * a buffer is too small for it. */
+static int r1_cpu_weight(const r1_dtensor *w, r1_tensor *t)
+{
+    int64_t wr, wc;
+    r1_cpu_dt_shape(w, &wr, &wc);
+    memset(t, 0, sizeof *t);
+    t->dtype = w->dtype;
+    t->n_dims = w->n_dims;
+    t->data = (const char *)r1_cpu__buf_data(w->buf) + w->offset;
+    t->nbytes = r1_cpu__buf_bytes(w->buf) - w->offset;
+    for (int32_t i = 0; i < w->n_dims; i++)
+        t->shape[i] = w->shape[i];
+    if (r1_dtype__traits(w->dtype)->has_block_scale) {
+        int64_t scale_rows = (wr + R1_FP8_SCALE_BLOCK - 1) / R1_FP8_SCALE_BLOCK;
+        t->scale_cols = (wc + R1_FP8_SCALE_BLOCK - 1) / R1_FP8_SCALE_BLOCK;
+        size_t s_need = (size_t)scale_rows * (size_t)t->scale_cols * sizeof(float);
+        if (w->scale_buf == NULL || w->scale_offset > r1_cpu__buf_bytes(w->scale_buf) ||
+            r1_cpu__buf_bytes(w->scale_buf) - w->scale_offset < s_need)
+            return 0;
+        t->scale = (const float *)(const void *)((const char *)r1_cpu__buf_data(w->scale_buf) +
+                                                 w->scale_offset);
+    }
+    size_t row_bytes = r1_dtype__row_bytes(w->dtype, wc);
+    return row_bytes != 0 && (size_t)wr <= t->nbytes / row_bytes;
+}
+
+static const float *r1_cpu_f32(const r1_dtensor *t, size_t n_floats)
+{
+    if (r1_cpu__buf_bytes(t->buf) - t->offset < n_floats * sizeof(float))
+        return NULL;
+    return (const float *)(const void *)((const char *)r1_cpu__buf_data(t->buf) + t->offset);
+}
+
+static int32_t r1_cpu_mla_supported(const r1_op *op)
+{
+    const r1_op_mla_decode_params *p = op->params;
+    if (p == NULL || op->n_src < 3 || !r1_cpu_dt_ok(&op->dst))
+        return 0;
+    for (int32_t i = 0; i < 3; i++)
+        if (!r1_cpu_dt_ok(&op->src[i]))
+            return 0;
+    if (op->src[0].dtype != R1_DTYPE_F32 || op->src[1].dtype != R1_DTYPE_F32 ||
+        op->dst.dtype != R1_DTYPE_F32 || r1_dtype__traits(op->src[2].dtype) == NULL)
+        return 0;
+    return !r1_dtype__traits(op->src[2].dtype)->has_block_scale || op->src[2].scale_buf != NULL;
+}
+
+static r1_status r1_cpu_mla_run(r1_threadpool *pool, const r1_op *op)
+{
+    const r1_op_mla_decode_params *p = op->params;
+    const int64_t H = p->n_heads, dl = p->kv_lora_rank + p->qk_rope_dim;
+    if (H <= 0 || dl <= 0 || p->n_keys <= 0 || p->v_dim <= 0 || p->qk_nope_dim <= 0)
+        return r1_error__set(R1_ERR_INVALID_ARG, "cpu mla decode: bad parameters");
+    const float *q = r1_cpu_f32(&op->src[0], (size_t)(H * (p->qk_nope_dim + p->qk_rope_dim)));
+    const float *lat = r1_cpu_f32(&op->src[1], (size_t)(p->n_keys * dl));
+    float *out = (float *)r1_cpu_f32(&op->dst, (size_t)(H * p->v_dim));
+    r1_tensor kv_b;
+    if (q == NULL || lat == NULL || out == NULL || !r1_cpu_weight(&op->src[2], &kv_b))
+        return r1_error__set(R1_ERR_OUT_OF_RANGE, "cpu mla decode: an operand exceeds its buffer");
+    return r1_cpu__mla_decode(pool != NULL ? pool : r1_threadpool__default(), p, q, lat, &kv_b,
+                              out);
+}
+
 int32_t r1_cpu__op_supported(const r1_op *op)
 {
+    if (op != NULL && op->kind == R1_OP_MLA_DECODE)
+        return r1_cpu_mla_supported(op);
     if (op == NULL || op->kind != R1_OP_MATMUL || op->n_src < 2)
         return 0;
     const r1_dtensor *x = &op->src[0], *w = &op->src[1], *y = &op->dst;
@@ -59,7 +126,7 @@ int32_t r1_cpu__op_supported(const r1_op *op)
     return xc == wc && yr == xr && yc == wr;
 }
 
-/* MATMUL runs on the device's own pool when the model asked for a thread count, else on the
+/* Ops run on the device's own pool when the model asked for a thread count, else on the
  * process-wide pool (threadpool.h) that every such device shares. */
 r1_status r1_cpu__op_run(r1_threadpool *pool, const r1_op *op)
 {
@@ -67,6 +134,8 @@ r1_status r1_cpu__op_run(r1_threadpool *pool, const r1_op *op)
         return r1_error__set(R1_ERR_UNSUPPORTED,
                              "cpu backend: op kind %d with these operands is not implemented",
                              op != NULL ? (int)op->kind : -1);
+    if (op->kind == R1_OP_MLA_DECODE)
+        return r1_cpu_mla_run(pool, op);
     const r1_dtensor *x = &op->src[0], *w = &op->src[1], *y = &op->dst;
     int64_t xr, xc, wr, wc, yr, yc;
     r1_cpu_dt_shape(x, &xr, &xc);
