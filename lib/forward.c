@@ -12,6 +12,7 @@
 #include "error.h"
 #include "expert_cache.h"
 #include "router.h"
+#include "softmax.h"
 
 /* ---- weights ---------------------------------------------------------------------------- */
 
@@ -509,16 +510,7 @@ static void r1_transpose(const float *src, int64_t rows, int64_t cols, int64_t l
 /* Scaled, causal softmax of one score row in place: keys >= n_valid get probability 0. */
 static void r1_softmax_causal(float *p, int64_t n_keys, int64_t n_valid, double scale)
 {
-    float mx = -INFINITY;
-    for (int64_t j = 0; j < n_valid; j++)
-        mx = p[j] > mx ? p[j] : mx;
-    double sum = 0;
-    const float sc = (float)scale;
-    for (int64_t j = 0; j < n_valid; j++)
-        sum += (p[j] = expf((p[j] - mx) * sc));
-    const float inv = (float)(1.0 / sum);
-    for (int64_t j = 0; j < n_valid; j++)
-        p[j] *= inv;
+    r1_softmax__scaled(p, n_valid, scale);
     for (int64_t j = n_valid; j < n_keys; j++)
         p[j] = 0;
 }

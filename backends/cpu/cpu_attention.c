@@ -14,6 +14,7 @@
 #include "dtype.h"
 #include "error.h"
 #include "kernels_levels.h"
+#include "softmax.h"
 
 typedef struct r1_mla_ctx {
     const r1_cpu_kernel_table *k;
@@ -34,22 +35,6 @@ typedef struct r1_mla_ctx {
 static const float *r1_mla_scale_row(const r1_mla_ctx *c, int64_t r)
 {
     return c->kv_b_scale != NULL ? c->kv_b_scale + (r / R1_FP8_SCALE_BLOCK) * c->scale_cols : NULL;
-}
-
-/* The softmax of r1_forward's prefill path (max, exp of the scaled difference, sum in double),
- * so decode and prefill normalise alike. */
-static void r1_mla_softmax(float *p, int64_t n, double scale)
-{
-    float mx = -INFINITY;
-    for (int64_t j = 0; j < n; j++)
-        mx = p[j] > mx ? p[j] : mx;
-    double sum = 0;
-    const float sc = (float)scale;
-    for (int64_t j = 0; j < n; j++)
-        sum += (p[j] = expf((p[j] - mx) * sc));
-    const float inv = (float)(1.0 / sum);
-    for (int64_t j = 0; j < n; j++)
-        p[j] *= inv;
 }
 
 static void r1_mla_head_task(void *ctx, int64_t h, int32_t worker)
@@ -86,7 +71,7 @@ static void r1_mla_head_task(void *ctx, int64_t h, int32_t worker)
     /* Scores against every cached row, the softmax, then the value sum over the latents. */
     for (int64_t j = 0; j < n_keys; j++)
         scores[j] = c->k->dot_f32(qlat, c->lat + j * dl, dl);
-    r1_mla_softmax(scores, n_keys, p->softmax_scale);
+    r1_softmax__scaled(scores, n_keys, p->softmax_scale);
     memset(olat, 0, (size_t)rkv * sizeof(float));
     for (int64_t j = 0; j < n_keys; j++) {
         const float pj = scores[j];
@@ -126,7 +111,8 @@ r1_status r1_cpu__mla_decode(r1_threadpool *pool, const r1_op_mla_decode_params 
         r1_tensor__cols(kv_b) != rkv)
         return r1_error__set(R1_ERR_INVALID_ARG, "mla decode: kv_b_proj does not match the heads");
     size_t row_bytes = r1_dtype__row_bytes(kv_b->dtype, rkv);
-    if (row_bytes == 0 || (tr->has_block_scale && kv_b->scale == NULL))
+    if (row_bytes == 0 || (size_t)r1_tensor__rows(kv_b) > kv_b->nbytes / row_bytes ||
+        (tr->has_block_scale && kv_b->scale == NULL))
         return r1_error__set(R1_ERR_INVALID_ARG, "mla decode: %s kv_b_proj rows of %lld", tr->name,
                              (long long)rkv);
     r1_mla_ctx c = {

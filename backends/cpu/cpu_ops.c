@@ -43,7 +43,7 @@ static int r1_cpu_dt_ok(const r1_dtensor *t)
 }
 
 /* A weight operand as the kernels' r1_tensor (data and fp8 scales inside their buffers); 0 when
- * a buffer is too small for it. */
+ * the scale buffer is too small. Whether the data holds every row is the kernels' check. */
 static int r1_cpu_weight(const r1_dtensor *w, r1_tensor *t)
 {
     int64_t wr, wc;
@@ -65,8 +65,7 @@ static int r1_cpu_weight(const r1_dtensor *w, r1_tensor *t)
         t->scale = (const float *)(const void *)((const char *)r1_cpu__buf_data(w->scale_buf) +
                                                  w->scale_offset);
     }
-    size_t row_bytes = r1_dtype__row_bytes(w->dtype, wc);
-    return row_bytes != 0 && (size_t)wr <= t->nbytes / row_bytes;
+    return 1;
 }
 
 static const float *r1_cpu_f32(const r1_dtensor *t, size_t n_floats)
@@ -136,36 +135,15 @@ r1_status r1_cpu__op_run(r1_threadpool *pool, const r1_op *op)
                              op != NULL ? (int)op->kind : -1);
     if (op->kind == R1_OP_MLA_DECODE)
         return r1_cpu_mla_run(pool, op);
-    const r1_dtensor *x = &op->src[0], *w = &op->src[1], *y = &op->dst;
-    int64_t xr, xc, wr, wc, yr, yc;
-    r1_cpu_dt_shape(x, &xr, &xc);
-    r1_cpu_dt_shape(w, &wr, &wc);
-    r1_cpu_dt_shape(y, &yr, &yc);
-    size_t x_need = (size_t)xr * (size_t)xc * sizeof(float);
-    size_t y_need = (size_t)yr * (size_t)yc * sizeof(float);
-    if (r1_cpu__buf_bytes(x->buf) - x->offset < x_need ||
-        r1_cpu__buf_bytes(y->buf) - y->offset < y_need)
+    int64_t xr, xc, yr, yc;
+    r1_cpu_dt_shape(&op->src[0], &xr, &xc);
+    r1_cpu_dt_shape(&op->dst, &yr, &yc);
+    const float *xp = r1_cpu_f32(&op->src[0], (size_t)xr * (size_t)xc);
+    float *yp = (float *)r1_cpu_f32(&op->dst, (size_t)yr * (size_t)yc);
+    if (xp == NULL || yp == NULL)
         return r1_error__set(R1_ERR_OUT_OF_RANGE, "cpu matmul: activation exceeds its buffer");
-
-    r1_tensor t = {
-        .dtype = w->dtype,
-        .n_dims = w->n_dims,
-        .data = (const char *)r1_cpu__buf_data(w->buf) + w->offset,
-        .nbytes = r1_cpu__buf_bytes(w->buf) - w->offset,
-    };
-    for (int32_t i = 0; i < w->n_dims; i++)
-        t.shape[i] = w->shape[i];
-    if (r1_dtype__traits(w->dtype)->has_block_scale) {
-        int64_t scale_rows = (wr + R1_FP8_SCALE_BLOCK - 1) / R1_FP8_SCALE_BLOCK;
-        t.scale_cols = (wc + R1_FP8_SCALE_BLOCK - 1) / R1_FP8_SCALE_BLOCK;
-        size_t s_need = (size_t)scale_rows * (size_t)t.scale_cols * sizeof(float);
-        if (w->scale_offset > r1_cpu__buf_bytes(w->scale_buf) ||
-            r1_cpu__buf_bytes(w->scale_buf) - w->scale_offset < s_need)
-            return r1_error__set(R1_ERR_OUT_OF_RANGE, "cpu matmul: block scale exceeds its buffer");
-        t.scale = (const float *)(const void *)((const char *)r1_cpu__buf_data(w->scale_buf) +
-                                                w->scale_offset);
-    }
-    const float *xp = (const float *)(const void *)((char *)r1_cpu__buf_data(x->buf) + x->offset);
-    float *yp = (float *)(void *)((char *)r1_cpu__buf_data(y->buf) + y->offset);
+    r1_tensor t;
+    if (!r1_cpu_weight(&op->src[1], &t))
+        return r1_error__set(R1_ERR_OUT_OF_RANGE, "cpu matmul: block scale exceeds its buffer");
     return r1_cpu__matmul(pool != NULL ? pool : r1_threadpool__default(), &t, xp, xr, yp);
 }
