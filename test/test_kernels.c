@@ -563,6 +563,85 @@ START_TEST(test_kernels_cpu_backend_runs_matmul_op)
 }
 END_TEST
 
+/* ---- decode attention ------------------------------------------------------------------- */
+
+/* R1_OP_MLA_DECODE against the absorbed MLA of spec §2.6 in double, for every kv_b_proj dtype,
+ * with float activations (the 8-bit activation path is held to the reference's act_q8 goldens
+ * in test_forward.c), serially and on the pool. */
+START_TEST(test_kernels_mla_decode_matches_double)
+{
+    const int32_t dt = _i;
+    enum { H = 3, DN = 32, DR = 16, DV = 32, RKV = 64, NK = 7, DL = RKV + DR };
+    const r1_op_mla_decode_params p = {.n_heads = H,
+                                       .qk_nope_dim = DN,
+                                       .qk_rope_dim = DR,
+                                       .v_dim = DV,
+                                       .kv_lora_rank = RKV,
+                                       .n_keys = NK,
+                                       .softmax_scale = 0.1352337789};
+    rng_state = 777 + (uint32_t)dt;
+    test_weight kv_b;
+    weight_make(&kv_b, dt, H * (DN + DV), RKV);
+    float q[H * (DN + DR)], lat[NK * DL], got[H * DV];
+    for (int i = 0; i < H * (DN + DR); i++)
+        q[i] = rng_f();
+    for (int i = 0; i < NK * DL; i++)
+        lat[i] = rng_f();
+    double want[H * DV], mx = 0;
+    for (int h = 0; h < H; h++) {
+        const double *wk = kv_b.deq + (size_t)h * (DN + DV) * RKV;
+        double qlat[RKV] = {0}, sc[NK], olat[RKV] = {0}, m = -INFINITY, z = 0;
+        for (int i = 0; i < DN; i++)
+            for (int r = 0; r < RKV; r++)
+                qlat[r] += wk[i * RKV + r] * q[h * (DN + DR) + i];
+        for (int j = 0; j < NK; j++) {
+            double d = 0;
+            for (int r = 0; r < RKV; r++)
+                d += qlat[r] * lat[j * DL + r];
+            for (int e = 0; e < DR; e++)
+                d += (double)q[h * (DN + DR) + DN + e] * lat[j * DL + RKV + e];
+            sc[j] = d * p.softmax_scale;
+            m = sc[j] > m ? sc[j] : m;
+        }
+        for (int j = 0; j < NK; j++)
+            z += (sc[j] = exp(sc[j] - m));
+        for (int j = 0; j < NK; j++)
+            for (int r = 0; r < RKV; r++)
+                olat[r] += sc[j] / z * lat[j * DL + r];
+        for (int c = 0; c < DV; c++) {
+            double o = 0;
+            for (int r = 0; r < RKV; r++)
+                o += wk[(DN + c) * RKV + r] * olat[r];
+            want[h * DV + c] = o;
+            mx = fabs(o) > mx ? fabs(o) : mx;
+        }
+    }
+    int32_t prev = r1_cpu__set_act_q8(0);
+    r1_threadpool *pools[2] = {NULL, r1_threadpool__default()};
+    for (int k = 0; k < 2; k++) {
+        memset(got, 0, sizeof got);
+        ck_assert_int_eq(r1_cpu__mla_decode(pools[k], &p, q, lat, &kv_b.t, got), R1_OK);
+        for (int i = 0; i < H * DV; i++)
+            ck_assert_msg(fabs(got[i] - want[i]) <= 1e-5 * mx, "%s: o[%d] = %.9g, reference %.9g",
+                          r1_dtype__traits(dt)->name, i, (double)got[i], want[i]);
+    }
+    r1_cpu__set_act_q8(prev);
+
+    /* shapes that do not fit are refused with a message, nothing written */
+    r1_op_mla_decode_params bad = p;
+    bad.v_dim = DV + 1;
+    ck_assert_int_eq(r1_cpu__mla_decode(NULL, &bad, q, lat, &kv_b.t, got), R1_ERR_INVALID_ARG);
+    bad = p;
+    bad.n_keys = 0;
+    ck_assert_int_eq(r1_cpu__mla_decode(NULL, &bad, q, lat, &kv_b.t, got), R1_ERR_INVALID_ARG);
+    ck_assert_int_eq(r1_cpu__mla_decode(NULL, &p, NULL, lat, &kv_b.t, got), R1_ERR_INVALID_ARG);
+    r1_tensor short_w = kv_b.t;
+    short_w.nbytes /= 2;
+    ck_assert_int_eq(r1_cpu__mla_decode(NULL, &p, q, lat, &short_w, got), R1_ERR_INVALID_ARG);
+    weight_free(&kv_b);
+}
+END_TEST
+
 /* ---- element-wise --------------------------------------------------------------------- */
 
 static void assert_close(double got, double want, double rel, const char *what, int64_t i)
@@ -695,6 +774,7 @@ static Suite *kernels_suite(void)
     tcase_add_test(mm, test_kernels_dequant_tables_match_dtype_c);
     tcase_add_test(mm, test_kernels_matmul_rejects_bad_arguments);
     tcase_add_test(mm, test_kernels_cpu_backend_runs_matmul_op);
+    tcase_add_loop_test(mm, test_kernels_mla_decode_matches_double, 0, R1_DTYPE_COUNT);
     suite_add_tcase(s, mm);
     TCase *ew = tcase_create("element-wise");
     tcase_add_test(ew, test_kernels_rmsnorm_matches_double);
