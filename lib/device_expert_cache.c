@@ -4,15 +4,16 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "clock.h"
 #include "error.h"
+#include "lru.h"
 
 typedef struct r1_dec_slot {
+    r1_lru_node lru; /* first (lru.h): listed while resident */
     r1_buf *buf;
     uint64_t bytes;
-    uint64_t last_seq;               /* the latest submit that reads the buffer */
-    struct r1_dec_slot *prev, *next; /* LRU list of resident slots (head = least recent) */
+    uint64_t last_seq; /* the latest submit that reads the buffer */
 } r1_dec_slot;
 
 struct r1_device_expert_cache {
@@ -20,33 +21,9 @@ struct r1_device_expert_cache {
     r1_dev *dev;
     int64_t n_layers, n_experts;
     r1_dec_slot *slots;
-    r1_dec_slot lru; /* sentinel */
+    r1_lru_node lru; /* resident slots, least recent first */
     r1_device_expert_counters k;
 };
-
-static uint64_t r1_dec_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static void r1_dec_unlink(r1_dec_slot *s)
-{
-    if (s->prev != NULL) {
-        s->prev->next = s->next;
-        s->next->prev = s->prev;
-        s->prev = s->next = NULL;
-    }
-}
-
-static void r1_dec_push(r1_device_expert_cache *dc, r1_dec_slot *s)
-{
-    s->prev = dc->lru.prev;
-    s->next = &dc->lru;
-    dc->lru.prev->next = s;
-    dc->lru.prev = s;
-}
 
 r1_status r1_device_expert_cache__create(r1_device_expert_cache **out, const r1_backend_ops *ops,
                                          r1_dev *dev, int64_t n_layers, int64_t n_experts,
@@ -65,7 +42,7 @@ r1_status r1_device_expert_cache__create(r1_device_expert_cache **out, const r1_
     dc->dev = dev;
     dc->n_layers = n_layers;
     dc->n_experts = n_experts;
-    dc->lru.prev = dc->lru.next = &dc->lru;
+    r1_lru__init(&dc->lru);
     dc->k.budget_bytes = budget_bytes;
     *out = dc;
     return R1_OK;
@@ -73,7 +50,7 @@ r1_status r1_device_expert_cache__create(r1_device_expert_cache **out, const r1_
 
 static void r1_dec_drop(r1_device_expert_cache *dc, r1_dec_slot *s)
 {
-    r1_dec_unlink(s);
+    r1_lru__unlink(&s->lru);
     dc->ops->free(dc->dev, s->buf);
     dc->k.current_bytes -= s->bytes;
     s->buf = NULL;
@@ -85,8 +62,9 @@ void r1_device_expert_cache__destroy(r1_device_expert_cache *dc)
     if (dc == NULL)
         return;
     dc->ops->wait(dc->dev, UINT64_MAX);
-    while (dc->lru.next != &dc->lru)
-        r1_dec_drop(dc, dc->lru.next);
+    r1_lru_node *n;
+    while ((n = r1_lru__oldest(&dc->lru)) != NULL)
+        r1_dec_drop(dc, (r1_dec_slot *)(void *)n);
     free(dc->slots);
     free(dc);
 }
@@ -94,8 +72,8 @@ void r1_device_expert_cache__destroy(r1_device_expert_cache *dc)
 /* Frees the least recently used expert, first waiting for queued work that still reads it. */
 static r1_status r1_dec_evict_one(r1_device_expert_cache *dc)
 {
-    r1_dec_slot *victim = dc->lru.next;
-    if (victim == &dc->lru)
+    r1_dec_slot *victim = (r1_dec_slot *)(void *)r1_lru__oldest(&dc->lru);
+    if (victim == NULL)
         return r1_error__set(R1_ERR_BUDGET, "device expert cache: nothing left to evict");
     if (victim->last_seq > dc->ops->completed(dc->dev)) {
         r1_status st = dc->ops->wait(dc->dev, victim->last_seq);
@@ -124,15 +102,15 @@ static r1_status r1_dec_load(r1_device_expert_cache *dc, r1_dec_slot *s, const u
     r1_status st;
     /* The device may run out before the budget does: make room from the cache itself. */
     while ((st = dc->ops->alloc(dc->dev, (size_t)bytes, &s->buf)) == R1_ERR_NO_MEMORY &&
-           dc->lru.next != &dc->lru) {
+           r1_lru__oldest(&dc->lru) != NULL) {
         if ((st = r1_dec_evict_one(dc)) != R1_OK)
             return st;
     }
     if (st != R1_OK)
         return st;
-    uint64_t t0 = r1_dec_now_ns();
+    uint64_t t0 = r1_clock__now_ns();
     st = dc->ops->upload(dc->dev, s->buf, 0, blob, (size_t)bytes);
-    dc->k.upload_ns += r1_dec_now_ns() - t0;
+    dc->k.upload_ns += r1_clock__now_ns() - t0;
     if (st != R1_OK) {
         dc->ops->free(dc->dev, s->buf); /* the failed upload recorded nothing */
         s->buf = NULL;
@@ -159,14 +137,14 @@ r1_status r1_device_expert_cache__get(r1_device_expert_cache *dc, int64_t layer,
     r1_dec_slot *s = &dc->slots[(size_t)layer * (size_t)dc->n_experts + (size_t)expert];
     if (s->buf != NULL) {
         dc->k.hits++;
-        r1_dec_unlink(s);
+        r1_lru__unlink(&s->lru);
     } else {
         dc->k.misses++;
         r1_status st = r1_dec_load(dc, s, blob, blob_bytes);
         if (st != R1_OK)
             return st;
     }
-    r1_dec_push(dc, s);
+    r1_lru__push(&dc->lru, &s->lru);
     *out = s->buf;
     return R1_OK;
 }

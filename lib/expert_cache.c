@@ -6,23 +6,24 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 #include <zstd.h>
 
 #include "checksum.h"
+#include "clock.h"
 #include "dtype.h"
 #include "error.h"
+#include "lru.h"
 
 enum { SLOT_EMPTY = 0, SLOT_LOADING = 1, SLOT_READY = 2 };
 
 typedef struct slot {
+    r1_lru_node lru; /* first (lru.h): listed while READY and unpinned */
     int32_t state;
     int32_t pins;
     uint8_t *data; /* raw blob, 64-byte aligned */
     uint64_t bytes;
     r1_expert view;
-    struct slot *prev, *next; /* LRU list of READY, unpinned slots (head = least recent) */
 } slot;
 
 struct r1_expert_cache {
@@ -32,36 +33,12 @@ struct r1_expert_cache {
     slot *slots;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    slot lru; /* sentinel */
+    r1_lru_node lru; /* READY, unpinned slots, least recent first */
     r1_expert_cache_counters k;
     uint64_t reads, fault_at;
     int32_t fault_kind;
     size_t last_found; /* r1_expert_cache__find's hint */
 };
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static void lru_unlink(slot *s)
-{
-    if (s->prev) {
-        s->prev->next = s->next;
-        s->next->prev = s->prev;
-        s->prev = s->next = NULL;
-    }
-}
-
-static void lru_push(r1_expert_cache *ec, slot *s)
-{
-    s->prev = ec->lru.prev;
-    s->next = &ec->lru;
-    ec->lru.prev->next = s;
-    ec->lru.prev = s;
-}
 
 r1_status r1_expert_cache__create(r1_expert_cache **out, const r1_container *c,
                                   uint64_t budget_bytes)
@@ -88,7 +65,7 @@ r1_status r1_expert_cache__create(r1_expert_cache **out, const r1_container *c,
     }
     pthread_mutex_init(&ec->mu, NULL);
     pthread_cond_init(&ec->cv, NULL);
-    ec->lru.prev = ec->lru.next = &ec->lru;
+    r1_lru__init(&ec->lru);
     ec->k.budget_bytes = budget_bytes;
     *out = ec;
     return R1_OK;
@@ -110,10 +87,10 @@ void r1_expert_cache__destroy(r1_expert_cache *ec)
 static int reserve(r1_expert_cache *ec, uint64_t bytes)
 {
     while (ec->k.budget_bytes != 0 && ec->k.current_bytes + bytes > ec->k.budget_bytes) {
-        slot *victim = ec->lru.next;
-        if (victim == &ec->lru)
+        slot *victim = (slot *)(void *)r1_lru__oldest(&ec->lru);
+        if (victim == NULL)
             return 0;
-        lru_unlink(victim);
+        r1_lru__unlink(&victim->lru);
         free(victim->data);
         victim->data = NULL;
         ec->k.current_bytes -= victim->bytes;
@@ -263,7 +240,7 @@ r1_status r1_expert_cache__acquire(r1_expert_cache *ec, int64_t layer, int64_t e
     for (;;) {
         if (s->state == SLOT_READY) {
             if (s->pins++ == 0)
-                lru_unlink(s);
+                r1_lru__unlink(&s->lru);
             ec->k.hits++;
             *out = &s->view;
             pthread_mutex_unlock(&ec->mu);
@@ -285,10 +262,10 @@ r1_status r1_expert_cache__acquire(r1_expert_cache *ec, int64_t layer, int64_t e
     ec->k.misses++;
     pthread_mutex_unlock(&ec->mu);
 
-    uint64_t t0 = now_ns();
+    uint64_t t0 = r1_clock__now_ns();
     uint8_t *data = NULL;
     r1_status st = load_blob(ec, b, &data);
-    uint64_t dt = now_ns() - t0;
+    uint64_t dt = r1_clock__now_ns() - t0;
 
     pthread_mutex_lock(&ec->mu);
     ec->k.load_ns += dt;
@@ -317,7 +294,7 @@ void r1_expert_cache__release(r1_expert_cache *ec, const r1_expert *ex)
     slot *s = &ec->slots[(size_t)ex->layer * (size_t)ec->n_experts + (size_t)ex->expert];
     pthread_mutex_lock(&ec->mu);
     if (s->state == SLOT_READY && s->pins > 0 && --s->pins == 0)
-        lru_push(ec, s);
+        r1_lru__push(&ec->lru, &s->lru);
     pthread_mutex_unlock(&ec->mu);
 }
 

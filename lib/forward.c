@@ -6,8 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "clock.h"
 #include "dtype.h"
 #include "error.h"
 #include "expert_cache.h"
@@ -427,19 +427,12 @@ static r1_status r1_swiglu(r1_forward *f, r1_forward_scratch *s, const r1_tensor
 
 /* ---- profiling ---------------------------------------------------------------------------- */
 
-static uint64_t r1_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* Charges the time since *mark to class cls and moves the mark to now (no-op when off). */
 static void r1_prof_lap(r1_forward *f, int32_t cls, uint64_t *mark)
 {
     if (f->prof == NULL)
         return;
-    const uint64_t now = r1_now_ns();
+    const uint64_t now = r1_clock__now_ns();
     f->prof->ns[cls] += now - *mark;
     *mark = now;
 }
@@ -737,7 +730,7 @@ r1_status r1_forward__run(r1_forward *f, r1_forward_scratch *s, r1_kv_cache *kv,
     if (T <= 0 || T > s->max_tokens || pos0 < 0 || pos0 + T > kv->n_ctx)
         return r1_error__set(R1_ERR_INTERNAL, "forward chunk of %lld tokens at %lld does not fit",
                              (long long)T, (long long)pos0);
-    const uint64_t start = f->prof != NULL ? r1_now_ns() : 0;
+    const uint64_t start = f->prof != NULL ? r1_clock__now_ns() : 0;
     uint64_t mark = start;
     for (int64_t t = 0; t < T; t++) {
         r1_weight_row(&f->embed, ids[t], s->h + t * D);

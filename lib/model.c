@@ -259,8 +259,10 @@ R1_API r1_status r1_model_get_info(const r1_model *model, r1_model_info *info)
     return R1_OK;
 }
 
-R1_API r1_status r1_model_get_expert_cache_stats(const r1_model *model,
-                                                 r1_expert_cache_stats *stats)
+/* What both cache-statistics getters check first; v comes back zeroed, with the struct_size of
+ * the caller's version of the struct. */
+static r1_status r1_cache_stats_begin(const r1_model *model, const r1_expert_cache_stats *stats,
+                                      r1_expert_cache_stats *v)
 {
     r1_error__clear();
     if (model == NULL || stats == NULL)
@@ -269,11 +271,20 @@ R1_API r1_status r1_model_get_expert_cache_stats(const r1_model *model,
     r1_status st = check_size(size, sizeof *stats, "r1_expert_cache_stats");
     if (st != R1_OK)
         return st;
+    memset(v, 0, sizeof *v);
+    v->struct_size = size < sizeof *v ? size : (uint32_t)sizeof *v;
+    return R1_OK;
+}
+
+R1_API r1_status r1_model_get_expert_cache_stats(const r1_model *model,
+                                                 r1_expert_cache_stats *stats)
+{
+    r1_expert_cache_stats v;
+    r1_status st = r1_cache_stats_begin(model, stats, &v);
+    if (st != R1_OK)
+        return st;
     r1_expert_cache_counters k;
     r1_expert_cache__counters(model->experts, &k);
-    r1_expert_cache_stats v;
-    memset(&v, 0, sizeof v);
-    v.struct_size = size < sizeof v ? size : (uint32_t)sizeof v;
     v.hits = k.hits;
     v.misses = k.misses;
     v.evictions = k.evictions;
@@ -290,19 +301,13 @@ R1_API r1_status r1_model_get_expert_cache_stats(const r1_model *model,
 R1_API r1_status r1_model_get_device_expert_cache_stats(const r1_model *model,
                                                         r1_expert_cache_stats *stats)
 {
-    r1_error__clear();
-    if (model == NULL || stats == NULL)
-        return r1_error__set(R1_ERR_INVALID_ARG, "%s is NULL", model ? "stats" : "model");
-    uint32_t size = stats->struct_size;
-    r1_status st = check_size(size, sizeof *stats, "r1_expert_cache_stats");
+    r1_expert_cache_stats v;
+    r1_status st = r1_cache_stats_begin(model, stats, &v);
     if (st != R1_OK)
         return st;
     r1_compute_device_counters k;
     /* The counters are read under the device's lock; the model itself is not modified. */
     r1_compute__device_counters((r1_compute *)&model->compute, &k);
-    r1_expert_cache_stats v;
-    memset(&v, 0, sizeof v);
-    v.struct_size = size < sizeof v ? size : (uint32_t)sizeof v;
     v.hits = k.experts.hits;
     v.misses = k.experts.misses;
     v.evictions = k.experts.evictions;

@@ -105,6 +105,33 @@ static double rel_diff(const float *a, const float *b, size_t n)
     return md / mx;
 }
 
+/* One golden of model's goldens file against the engine on weights variant (the file's own, or
+ * a conversion of it): all prompt tokens at once, or one at a time (decode). Returns
+ * max|got - ref| / max|ref| over every position's logits. */
+static double golden_diff(const char *model, const cJSON *g, const char *variant, int one_at_a_time)
+{
+    char path[1024];
+    const cJSON *toks = cJSON_GetObjectItem(g, "tokens");
+    int n = cJSON_GetArraySize(toks);
+    int32_t *ids = malloc((size_t)n * sizeof *ids);
+    for (int i = 0; i < n; i++)
+        ids[i] = cJSON_GetArrayItem(toks, i)->valueint;
+    snprintf(path, sizeof path, "%s/%s/%s", data_dir(), model,
+             cJSON_GetObjectItem(g, "file")->valuestring);
+    size_t bytes;
+    float *ref = (float *)read_file(path, &bytes);
+    r1_model *m = load(model, variant, 0);
+    size_t vocab = 0;
+    float *got = run(m, ids, n, one_at_a_time, &vocab);
+    ck_assert_uint_eq(bytes, (size_t)n * vocab * sizeof(float));
+    double d = rel_diff(got, ref, (size_t)n * vocab);
+    free(got);
+    r1_model_destroy(m);
+    free(ref);
+    free(ids);
+    return d;
+}
+
 /* Every golden of model; with as_type set, the src goldens only, evaluated on the checkpoint
  * converted to that type instead (exact for BF16 sources going to F32/F16, whose values they
  * represent exactly; FP8 x scale products rounded once to F32). */
@@ -124,29 +151,12 @@ static void check_goldens_as(const char *model, const char *as_type)
         const char *variant = cJSON_GetObjectItem(g, "weights_variant")->valuestring;
         if (as_type != NULL && strcmp(variant, "src") != 0)
             continue;
-        const cJSON *toks = cJSON_GetObjectItem(g, "tokens");
-        int n = cJSON_GetArraySize(toks);
-        int32_t *ids = malloc((size_t)n * sizeof *ids);
-        for (int i = 0; i < n; i++)
-            ids[i] = cJSON_GetArrayItem(toks, i)->valueint;
-        snprintf(path, sizeof path, "%s/%s/%s", data_dir(), model,
-                 cJSON_GetObjectItem(g, "file")->valuestring);
-        size_t bytes;
-        float *ref = (float *)read_file(path, &bytes);
-        r1_model *m = load(model, as_type ? as_type : variant, 0);
-        size_t vocab = 0;
-        float *got = run(m, ids, n, 0, &vocab);
-        ck_assert_uint_eq(bytes, (size_t)n * vocab * sizeof(float));
-        double d = rel_diff(got, ref, (size_t)n * vocab);
+        double d = golden_diff(model, g, as_type ? as_type : variant, 0);
         printf("%s%s%s: prefill max|d|/max|ref| = %.2e\n",
                cJSON_GetObjectItem(g, "name")->valuestring, as_type ? " as " : "",
                as_type ? as_type : "", d);
         ck_assert_msg(d <= GOLDEN_BOUND, "%s: %.3e > %.1e",
                       cJSON_GetObjectItem(g, "name")->valuestring, d, GOLDEN_BOUND);
-        free(got);
-        r1_model_destroy(m);
-        free(ref);
-        free(ids);
         checked++;
     }
     ck_assert_int_eq(checked, as_type ? 3 : 9);
@@ -175,28 +185,11 @@ static void check_actq8_goldens(const char *model)
     cJSON_ArrayForEach(g, cJSON_GetObjectItem(root, "goldens"))
     {
         const char *variant = cJSON_GetObjectItem(g, "weights_variant")->valuestring;
-        const cJSON *toks = cJSON_GetObjectItem(g, "tokens");
-        int n = cJSON_GetArraySize(toks);
-        int32_t *ids = malloc((size_t)n * sizeof *ids);
-        for (int i = 0; i < n; i++)
-            ids[i] = cJSON_GetArrayItem(toks, i)->valueint;
-        snprintf(path, sizeof path, "%s/%s/%s", data_dir(), model,
-                 cJSON_GetObjectItem(g, "file")->valuestring);
-        size_t bytes;
-        float *ref = (float *)read_file(path, &bytes);
-        r1_model *m = load(model, variant, 0);
-        size_t vocab = 0;
-        float *got = run(m, ids, n, 1, &vocab);
-        ck_assert_uint_eq(bytes, (size_t)n * vocab * sizeof(float));
-        double d = rel_diff(got, ref, (size_t)n * vocab);
+        double d = golden_diff(model, g, variant, 1);
         printf("%s: decode max|d|/max|ref| = %.2e\n", cJSON_GetObjectItem(g, "name")->valuestring,
                d);
         ck_assert_msg(d <= GOLDEN_BOUND, "%s: %.3e > %.1e",
                       cJSON_GetObjectItem(g, "name")->valuestring, d, GOLDEN_BOUND);
-        free(got);
-        r1_model_destroy(m);
-        free(ref);
-        free(ids);
         checked++;
     }
     ck_assert_int_eq(checked, 4);

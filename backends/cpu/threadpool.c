@@ -6,9 +6,9 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "error.h"
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -53,11 +53,10 @@ struct r1_threadpool {
     r1_pool_worker *workers; /* n_threads entries; [0] is the caller's slot */
 };
 
+/* Spin deadlines are signed nanoseconds of the shared monotonic clock. */
 static int64_t r1_pool_now_ns(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+    return (int64_t)r1_clock__now_ns();
 }
 
 static void r1_pool_work(r1_threadpool *pool, int32_t worker)
