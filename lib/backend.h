@@ -16,7 +16,7 @@
 #include "r1.h"
 
 /* Bump on any change to this file; a backend whose table carries another value is refused. */
-#define R1_BACKEND_ABI 2
+#define R1_BACKEND_ABI 3
 
 typedef struct r1_dev r1_dev; /* an open device; defined by each backend */
 typedef struct r1_buf r1_buf; /* a region of device memory; defined by each backend */
@@ -30,6 +30,7 @@ typedef struct r1_dtensor {
     int64_t shape[4];
     r1_buf *scale_buf; /* fp8 only: (ceil(rows/128), ceil(cols/128)) float32 block scales */
     size_t scale_offset;
+    int32_t layout; /* enum r1_layout (weight_layout.h); a backend refuses one it does not know */
 } r1_dtensor;
 
 /* Operation kinds. Coarse on purpose: a GPU backend fuses what is inside one op, and the hybrid
@@ -65,6 +66,9 @@ typedef struct r1_device_info {
     uint64_t memory_total_bytes;
     uint64_t memory_free_bytes;
     int32_t host_shared; /* 1 when device buffers are host memory (wrap_host is zero-copy) */
+    /* enum r1_layout (weight_layout.h) the device's products read Q8_0/Q4_0 weights fastest
+     * in; the core then gives it weights in that layout (0: the file's rows). */
+    int32_t weight_layout;
 } r1_device_info;
 
 typedef struct r1_backend_ops {

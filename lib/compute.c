@@ -8,6 +8,7 @@
 
 #include "dtype.h"
 #include "error.h"
+#include "weight_layout.h"
 
 /* What a device without host access keeps between products. One lock serialises the device's
  * use: sessions sharing a model call in from several threads, and each product is a whole
@@ -89,6 +90,23 @@ r1_status r1_compute__open(r1_compute *c, const char *backend_name, int32_t devi
     return R1_OK;
 }
 
+/* A host-memory backend that reads Q8_0/Q4_0 fastest in another layout gets it: experts as
+ * they load, dense weights of the mapping on first use (r1_compute__matmul). */
+static r1_status r1_compute_host_layout(r1_compute *c, const r1_container *container,
+                                        r1_expert_cache *ec)
+{
+    r1_device_info info;
+    if (c->host_weights != NULL || c->ops->device_info(c->dev, &info) != R1_OK ||
+        info.weight_layout != R1_LAYOUT_R16)
+        return R1_OK;
+    r1_status st = r1_host_weights__create(&c->host_weights);
+    if (st != R1_OK)
+        return st;
+    c->host_container = container;
+    r1_expert_cache__set_layout(ec, R1_LAYOUT_R16);
+    return R1_OK;
+}
+
 r1_status r1_compute__attach_model(r1_compute *c, const r1_container *container,
                                    r1_expert_cache *ec, int64_t n_layers, int64_t n_experts,
                                    uint64_t device_budget)
@@ -97,7 +115,7 @@ r1_status r1_compute__attach_model(r1_compute *c, const r1_container *container,
         return r1_error__set(R1_ERR_INVALID_ARG, "attach_model: NULL argument");
     r1_compute_device *d = c->device;
     if (d == NULL)
-        return R1_OK;
+        return r1_compute_host_layout(c, container, ec);
     pthread_mutex_lock(&d->mu);
     r1_status st = R1_OK;
     if (d->experts == NULL)
@@ -129,6 +147,7 @@ int32_t r1_compute__device_counters(r1_compute *c, r1_compute_device_counters *o
 void r1_compute__close(r1_compute *c)
 {
     r1_compute_device_destroy(c);
+    r1_host_weights__destroy(c->host_weights);
     if (c->dev != NULL && c->dev != c->cpu_dev)
         c->ops->close(c->dev);
     if (c->cpu_dev != NULL)
@@ -294,7 +313,8 @@ r1_status r1_compute__matmul(r1_compute *c, const r1_tensor *w, const float *x, 
     op.n_src = 2;
     op.dst = (r1_dtensor){.dtype = R1_DTYPE_F32, .n_dims = 2, .shape = {n_tokens, rows}};
     op.src[0] = (r1_dtensor){.dtype = R1_DTYPE_F32, .n_dims = 2, .shape = {n_tokens, cols}};
-    op.src[1] = (r1_dtensor){.dtype = w->dtype, .n_dims = 2, .shape = {rows, cols}};
+    op.src[1] =
+        (r1_dtensor){.dtype = w->dtype, .n_dims = 2, .shape = {rows, cols}, .layout = w->layout};
 
     /* The hybrid rule: the device runs what it supports and has room for; the CPU the rest. */
     const r1_backend_ops *ops = c->ops;
@@ -305,7 +325,8 @@ r1_status r1_compute__matmul(r1_compute *c, const r1_tensor *w, const float *x, 
         if (!fallback)
             return dev_st;
         op.src[0].buf = op.dst.buf = NULL;
-        op.src[1] = (r1_dtensor){.dtype = w->dtype, .n_dims = 2, .shape = {rows, cols}};
+        op.src[1] = (r1_dtensor){
+            .dtype = w->dtype, .n_dims = 2, .shape = {rows, cols}, .layout = w->layout};
     } else if (c->device != NULL) {
         pthread_mutex_lock(&c->device->mu);
         c->device->cpu_products++;
@@ -314,6 +335,14 @@ r1_status r1_compute__matmul(r1_compute *c, const r1_tensor *w, const float *x, 
     if (ops->wrap_host == NULL || !ops->supports(dev, &op)) {
         ops = c->cpu_ops;
         dev = c->cpu_dev;
+    }
+    /* A dense weight of the file in the layout the host backend asked for (host_weights.h). */
+    r1_tensor laid;
+    if (c->host_weights != NULL && w->layout == R1_LAYOUT_ROWS &&
+        r1_container__maps(c->host_container, w->data, w->nbytes) &&
+        r1_host_weights__get(c->host_weights, w, &laid)) {
+        w = &laid;
+        op.src[1].layout = w->layout;
     }
     size_t scale_bytes = w->scale ? (size_t)((rows + 127) / 128) * (size_t)w->scale_cols * 4 : 0;
     r1_buf *bw = NULL, *bs = NULL, *bx = NULL, *by = NULL;

@@ -10,6 +10,7 @@
 #include "device_expert_cache.h"
 #include "device_weights.h"
 #include "expert_cache.h"
+#include "host_weights.h"
 #include "tensor.h"
 
 /* Device residency for a backend that cannot read host memory in place (compute.c). */
@@ -23,6 +24,11 @@ typedef struct r1_compute {
     const r1_backend_ops *cpu_ops;
     r1_dev *cpu_dev;           /* == dev when the backend is the CPU */
     r1_compute_device *device; /* NULL when ops run on host memory (the CPU backend) */
+    /* Host-memory backends whose kernels want another weight layout (device_info's
+     * weight_layout): the mapped file's dense weights in it, made on first use; NULL when
+     * the file's rows serve. Set by r1_compute__attach_model. */
+    r1_host_weights *host_weights;
+    const r1_container *host_container;
 } r1_compute;
 
 /* Opens device index of the named backend ("cpu" when name is NULL). */
@@ -32,12 +38,14 @@ void r1_compute__close(r1_compute *c);
 /* Host threads for ops run on the CPU (the fallback included); <= 0: one per core. */
 r1_status r1_compute__set_threads(r1_compute *c, int32_t n_threads);
 
-/* Tells a device without host access where the model's weights live, so it can keep them:
+/* Tells a host-memory backend that wants its own weight layout (the CPU's R16) to use it: the
+ * expert store rewrites experts as it loads them and dense weights of the mapping are copied
+ * on first use (host_weights.h). Tells a device without host access where the model's weights
+ * live, so it can keep them:
  * weights inside the container's mapping stay resident once uploaded (device_weights.c), weights
  * inside a pinned expert of ec go to a device expert cache of device_budget bytes (0: bounded by
  * the device's memory only), keyed (layer, expert) for n_layers x n_experts. Anything else (an
- * activation used as a matrix, as attention does) is uploaded for each product. No effect on
- * the CPU backend. */
+ * activation used as a matrix, as attention does) is uploaded for each product. */
 r1_status r1_compute__attach_model(r1_compute *c, const r1_container *container,
                                    r1_expert_cache *ec, int64_t n_layers, int64_t n_experts,
                                    uint64_t device_budget);

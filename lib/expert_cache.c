@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -14,6 +15,7 @@
 #include "dtype.h"
 #include "error.h"
 #include "lru.h"
+#include "weight_layout.h"
 
 enum { SLOT_EMPTY = 0, SLOT_LOADING = 1, SLOT_READY = 2 };
 
@@ -37,7 +39,8 @@ struct r1_expert_cache {
     r1_expert_cache_counters k;
     uint64_t reads, fault_at;
     int32_t fault_kind;
-    size_t last_found; /* r1_expert_cache__find's hint */
+    size_t last_found;      /* r1_expert_cache__find's hint */
+    _Atomic int32_t layout; /* enum r1_layout for projections loaded from now on */
 };
 
 r1_status r1_expert_cache__create(r1_expert_cache **out, const r1_container *c,
@@ -207,7 +210,38 @@ done:
     return st;
 }
 
-static void make_view(const r1_expert_blob *b, const uint8_t *data, r1_expert *out)
+/* The projection k's shape: gate and up are (inter, hidden), down is (hidden, inter). */
+static void proj_shape(const r1_expert_blob *b, int k, int64_t *rows, int64_t *cols)
+{
+    *rows = k == 2 ? b->hidden : b->inter;
+    *cols = k == 2 ? b->inter : b->hidden;
+}
+
+/* Outside the lock, after the checksum: rewrites in place every projection of a freshly loaded
+ * blob that can take the layout, and says which did. A projection whose temporary copy cannot
+ * be had stays in rows: the layout is a speed-up, never a reason to fail a load. */
+static void to_layout(const r1_expert_blob *b, uint8_t *data, int32_t layout, int32_t out[3])
+{
+    for (int k = 0; k < 3; k++) {
+        int64_t rows, cols;
+        proj_shape(b, k, &rows, &cols);
+        out[k] = R1_LAYOUT_ROWS;
+        if (layout != R1_LAYOUT_R16 || b->scale_bytes[k] != 0 ||
+            !r1_layout__r16_eligible(b->dtype[k], rows, cols) ||
+            r1_dtype__row_bytes(b->dtype[k], cols) * (uint64_t)rows > b->data_bytes[k])
+            continue;
+        void *rows_copy = malloc((size_t)b->data_bytes[k]);
+        if (rows_copy == NULL)
+            continue;
+        memcpy(rows_copy, data + b->data_off[k], (size_t)b->data_bytes[k]);
+        r1_layout__to_r16(b->dtype[k], rows_copy, rows, cols, data + b->data_off[k]);
+        free(rows_copy);
+        out[k] = R1_LAYOUT_R16;
+    }
+}
+
+static void make_view(const r1_expert_blob *b, const uint8_t *data, const int32_t layout[3],
+                      r1_expert *out)
 {
     r1_tensor *t[3] = {&out->gate_proj, &out->up_proj, &out->down_proj};
     out->layer = b->layer;
@@ -216,8 +250,8 @@ static void make_view(const r1_expert_blob *b, const uint8_t *data, r1_expert *o
         memset(t[k], 0, sizeof *t[k]);
         t[k]->dtype = b->dtype[k];
         t[k]->n_dims = 2;
-        t[k]->shape[0] = k == 2 ? b->hidden : b->inter;
-        t[k]->shape[1] = k == 2 ? b->inter : b->hidden;
+        proj_shape(b, k, &t[k]->shape[0], &t[k]->shape[1]);
+        t[k]->layout = layout[k];
         t[k]->data = data + b->data_off[k];
         t[k]->nbytes = (size_t)b->data_bytes[k];
         if (b->scale_bytes[k]) {
@@ -264,7 +298,10 @@ r1_status r1_expert_cache__acquire(r1_expert_cache *ec, int64_t layer, int64_t e
 
     uint64_t t0 = r1_clock__now_ns();
     uint8_t *data = NULL;
+    int32_t layout[3] = {R1_LAYOUT_ROWS, R1_LAYOUT_ROWS, R1_LAYOUT_ROWS};
     r1_status st = load_blob(ec, b, &data);
+    if (st == R1_OK)
+        to_layout(b, data, atomic_load(&ec->layout), layout);
     uint64_t dt = r1_clock__now_ns() - t0;
 
     pthread_mutex_lock(&ec->mu);
@@ -276,7 +313,7 @@ r1_status r1_expert_cache__acquire(r1_expert_cache *ec, int64_t layer, int64_t e
         s->bytes = b->raw_size;
         s->state = SLOT_READY;
         s->pins = 1;
-        make_view(b, data, &s->view);
+        make_view(b, data, layout, &s->view);
         *out = &s->view;
     } else {
         ec->k.current_bytes -= b->raw_size;
@@ -296,6 +333,11 @@ void r1_expert_cache__release(r1_expert_cache *ec, const r1_expert *ex)
     if (s->state == SLOT_READY && s->pins > 0 && --s->pins == 0)
         r1_lru__push(&ec->lru, &s->lru);
     pthread_mutex_unlock(&ec->mu);
+}
+
+void r1_expert_cache__set_layout(r1_expert_cache *ec, int32_t layout)
+{
+    atomic_store(&ec->layout, layout);
 }
 
 void r1_expert_cache__counters(r1_expert_cache *ec, r1_expert_cache_counters *out)

@@ -46,6 +46,12 @@ void r1_expert_cache__release(r1_expert_cache *ec, const r1_expert *ex);
 
 void r1_expert_cache__counters(r1_expert_cache *ec, r1_expert_cache_counters *out);
 
+/* Projections loaded from now on that can take layout (enum r1_layout, weight_layout.h) are
+ * stored in it: R1_LAYOUT_R16 when the model's products run on the CPU, whose integer kernels
+ * read Q8_0/Q4_0 fastest that way; the default, R1_LAYOUT_ROWS, keeps the file's rows (what a
+ * device backend uploads). Each r1_expert's tensors say which layout they have. */
+void r1_expert_cache__set_layout(r1_expert_cache *ec, int32_t layout);
+
 /* Whether [p, p + n) lies inside the raw blob of an expert that is resident and pinned by the
  * caller: 1 with its layer, expert, and the blob's first byte and size, else 0. Device caches
  * use it to key any view of an expert's weights (one projection, adjacent ones merged, a row

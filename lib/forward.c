@@ -387,8 +387,9 @@ static void r1_weight_row(const r1_tensor *w, int64_t r, float *out)
  * stores its matrices back to back): one product then reads both, with one pass of threads. */
 static int r1_adjacent(const r1_tensor *a, const r1_tensor *b, r1_tensor *out)
 {
-    if (a->dtype != b->dtype || a->scale != NULL || b->scale != NULL || a->n_dims != 2 ||
-        b->n_dims != 2 || a->shape[0] != b->shape[0] || a->shape[1] != b->shape[1] ||
+    if (a->dtype != b->dtype || a->layout != b->layout || a->scale != NULL || b->scale != NULL ||
+        a->n_dims != 2 || b->n_dims != 2 || a->shape[0] != b->shape[0] ||
+        a->shape[1] != b->shape[1] ||
         (const uint8_t *)a->data + a->nbytes != (const uint8_t *)b->data)
         return 0;
     *out = *a;

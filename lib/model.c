@@ -279,7 +279,7 @@ static r1_status r1_cache_stats_begin(const r1_model *model, const r1_expert_cac
 R1_API r1_status r1_model_get_expert_cache_stats(const r1_model *model,
                                                  r1_expert_cache_stats *stats)
 {
-    r1_expert_cache_stats v;
+    r1_expert_cache_stats v = {0}; /* filled by the call; initialised for -O3's flow analysis */
     r1_status st = r1_cache_stats_begin(model, stats, &v);
     if (st != R1_OK)
         return st;
@@ -301,7 +301,7 @@ R1_API r1_status r1_model_get_expert_cache_stats(const r1_model *model,
 R1_API r1_status r1_model_get_device_expert_cache_stats(const r1_model *model,
                                                         r1_expert_cache_stats *stats)
 {
-    r1_expert_cache_stats v;
+    r1_expert_cache_stats v = {0}; /* filled by the call; initialised for -O3's flow analysis */
     r1_status st = r1_cache_stats_begin(model, stats, &v);
     if (st != R1_OK)
         return st;

@@ -8,7 +8,9 @@
 enum { R1_MAX_DIMS = 4 };
 
 /* Shapes are in PyTorch order, outermost first: a Linear weight is (out_features, in_features),
- * row r holds the in_features weights of output r, contiguous, in the tensor's dtype. */
+ * row r holds the in_features weights of output r, contiguous, in the tensor's dtype, unless
+ * layout says the CPU's kernels have had the rows interleaved (then only whole products read
+ * it: no row access). */
 typedef struct r1_tensor {
     int32_t dtype; /* r1_dtype */
     int32_t n_dims;
@@ -17,6 +19,7 @@ typedef struct r1_tensor {
     size_t nbytes;
     const float *scale; /* fp8 only: weight_scale_inv, (ceil(rows/128), ceil(cols/128)) */
     int64_t scale_cols; /* fp8 only: ceil(cols/128) */
+    int32_t layout;     /* enum r1_layout (weight_layout.h): 0 = rows, as the file stores them */
 } r1_tensor;
 
 /* rows = product of all but the last dim; cols = last dim. */

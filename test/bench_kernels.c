@@ -13,6 +13,7 @@
 #include "../backends/cpu/cpu_kernels.h"
 #include "../backends/cpu/threadpool.h"
 #include "dtype.h"
+#include "weight_layout.h"
 
 /* The weight shape: 4096 x 4096 unless given (V2-Lite experts: 1408 2048 and 2048 1408). */
 static int64_t rows_w = 4096, cols_w = 4096;
@@ -106,8 +107,9 @@ static double read_gbs(r1_threadpool *pool)
     return r.found ? 0.0 : (double)n / best * 1e-9;
 }
 
-/* Usage: bench_kernels [threads] [n_tokens] [min_level] [set_mib] [rows cols]; prints the triad
- * bandwidth, then one line per dtype and level (Q8_0/Q4_0 with float and with 8-bit activations).
+/* Usage: bench_kernels [threads] [n_tokens] [min_level] [set_mib] [rows cols] [blas]; prints the
+ * triad bandwidth, then one line per dtype and level (Q8_0/Q4_0 with float and with 8-bit
+ * activations).
  */
 int main(int argc, char **argv)
 {
@@ -128,7 +130,9 @@ int main(int argc, char **argv)
     r1_threadpool *pool = NULL;
     if (r1_threadpool__create(&pool, n_threads, -1) != R1_OK)
         return 1;
-    r1_cpu__set_blas(0);
+    /* blas 1: products of n_tokens >= r1_cpu__blas_min_tokens() take the dequantise + sgemm
+     * path as in prefill (the default 0 times the row kernels) */
+    r1_cpu__set_blas(argc > 7 ? atoi(argv[7]) : 0);
     double triad = triad_gbs(pool), read = read_gbs(pool);
     printf("%d thread(s): STREAM triad %.2f GB/s, read-only stream %.2f GB/s%s\n", (int)n_threads,
            triad, read, r1_cpu__has_avx512vnni() ? " (CPU has AVX512-VNNI)" : "");
@@ -180,15 +184,27 @@ int main(int argc, char **argv)
                        .scale = scale,
                        .scale_cols = (cols_w + 127) / 128};
         int quant = dt == R1_DTYPE_Q8_0 || dt == R1_DTYPE_Q4_0;
+        /* Q8_0/Q4_0 also in the R16 layout the CPU backend gives them (weight_layout.h). */
+        int r16 = quant && r1_layout__r16_eligible(dt, rows_w, cols_w);
+        uint8_t *w16 = NULL;
+        if (r16) {
+            w16 = aligned_alloc(64, bytes * n_copies);
+            r1_layout__to_r16(dt, w, rows_w, cols_w, w16);
+            for (size_t k = 1; k < n_copies; k++)
+                memcpy(w16 + k * bytes, w16, bytes);
+        }
         for (int32_t level = min_level; level <= r1_cpu__detected_level(); level++)
-            for (int act = 0; act <= quant; act++) {
+            for (int act = 0; act <= quant + r16; act++) {
                 r1_cpu__force_level(level);
-                r1_cpu__set_act_q8(act);
+                r1_cpu__set_act_q8(act > 0);
+                const int in_r16 = act == 2;
+                t.layout = in_r16 ? R1_LAYOUT_R16 : R1_LAYOUT_ROWS;
+                uint8_t *base = in_r16 ? w16 : w;
                 /* one pass over every copy to warm up, then at least 20 timed products */
                 size_t n_reps = n_copies + (n_copies > 20 ? n_copies : 20);
                 double total = 0;
                 for (size_t rep = 0; rep < n_reps; rep++) {
-                    t.data = w + rep % n_copies * bytes;
+                    t.data = base + rep % n_copies * bytes;
                     double t0 = now_s();
                     if (r1_cpu__matmul(pool, &t, x, n_tokens, y) != R1_OK)
                         return 1;
@@ -197,7 +213,10 @@ int main(int argc, char **argv)
                 }
                 double best = total / (double)(n_reps - n_copies);
                 double gbs = (double)bytes / best * 1e-9;
-                const char *act_name = !quant ? "" : act ? "act-q8" : "act-f32";
+                const char *act_name = !quant     ? ""
+                                       : act == 2 ? "r16-q8"
+                                       : act      ? "act-q8"
+                                                  : "act-f32";
                 printf("  %-9s %-7s %-8s %6.2f GB/s  %4.0f%% of triad %4.0f%% of read  %7.3f ms"
                        "  (%.1f MiB)\n",
                        r1_dtype__traits(dt)->name, r1_cpu__level_name(level), act_name, gbs,
@@ -205,6 +224,7 @@ int main(int argc, char **argv)
                        (double)bytes / 1048576.0);
             }
         free(w);
+        free(w16);
     }
     r1_cpu__force_level(-1);
     r1_cpu__set_act_q8(1);

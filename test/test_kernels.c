@@ -14,6 +14,7 @@
 #include "../backends/cpu/kernels_levels.h"
 #include "../backends/cpu/threadpool.h"
 #include "dtype.h"
+#include "weight_layout.h"
 
 static uint64_t rng_state;
 static uint32_t rng_u32(void)
@@ -218,7 +219,21 @@ static const struct {
 } plain_shapes[] = {{200, 300}, {19, 7}, {1, 1}, {130, 128}, {64, 1031}};
 static const struct {
     int64_t rows, cols;
-} quant_shapes[] = {{37, 32}, {200, 320}, {16, 64}};
+} quant_shapes[] = {{37, 32}, {200, 320}, {16, 64}, {48, 96}};
+
+/* The R16 (16 rows interleaved) copy of a Q8_0/Q4_0 weight, or 0 when it cannot take it. */
+static int weight_r16(const test_weight *w, r1_tensor *out, void **data)
+{
+    int64_t rows = w->t.shape[0], cols = w->t.shape[1];
+    if (!r1_layout__r16_eligible(w->t.dtype, rows, cols))
+        return 0;
+    *data = malloc(w->t.nbytes);
+    r1_layout__to_r16(w->t.dtype, w->t.data, rows, cols, *data);
+    *out = w->t;
+    out->data = *data;
+    out->layout = R1_LAYOUT_R16;
+    return 1;
+}
 
 static void run_matmul_matrix(int32_t dt)
 {
@@ -238,9 +253,12 @@ static void run_matmul_matrix(int32_t dt)
         float *x = malloc(sizeof(float) * (size_t)(5 * cols));
         for (int64_t i = 0; i < 5 * cols; i++)
             x[i] = rng_f();
-        float *y[2];
+        float *y[2], *y16 = malloc(sizeof(float) * (size_t)(5 * rows));
         y[0] = malloc(sizeof(float) * (size_t)(5 * rows));
         y[1] = malloc(sizeof(float) * (size_t)(5 * rows));
+        r1_tensor t16;
+        void *data16 = NULL;
+        int has16 = quant && weight_r16(&w, &t16, &data16);
         /* What the 8-bit activation path computes exactly: x rounded through its blocks. */
         float *xq = quant ? activation_roundtrip(x, 5, cols) : NULL;
         for (int32_t level = R1_CPU_SCALAR; level <= top; level++) {
@@ -250,8 +268,10 @@ static void run_matmul_matrix(int32_t dt)
                     for (int64_t n_tokens = 1; n_tokens <= 5; n_tokens += 4) {
                         r1_cpu__set_blas(blas);
                         r1_cpu__set_act_q8(act);
-                        int integer_path = act && !(blas && r1_cpu__blas_min_tokens() > 0 &&
-                                                    n_tokens >= r1_cpu__blas_min_tokens());
+                        /* 8-bit activations take the integer kernels at any token count */
+                        int integer_path = act;
+                        int blas_path = !act && blas && r1_cpu__blas_min_tokens() > 0 &&
+                                        n_tokens >= r1_cpu__blas_min_tokens();
                         for (int p = 0; p < 2; p++) {
                             for (int64_t i = 0; i < n_tokens * rows; i++)
                                 y[p][i] = NAN;
@@ -267,6 +287,27 @@ static void run_matmul_matrix(int32_t dt)
                         ck_assert_msg(
                             memcmp(y[0], y[1], sizeof(float) * (size_t)(n_tokens * rows)) == 0,
                             "%s: 1 and 2 threads differ", what);
+                        if (!has16)
+                            continue;
+                        /* The interleaved layout: the same bound, the same answer from 1 and 2
+                         * threads, and on the BLAS path (same dequantised panels) the row
+                         * layout's answer bit for bit. */
+                        for (int p = 0; p < 2; p++) {
+                            ck_assert_int_eq(r1_cpu__matmul(pools[p], &t16, x, n_tokens, y16),
+                                             R1_OK);
+                            strcat(what, " r16");
+                            check_against_reference(&w, integer_path ? xq : x, n_tokens, y16, what);
+                            what[strlen(what) - 4] = 0;
+                            if (p == 0)
+                                memcpy(y[1], y16, sizeof(float) * (size_t)(n_tokens * rows));
+                        }
+                        ck_assert_msg(
+                            memcmp(y[1], y16, sizeof(float) * (size_t)(n_tokens * rows)) == 0,
+                            "%s r16: 1 and 2 threads differ", what);
+                        if (blas_path)
+                            ck_assert_msg(
+                                memcmp(y[0], y16, sizeof(float) * (size_t)(n_tokens * rows)) == 0,
+                                "%s r16: BLAS panels differ from the row layout's", what);
                     }
         }
         r1_cpu__force_level(-1);
@@ -276,6 +317,8 @@ static void run_matmul_matrix(int32_t dt)
         free(x);
         free(y[0]);
         free(y[1]);
+        free(y16);
+        free(data16);
         weight_free(&w);
     }
     r1_threadpool__destroy(pools[0]);
@@ -425,6 +468,131 @@ START_TEST(test_kernels_qx_levels_agree)
 }
 END_TEST
 
+START_TEST(test_kernels_r16_layout_roundtrip)
+{
+    const int64_t block_counts[] = {1, 3, 64};
+    for (int32_t dt = R1_DTYPE_Q8_0; dt <= R1_DTYPE_Q4_0; dt++)
+        for (size_t bc = 0; bc < sizeof block_counts / sizeof block_counts[0]; bc++) {
+            const int64_t rows = 32, cols = block_counts[bc] * 32;
+            rng_state = 4242 + (uint64_t)(dt * 10 + (int)bc);
+            test_weight w;
+            weight_make(&w, dt, rows, cols);
+            ck_assert(r1_layout__r16_eligible(dt, rows, cols));
+            ck_assert(!r1_layout__r16_eligible(dt, rows + 8, cols));
+            ck_assert(!r1_layout__r16_eligible(R1_DTYPE_BF16, rows, cols));
+            ck_assert_uint_eq(r1_layout__r16_group_bytes(dt, cols),
+                              16 * r1_dtype__row_bytes(dt, cols));
+            uint8_t *packed = malloc(w.t.nbytes);
+            r1_layout__to_r16(dt, w.t.data, rows, cols, packed);
+            float *got = malloc(sizeof(float) * (size_t)(16 * cols));
+            /* every level's vector dequantiser gives the scalar one's floats */
+            for (int32_t level = R1_CPU_SCALAR; level <= r1_cpu__detected_level(); level++) {
+                r1_cpu__force_level(level);
+                for (int64_t g = 0; g < rows / 16; g++) {
+                    r1_cpu__kernels_active()->dequant_r16[dt](
+                        packed + (size_t)g * 16 * r1_dtype__row_bytes(dt, cols), cols, got);
+                    for (int64_t i = 0; i < 16 * cols; i++)
+                        ck_assert_msg(got[i] == (float)w.deq[(g * 16) * cols + i],
+                                      "%s level %s group %lld element %lld: %g vs %g",
+                                      r1_dtype__traits(dt)->name, r1_cpu__level_name(level),
+                                      (long long)g, (long long)i, (double)got[i],
+                                      w.deq[(g * 16) * cols + i]);
+                }
+            }
+            r1_cpu__force_level(-1);
+            for (int64_t g = 0; g < rows / 16; g++) {
+                r1_layout__r16_dequant_group(
+                    dt, packed + (size_t)g * 16 * r1_dtype__row_bytes(dt, cols), cols, got);
+                for (int64_t i = 0; i < 16 * cols; i++)
+                    ck_assert_msg(got[i] == (float)w.deq[(g * 16) * cols + i],
+                                  "%s group %lld element %lld: %g vs %g",
+                                  r1_dtype__traits(dt)->name, (long long)g, (long long)i,
+                                  (double)got[i], w.deq[(g * 16) * cols + i]);
+            }
+            free(got);
+            free(packed);
+            weight_free(&w);
+        }
+}
+END_TEST
+
+/* Every level's R16 kernel gives the same bits, within 1e-5 of sum |w x| of the exact sum, for
+ * rows that stress the integer paths: all q = +127, alternating signs, and q = -128 (no
+ * quantiser writes it, a file may hold it: the sign tricks must not overflow on it). */
+START_TEST(test_kernels_r16_levels_agree)
+{
+    const int64_t block_counts[] = {1, 2, 3, 8, 67};
+    const r1_cpu_kernel_table *tables[4] = {r1_cpu__kernels_scalar(), NULL, NULL, NULL};
+#if defined(__x86_64__) || defined(__i386__)
+    if (r1_cpu__detected_level() >= R1_CPU_AVX2)
+        tables[1] = r1_cpu__kernels_avx2();
+    if (r1_cpu__detected_level() >= R1_CPU_AVX512)
+        tables[2] = r1_cpu__kernels_avx512();
+    if (r1_cpu__has_avx512vnni())
+        tables[3] = r1_cpu__kernels_avx512vnni();
+#endif
+    for (int32_t dt = R1_DTYPE_Q8_0; dt <= R1_DTYPE_Q4_0; dt++)
+        for (size_t bc = 0; bc < sizeof block_counts / sizeof block_counts[0]; bc++) {
+            int64_t nb = block_counts[bc], cols = nb * 32;
+            size_t rb = r1_dtype__row_bytes(dt, cols);
+            uint8_t *w = malloc(rb * 16), *packed = malloc(rb * 16);
+            float *src = malloc(sizeof(float) * (size_t)cols),
+                  *x = malloc(sizeof(float) * (size_t)cols);
+            rng_state = 9090 + (uint64_t)(dt * 100 + (int)bc);
+            for (int64_t c = 0; c < cols; c++)
+                x[c] = c % 5 == 0 ? -1.0f : rng_f();
+            for (int r = 0; r < 16; r++) {
+                for (int64_t c = 0; c < cols; c++)
+                    src[c] = r == 0 ? 1.0f : r == 1 ? (c & 1 ? 1.0f : -1.0f) : rng_f();
+                if (dt == R1_DTYPE_Q8_0) {
+                    r1_block_q8_0 *blk = (r1_block_q8_0 *)(void *)(w + rb * (size_t)r);
+                    r1_quantize__q8_0(src, blk, cols);
+                    if (r == 2)
+                        for (int64_t b = 0; b < nb; b++)
+                            memset(blk[b].q, 0x80, sizeof blk[b].q);
+                } else {
+                    r1_quantize__q4_0(src, (r1_block_q4_0 *)(void *)(w + rb * (size_t)r), cols);
+                }
+            }
+            r1_layout__to_r16(dt, w, 16, cols, packed);
+            r1_cpu_qx_block *xq = malloc(sizeof *xq * (size_t)nb);
+            r1_cpu__quantize_x(x, xq, cols);
+            float *wd = malloc(sizeof(float) * (size_t)cols);
+            double ref[16], mag[16];
+            for (int r = 0; r < 16; r++) {
+                r1_dtype__dequantize_row(dt, w + rb * (size_t)r, NULL, wd, cols);
+                ref[r] = mag[r] = 0;
+                for (int64_t c = 0; c < cols; c++) {
+                    double p = (double)wd[c] * (double)xq[c / 32].d * (double)xq[c / 32].q[c % 32];
+                    ref[r] += p;
+                    mag[r] += fabs(p);
+                }
+            }
+            float out[4][16];
+            for (int t = 0; t < 4; t++) {
+                if (tables[t] == NULL)
+                    continue;
+                ck_assert_ptr_nonnull(tables[t]->dot_r16[dt]);
+                tables[t]->dot_r16[dt](packed, xq, nb, out[t]);
+                for (int r = 0; r < 16; r++)
+                    ck_assert_msg(fabs(out[t][r] - ref[r]) <= 1e-5 * mag[r] + 1e-30,
+                                  "%s table %d blocks %lld row %d: %.9g vs %.9g",
+                                  r1_dtype__traits(dt)->name, t, (long long)nb, r,
+                                  (double)out[t][r], ref[r]);
+                ck_assert_msg(memcmp(out[t], out[0], sizeof out[0]) == 0,
+                              "%s blocks %lld: table %d differs from scalar",
+                              r1_dtype__traits(dt)->name, (long long)nb, t);
+            }
+            free(wd);
+            free(xq);
+            free(src);
+            free(x);
+            free(w);
+            free(packed);
+        }
+}
+END_TEST
+
 START_TEST(test_kernels_matmul_large_split_is_deterministic)
 {
     /* big enough that the 4-thread pool really splits rows, in both the row and panel paths */
@@ -515,6 +683,17 @@ START_TEST(test_kernels_matmul_rejects_bad_arguments)
     t.shape[0] = 2;
     ck_assert_int_eq(r1_cpu__matmul(NULL, &t, NULL, 1, y), R1_ERR_INVALID_ARG);
     ck_assert_int_eq(r1_cpu__matmul(NULL, &t, x, 0, y), R1_OK);
+    /* interleaved rows: only Q8_0/Q4_0 in whole groups of 16 rows, and only known layouts */
+    t.layout = R1_LAYOUT_R16;
+    ck_assert_int_eq(r1_cpu__matmul(NULL, &t, x, 1, y), R1_ERR_INVALID_ARG); /* f32 */
+    t.dtype = R1_DTYPE_Q8_0;
+    t.shape[1] = 32;
+    ck_assert_int_eq(r1_cpu__matmul(NULL, &t, x, 1, y), R1_ERR_INVALID_ARG); /* 2 rows */
+    t.shape[0] = 16;
+    ck_assert_int_eq(r1_cpu__matmul(NULL, &t, x, 1, y), R1_OK);
+    t.layout = 9;
+    ck_assert_int_eq(r1_cpu__matmul(NULL, &t, x, 1, y), R1_ERR_INVALID_ARG);
+    ck_assert_ptr_nonnull(strstr(r1_last_error(), "layout"));
 }
 END_TEST
 
@@ -770,6 +949,8 @@ static Suite *kernels_suite(void)
     tcase_add_test(mm, test_kernels_matmul_large_split_is_deterministic);
     tcase_add_test(mm, test_kernels_quantize_x_blocks);
     tcase_add_test(mm, test_kernels_qx_levels_agree);
+    tcase_add_test(mm, test_kernels_r16_layout_roundtrip);
+    tcase_add_test(mm, test_kernels_r16_levels_agree);
     tcase_add_test(mm, test_kernels_force_level_selects_table);
     tcase_add_test(mm, test_kernels_dequant_tables_match_dtype_c);
     tcase_add_test(mm, test_kernels_matmul_rejects_bad_arguments);

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "cpu_kernels.h"
 #include "cpu_ops.h"
 #include "error.h"
 
@@ -68,6 +69,7 @@ static r1_status cpu_device_info(r1_dev *dev, r1_device_info *out)
     snprintf(out->name, sizeof out->name, "%s", r1_cpu__description());
     r1_cpu__memory(&out->memory_total_bytes, &out->memory_free_bytes);
     out->host_shared = 1;
+    out->weight_layout = r1_cpu__weight_layout();
     return R1_OK;
 }
 

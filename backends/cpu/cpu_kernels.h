@@ -18,7 +18,9 @@
  * element is computed by one task in an order fixed by the data and the kernel level alone, so
  * results are bit-identical for any thread count; levels differ only by summation rounding.
  * With n_tokens >= r1_cpu__blas_min_tokens() and BLAS built in, panels of 64 rows are
- * dequantised to float and multiplied by sgemm (one OpenBLAS thread per pool thread).
+ * dequantised to float and multiplied by sgemm (one OpenBLAS thread per pool thread), except
+ * for Q8_0/Q4_0 with 8-bit activations on, which take the integer kernels for any n_tokens.
+ * Q8_0/Q4_0 may be in the R16 layout (w->layout, weight_layout.h) when rows % 16 == 0.
  * Returns R1_ERR_INVALID_ARG (with a message) on a bad shape, dtype or missing scale,
  * R1_ERR_NO_MEMORY when a panel buffer cannot be had. */
 r1_status r1_cpu__matmul(r1_threadpool *pool, const r1_tensor *w, const float *x, int64_t n_tokens,
@@ -29,14 +31,19 @@ r1_status r1_cpu__matmul(r1_threadpool *pool, const r1_tensor *w, const float *x
 int64_t r1_cpu__blas_min_tokens(void);
 int32_t r1_cpu__set_blas(int32_t mode);
 
-/* Q8_0 and Q4_0 weights off the BLAS path (decode): mode 1 (default) quantises each token's
- * activation row once per op to 8-bit blocks of 32 and takes the integer kernels, whose
+/* Q8_0 and Q4_0 weights: mode 1 (default) quantises each token's activation row once per op
+ * to 8-bit blocks of 32 and takes the integer kernels for any token count, whose
  * results then differ from the float ones by the activation rounding (test/ref/README.md
  * states the bound); 0 keeps float activations, as does R1_CPU_ACT_Q8=0 in the environment
  * (read once, before the first such product). Returns the previous mode. */
 int32_t r1_cpu__set_act_q8(int32_t mode);
 /* The mode above now (the environment read on first use). */
 int32_t r1_cpu__act_q8_enabled(void);
+
+/* The layout (enum r1_layout) this backend wants Q8_0/Q4_0 weights in: R1_LAYOUT_R16, whose
+ * integer kernels stream at the memory's bandwidth, unless 8-bit activations are off or
+ * R1_CPU_REPACK=0 is in the environment (read once), which keep the file's rows. */
+int32_t r1_cpu__weight_layout(void);
 
 /* One decoded token's absorbed MLA for all heads of a layer (R1_OP_MLA_DECODE in backend.h):
  * q (H, dn + dr), the latent cache lat (n_keys, rkv + dr), kv_b_proj of any dtype; out (H, dv).

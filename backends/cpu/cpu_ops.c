@@ -9,6 +9,7 @@
 #include "cpu_kernels.h"
 #include "dtype.h"
 #include "error.h"
+#include "weight_layout.h"
 
 const char *r1_cpu__description(void)
 {
@@ -50,6 +51,7 @@ static int r1_cpu_weight(const r1_dtensor *w, r1_tensor *t)
     r1_cpu_dt_shape(w, &wr, &wc);
     memset(t, 0, sizeof *t);
     t->dtype = w->dtype;
+    t->layout = w->layout;
     t->n_dims = w->n_dims;
     t->data = (const char *)r1_cpu__buf_data(w->buf) + w->offset;
     t->nbytes = r1_cpu__buf_bytes(w->buf) - w->offset;
@@ -84,7 +86,8 @@ static int32_t r1_cpu_mla_supported(const r1_op *op)
         if (!r1_cpu_dt_ok(&op->src[i]))
             return 0;
     if (op->src[0].dtype != R1_DTYPE_F32 || op->src[1].dtype != R1_DTYPE_F32 ||
-        op->dst.dtype != R1_DTYPE_F32 || r1_dtype__traits(op->src[2].dtype) == NULL)
+        op->dst.dtype != R1_DTYPE_F32 || r1_dtype__traits(op->src[2].dtype) == NULL ||
+        op->src[2].layout != R1_LAYOUT_ROWS) /* heads read kv_b_proj by rows */
         return 0;
     return !r1_dtype__traits(op->src[2].dtype)->has_block_scale || op->src[2].scale_buf != NULL;
 }
@@ -122,6 +125,9 @@ int32_t r1_cpu__op_supported(const r1_op *op)
     r1_cpu_dt_shape(x, &xr, &xc);
     r1_cpu_dt_shape(w, &wr, &wc);
     r1_cpu_dt_shape(y, &yr, &yc);
+    if (w->layout != R1_LAYOUT_ROWS &&
+        (w->layout != R1_LAYOUT_R16 || !r1_layout__r16_eligible(w->dtype, wr, wc)))
+        return 0;
     return xc == wc && yr == xr && yc == wr;
 }
 

@@ -319,6 +319,157 @@ static void r1_avx2_qx_q4_0(const void *rows, size_t row_bytes, int32_t n_rows,
         r1_avx2_qx_q4_0_rows(w + (size_t)r * row_bytes, row_bytes, 1, x, n_blocks, out + r);
 }
 
+/* ---- the R16 layout (lib/weight_layout.h): rows 0-7 and 8-15 of a group in two vectors ---- */
+
+static inline __m256i r1_avx2_r16_x4(const int8_t *q, int j)
+{
+    int32_t v;
+    memcpy(&v, q + 4 * j, sizeof v);
+    return _mm256_set1_epi32(v);
+}
+
+/* acc + per lane the sum of four products of unsigned bytes u and signed bytes x (no maddubs
+ * pair can saturate: |u| <= 128 against |x| <= 127). */
+static inline __m256i r1_avx2_r16_dot4(__m256i acc, __m256i u, __m256i x)
+{
+    return _mm256_add_epi32(acc,
+                            _mm256_madd_epi16(_mm256_maddubs_epi16(u, x), _mm256_set1_epi16(1)));
+}
+
+/* One block's exact sums for the 8 rows whose 4-byte groups start at w (unit stride 64). Q8_0's
+ * stored q + 128 is turned back into q, then |q| times x with q's sign (maddubs would
+ * saturate on the biased bytes); Q4_0 nibbles take the -8 off through x's sum. */
+static inline __m256i r1_avx2_r16_block(int32_t is_q4_0, const uint8_t *w,
+                                        const r1_cpu_qx_block *xb)
+{
+    __m256i s = _mm256_setzero_si256();
+    if (is_q4_0) {
+        const __m256i m = _mm256_set1_epi8(0x0f);
+        for (int j = 0; j < 4; j++) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(w + 64 * j));
+            s = r1_avx2_r16_dot4(s, _mm256_and_si256(v, m), r1_avx2_r16_x4(xb->q, j));
+            s = r1_avx2_r16_dot4(s, _mm256_and_si256(_mm256_srli_epi16(v, 4), m),
+                                 r1_avx2_r16_x4(xb->q, 4 + j));
+        }
+        return _mm256_sub_epi32(s, _mm256_set1_epi32(8 * xb->sum));
+    }
+    for (int j = 0; j < 8; j++) {
+        __m256i q =
+            _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(const void *)(w + 64 * j)),
+                             _mm256_set1_epi8(-128));
+        s = r1_avx2_r16_dot4(s, _mm256_sign_epi8(q, q),
+                             _mm256_sign_epi8(r1_avx2_r16_x4(xb->q, j), q));
+    }
+    return s;
+}
+
+static inline __attribute__((always_inline)) void r1_avx2_r16(int32_t is_q4_0, const void *group,
+                                                              const r1_cpu_qx_block *x,
+                                                              int64_t n_blocks, float *out)
+{
+    const uint16_t *scales = group;
+    const uint8_t *w = (const uint8_t *)group + (size_t)n_blocks * 16 * 2;
+    const size_t wb = is_q4_0 ? 256 : 512;
+    __m256 acc[2][4];
+    for (int h = 0; h < 2; h++)
+        for (int k = 0; k < 4; k++)
+            acc[h][k] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n_blocks; b++) {
+        const uint8_t *wblock = w + (size_t)b * wb;
+        for (size_t line = 0; line < wb; line += 64)
+            _mm_prefetch((const char *)wblock + 4096 + line, _MM_HINT_T0);
+        const __m256 xd = _mm256_set1_ps(x[b].d);
+        for (int h = 0; h < 2; h++) {
+            __m256i s = r1_avx2_r16_block(is_q4_0, wblock + 32 * h, x + b);
+            __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(
+                                         (const __m128i *)(const void *)(scales + b * 16 + 8 * h))),
+                                     xd);
+            acc[h][b & 3] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), d, acc[h][b & 3]);
+        }
+    }
+    for (int h = 0; h < 2; h++)
+        _mm256_storeu_ps(out + 8 * h, _mm256_add_ps(_mm256_add_ps(acc[h][0], acc[h][1]),
+                                                    _mm256_add_ps(acc[h][2], acc[h][3])));
+}
+
+static void r1_avx2_r16_q8_0(const void *group, const r1_cpu_qx_block *x, int64_t n_blocks,
+                             float *out)
+{
+    r1_avx2_r16(0, group, x, n_blocks, out);
+}
+
+static void r1_avx2_r16_q4_0(const void *group, const r1_cpu_qx_block *x, int64_t n_blocks,
+                             float *out)
+{
+    r1_avx2_r16(1, group, x, n_blocks, out);
+}
+
+/* Eight signed bytes (four elements of rows r and r + 1) times the rows' scales (d8 holds rows
+ * r0..r0+7, r - r0 = k), stored at the rows' elements; d * (float)q as dtype.c. */
+static inline void r1_avx2_r16_store2(__m128i q8, __m256 d8, int k, float *o, int64_t cols)
+{
+    __m256 d =
+        _mm256_permutevar8x32_ps(d8, _mm256_setr_epi32(k, k, k, k, k + 1, k + 1, k + 1, k + 1));
+    __m256 v = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q8)));
+    _mm_storeu_ps(o + k * cols, _mm256_castps256_ps128(v));
+    _mm_storeu_ps(o + (k + 1) * cols, _mm256_extractf128_ps(v, 1));
+}
+
+/* 32 signed bytes (4 elements of 8 rows) to those rows at o. */
+static inline void r1_avx2_r16_store_half(__m256i v, __m256 d8, float *o, int64_t cols)
+{
+    __m128i lo = _mm256_castsi256_si128(v), hi = _mm256_extracti128_si256(v, 1);
+    r1_avx2_r16_store2(lo, d8, 0, o, cols);
+    r1_avx2_r16_store2(_mm_unpackhi_epi64(lo, lo), d8, 2, o, cols);
+    r1_avx2_r16_store2(hi, d8, 4, o, cols);
+    r1_avx2_r16_store2(_mm_unpackhi_epi64(hi, hi), d8, 6, o, cols);
+}
+
+static inline __attribute__((always_inline)) void
+r1_avx2_r16_dequant(int32_t is_q4_0, const void *group, int64_t cols, float *out)
+{
+    const int64_t n_blocks = cols / 32;
+    const uint16_t *scales = group;
+    const uint8_t *w = (const uint8_t *)group + (size_t)n_blocks * 16 * 2;
+    for (int64_t b = 0; b < n_blocks; b++) {
+        for (int h = 0; h < 2; h++) {
+            __m256 d = _mm256_cvtph_ps(
+                _mm_loadu_si128((const __m128i *)(const void *)(scales + b * 16 + 8 * h)));
+            float *o = out + 8 * h * cols + b * 32;
+            if (is_q4_0) {
+                const __m256i m = _mm256_set1_epi8(0x0f), eight = _mm256_set1_epi8(8);
+                for (int j = 0; j < 4; j++) {
+                    __m256i v = _mm256_loadu_si256(
+                        (const __m256i *)(const void *)(w + (size_t)b * 256 + 64 * j + 32 * h));
+                    r1_avx2_r16_store_half(_mm256_sub_epi8(_mm256_and_si256(v, m), eight), d,
+                                           o + 4 * j, cols);
+                    r1_avx2_r16_store_half(
+                        _mm256_sub_epi8(_mm256_and_si256(_mm256_srli_epi16(v, 4), m), eight), d,
+                        o + 16 + 4 * j, cols);
+                }
+            } else {
+                for (int j = 0; j < 8; j++) {
+                    __m256i v = _mm256_xor_si256(
+                        _mm256_loadu_si256(
+                            (const __m256i *)(const void *)(w + (size_t)b * 512 + 64 * j + 32 * h)),
+                        _mm256_set1_epi8(-128));
+                    r1_avx2_r16_store_half(v, d, o + 4 * j, cols);
+                }
+            }
+        }
+    }
+}
+
+static void r1_avx2_dequant_r16_q8_0(const void *group, int64_t cols, float *out)
+{
+    r1_avx2_r16_dequant(0, group, cols, out);
+}
+
+static void r1_avx2_dequant_r16_q4_0(const void *group, int64_t cols, float *out)
+{
+    r1_avx2_r16_dequant(1, group, cols, out);
+}
+
 /* Dequantisers: the same values as r1_dtype__dequantize_row (each a single float rounding). */
 static void r1_avx2_dequant_f32(const void *row, const float *s, float *out, int64_t n)
 {
@@ -421,6 +572,16 @@ static const r1_cpu_kernel_table r1_avx2_table = {
         {
             [R1_DTYPE_Q8_0] = r1_avx2_qx_q8_0,
             [R1_DTYPE_Q4_0] = r1_avx2_qx_q4_0,
+        },
+    .dot_r16 =
+        {
+            [R1_DTYPE_Q8_0] = r1_avx2_r16_q8_0,
+            [R1_DTYPE_Q4_0] = r1_avx2_r16_q4_0,
+        },
+    .dequant_r16 =
+        {
+            [R1_DTYPE_Q8_0] = r1_avx2_dequant_r16_q8_0,
+            [R1_DTYPE_Q4_0] = r1_avx2_dequant_r16_q4_0,
         },
 };
 

@@ -287,13 +287,39 @@ static void r1_avx512_qx_q4_0(const void *rows, size_t row_bytes, int32_t n_rows
     r1_qx_rows(1, rows, row_bytes, n_rows, x, n_blocks, out);
 }
 
+static void r1_avx512_r16_q8_0(const void *group, const r1_cpu_qx_block *x, int64_t n_blocks,
+                               float *out)
+{
+    r1_r16_rows(0, group, x, n_blocks, out);
+}
+
+static void r1_avx512_r16_q4_0(const void *group, const r1_cpu_qx_block *x, int64_t n_blocks,
+                               float *out)
+{
+    r1_r16_rows(1, group, x, n_blocks, out);
+}
+
+static void r1_avx512_dequant_r16_q8_0(const void *group, int64_t cols, float *out)
+{
+    r1_r16_dequant(0, group, cols, out);
+}
+
+static void r1_avx512_dequant_r16_q4_0(const void *group, int64_t cols, float *out)
+{
+    r1_r16_dequant(1, group, cols, out);
+}
+
 /* In kernels_avx512vnni.c, compiled with -mavx512vnni. */
 void r1_cpu__avx512vnni_qx_q8_0(const void *rows, size_t row_bytes, int32_t n_rows,
                                 const r1_cpu_qx_block *x, int64_t n_blocks, float *out);
 void r1_cpu__avx512vnni_qx_q4_0(const void *rows, size_t row_bytes, int32_t n_rows,
                                 const r1_cpu_qx_block *x, int64_t n_blocks, float *out);
+void r1_cpu__avx512vnni_r16_q8_0(const void *group, const r1_cpu_qx_block *x, int64_t n_blocks,
+                                 float *out);
+void r1_cpu__avx512vnni_r16_q4_0(const void *group, const r1_cpu_qx_block *x, int64_t n_blocks,
+                                 float *out);
 
-#define R1_AVX512_TABLE(table_name, qx_q8_0, qx_q4_0)                                              \
+#define R1_AVX512_TABLE(table_name, qx_q8_0, qx_q4_0, r16_q8_0, r16_q4_0)                          \
     static const r1_cpu_kernel_table table_name = {                                                \
         .name = "avx512",                                                                          \
         .dot =                                                                                     \
@@ -321,10 +347,22 @@ void r1_cpu__avx512vnni_qx_q4_0(const void *rows, size_t row_bytes, int32_t n_ro
                 [R1_DTYPE_Q8_0] = qx_q8_0,                                                         \
                 [R1_DTYPE_Q4_0] = qx_q4_0,                                                         \
             },                                                                                     \
+        .dot_r16 =                                                                                 \
+            {                                                                                      \
+                [R1_DTYPE_Q8_0] = r16_q8_0,                                                        \
+                [R1_DTYPE_Q4_0] = r16_q4_0,                                                        \
+            },                                                                                     \
+        .dequant_r16 =                                                                             \
+            {                                                                                      \
+                [R1_DTYPE_Q8_0] = r1_avx512_dequant_r16_q8_0,                                      \
+                [R1_DTYPE_Q4_0] = r1_avx512_dequant_r16_q4_0,                                      \
+            },                                                                                     \
     }
 
-R1_AVX512_TABLE(r1_avx512_table, r1_avx512_qx_q8_0, r1_avx512_qx_q4_0);
-R1_AVX512_TABLE(r1_avx512vnni_table, r1_cpu__avx512vnni_qx_q8_0, r1_cpu__avx512vnni_qx_q4_0);
+R1_AVX512_TABLE(r1_avx512_table, r1_avx512_qx_q8_0, r1_avx512_qx_q4_0, r1_avx512_r16_q8_0,
+                r1_avx512_r16_q4_0);
+R1_AVX512_TABLE(r1_avx512vnni_table, r1_cpu__avx512vnni_qx_q8_0, r1_cpu__avx512vnni_qx_q4_0,
+                r1_cpu__avx512vnni_r16_q8_0, r1_cpu__avx512vnni_r16_q4_0);
 
 const r1_cpu_kernel_table *r1_cpu__kernels_avx512(void)
 {

@@ -28,6 +28,18 @@ enum { R1_CPU_QX_MAX_ROWS = 4 };
 typedef void (*r1_cpu_dot_qx_fn)(const void *rows, size_t row_bytes, int32_t n_rows,
                                  const r1_cpu_qx_block *x, int64_t n_blocks, float *out);
 
+/* The dot products of the 16 rows of one R16 group (lib/weight_layout.h) with a quantised
+ * activation of n_blocks blocks, into out[0..15]. Every level computes each row the same way:
+ * the block's exact integer sum (with Q8_0's +128 and Q4_0's -8 offsets undone through
+ * x->sum), then acc = fma(float(sum), d_w * d_x, acc) block after block, acc starting at 0;
+ * so all levels agree bit for bit. */
+typedef void (*r1_cpu_dot_r16_fn)(const void *group, const r1_cpu_qx_block *x, int64_t n_blocks,
+                                  float *out);
+
+/* The 16 rows of one R16 group dequantised to float (16 x cols, row-major): exactly the
+ * values of r1_layout__r16_dequant_group(), which is the scalar level's. */
+typedef void (*r1_cpu_dequant_r16_fn)(const void *group, int64_t cols, float *out);
+
 typedef struct r1_cpu_kernel_table {
     const char *name;
     r1_cpu_dot_fn dot[R1_DTYPE_COUNT];
@@ -35,6 +47,9 @@ typedef struct r1_cpu_kernel_table {
     float (*dot_f32)(const float *a, const float *b, int64_t n);
     /* Q8_0 and Q4_0 only: the integer path on 8-bit activations (NULL for other dtypes). */
     r1_cpu_dot_qx_fn dot_qx[R1_DTYPE_COUNT];
+    /* Q8_0 and Q4_0 only: the same on weights in the R16 layout. */
+    r1_cpu_dot_r16_fn dot_r16[R1_DTYPE_COUNT];
+    r1_cpu_dequant_r16_fn dequant_r16[R1_DTYPE_COUNT];
     /* r1_cpu__quantize_x() vectorised: the same blocks bit for bit, so that no level's
      * integers differ from another's. */
     void (*quantize_x)(const float *x, r1_cpu_qx_block *out, int64_t n);

@@ -1,8 +1,10 @@
 /* kernels_scalar.c: portable row kernels, the reference level that runs on any CPU. */
 #include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "kernels_levels.h"
+#include "weight_layout.h"
 
 /* Four interleaved accumulators: a fixed order that is less sequential than one running sum
  * (smaller rounding growth) and that the compiler cannot reorder without -ffast-math. */
@@ -170,6 +172,64 @@ static void r1_scalar_qx_q4_0(const void *rows, size_t row_bytes, int32_t n_rows
     }
 }
 
+/* The R16 kernels' arithmetic in plain C (kernels_levels.h): block b of a row goes to
+ * accumulator b % 4 by an explicit fused multiply-add, as the vector levels' lanes do. */
+static void r1_scalar_r16(int32_t dt, const void *group, const r1_cpu_qx_block *x, int64_t n_blocks,
+                          float *out)
+{
+    const uint16_t *scales = group;
+    const uint8_t *w = (const uint8_t *)group + (size_t)n_blocks * R1_R16_ROWS * 2;
+    const size_t wb = dt == R1_DTYPE_Q8_0 ? R1_R16_ROWS * R1_QBLOCK : R1_R16_ROWS * R1_QBLOCK / 2;
+    float acc[R1_R16_ROWS][4];
+    memset(acc, 0, sizeof acc);
+    for (int64_t b = 0; b < n_blocks; b++) {
+        const uint8_t *wblock = w + (size_t)b * wb;
+        for (int r = 0; r < R1_R16_ROWS; r++) {
+            int32_t isum = 0;
+            if (dt == R1_DTYPE_Q8_0) {
+                for (int j = 0; j < 8; j++)
+                    for (int k = 0; k < 4; k++)
+                        isum += (int32_t)wblock[(j * R1_R16_ROWS + r) * 4 + k] * x[b].q[4 * j + k];
+                isum -= 128 * x[b].sum;
+            } else {
+                for (int j = 0; j < 4; j++)
+                    for (int k = 0; k < 4; k++) {
+                        const uint8_t v = wblock[(j * R1_R16_ROWS + r) * 4 + k];
+                        isum += (int32_t)(v & 0x0f) * x[b].q[4 * j + k] +
+                                (int32_t)(v >> 4) * x[b].q[16 + 4 * j + k];
+                    }
+                isum -= 8 * x[b].sum;
+            }
+            const float d = r1_fp16__to_f32(scales[b * R1_R16_ROWS + r]) * x[b].d;
+            acc[r][b & 3] = fmaf((float)isum, d, acc[r][b & 3]);
+        }
+    }
+    for (int r = 0; r < R1_R16_ROWS; r++)
+        out[r] = (acc[r][0] + acc[r][1]) + (acc[r][2] + acc[r][3]);
+}
+
+static void r1_scalar_r16_q8_0(const void *group, const r1_cpu_qx_block *x, int64_t n_blocks,
+                               float *out)
+{
+    r1_scalar_r16(R1_DTYPE_Q8_0, group, x, n_blocks, out);
+}
+
+static void r1_scalar_r16_q4_0(const void *group, const r1_cpu_qx_block *x, int64_t n_blocks,
+                               float *out)
+{
+    r1_scalar_r16(R1_DTYPE_Q4_0, group, x, n_blocks, out);
+}
+
+static void r1_scalar_dequant_r16_q8_0(const void *group, int64_t cols, float *out)
+{
+    r1_layout__r16_dequant_group(R1_DTYPE_Q8_0, group, cols, out);
+}
+
+static void r1_scalar_dequant_r16_q4_0(const void *group, int64_t cols, float *out)
+{
+    r1_layout__r16_dequant_group(R1_DTYPE_Q4_0, group, cols, out);
+}
+
 static void r1_scalar_dequant(int32_t dt, const void *row, const float *scale_row, float *out,
                               int64_t n)
 {
@@ -227,6 +287,16 @@ static const r1_cpu_kernel_table r1_scalar_table = {
         {
             [R1_DTYPE_Q8_0] = r1_scalar_qx_q8_0,
             [R1_DTYPE_Q4_0] = r1_scalar_qx_q4_0,
+        },
+    .dot_r16 =
+        {
+            [R1_DTYPE_Q8_0] = r1_scalar_r16_q8_0,
+            [R1_DTYPE_Q4_0] = r1_scalar_r16_q4_0,
+        },
+    .dequant_r16 =
+        {
+            [R1_DTYPE_Q8_0] = r1_scalar_dequant_r16_q8_0,
+            [R1_DTYPE_Q4_0] = r1_scalar_dequant_r16_q4_0,
         },
 };
 
