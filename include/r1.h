@@ -262,6 +262,25 @@ R1_API r1_status r1_model_opts_set_threads(r1_model_opts *opts, int32_t n_thread
 R1_API r1_status r1_model_opts_set_backend(r1_model_opts *opts, const char *name);
 
 /**
+ * @brief Choose which device of the backend the model runs on.
+ *
+ * Devices are counted in the backend's order of preference (for "vulkan": discrete GPUs, then
+ * integrated, then the rest; `r1 backends` lists them). Without this call the backend's first
+ * device is used, or for "vulkan" the one the R1_VULKAN_DEVICE environment variable names.
+ *
+ * @param opts Options.
+ * @param device A decimal index ("1") or a case-insensitive part of the device's name
+ *        ("radeon", "llvmpipe"), at most 255 bytes of UTF-8; NULL restores the default. Which
+ *        device matches is decided by r1_model_load(), which fails with R1_ERR_NOT_FOUND and a
+ *        message naming the request when none does.
+ * @return R1_OK, or R1_ERR_INVALID_ARG (NULL opts, an empty or too long name). The string is
+ *         copied.
+ * @note Thread rule: one thread at a time per options object.
+ * @since 1.1
+ */
+R1_API r1_status r1_model_opts_set_device(r1_model_opts *opts, const char *device);
+
+/**
  * @brief Load a model from an .r1m file (made by `r1 convert` or r1_convert()).
  *
  * The file's header, metadata and index are read and validated; dense weights are memory

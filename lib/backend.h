@@ -16,7 +16,7 @@
 #include "r1.h"
 
 /* Bump on any change to this file; a backend whose table carries another value is refused. */
-#define R1_BACKEND_ABI 3
+#define R1_BACKEND_ABI 4
 
 typedef struct r1_dev r1_dev; /* an open device; defined by each backend */
 typedef struct r1_buf r1_buf; /* a region of device memory; defined by each backend */
@@ -42,6 +42,41 @@ enum r1_op_kind {
      * the rotated k_pe per row, src2 kv_b_proj (H * (dn + dv), rkv), any weight dtype; dst the
      * heads' outputs (H, dv) before o_proj. Params: r1_op_mla_decode_params. */
     R1_OP_MLA_DECODE = 2,
+    /* The rest of a layer, so a device can run all of it (docs/backends.md). Row strides are in
+     * floats and let an op read or write a part of each row (the latent cache's c_kv, the rope
+     * dims of every head). Every tensor below is float32 unless it says otherwise. */
+    /* RMSNorm of rows (spec §2.2): dst row r = src0 row r / sqrt(mean(src0 row r ^ 2) + eps) *
+     * src1, over the first n elements of each row; src1 the gain (n). dst may be src0 (same
+     * buffer and offset). Params: r1_op_rows_params (eps used). */
+    R1_OP_RMSNORM = 3,
+    /* Rotary embedding with the YaRN tables (spec §2.4, §3), in place: dst holds n_rows rows of
+     * n_vecs vectors (vector v of row r at r * row_stride + v * vec_stride), and the pairs
+     * (x[2m], x[2m+1]) for m < n_pairs of each vector are rotated by row r's angles; src0 the
+     * tables (n_rows, 2 * n_pairs) as lib/rope.c's r1_rope__table writes them (cos, sin
+     * interleaved, already times the YaRN mscale). Params: r1_op_rope_params. */
+    R1_OP_ROPE = 4,
+    /* Scaled softmax of rows in place (lib/softmax.h): dst (n_rows, n); row r is normalised over
+     * its first n_valid(r) entries, the rest become 0, where n_valid(r) = n without a mask and
+     * min(n, causal_base + r % causal_period + 1) with one (causal_period > 0: prefill's
+     * queries, one block of causal_period tokens per head). Params: r1_op_softmax_params. */
+    R1_OP_SOFTMAX = 5,
+    /* SwiGLU's gate (spec §2.7): dst row r = silu(src0 row r) * src1 row r over n elements; the
+     * two sources may be one buffer (the gate and up halves of a merged product). dst must not
+     * overlap a source in another row. Params: r1_op_rows_params (x_stride for src0, b_stride for
+     * src1, y_stride for dst). */
+    R1_OP_SWIGLU = 6,
+    /* MoE routing of n_rows tokens (spec §2.8, exactly as lib/router.c: scores in double,
+     * group-limited top-k, ties toward the lower index, normalisation, routed_scaling_factor):
+     * src0 the gate logits (n_rows, n_experts); src1 (optional, n_src = 2) the correction bias
+     * (n_experts); dst (n_rows, 2 * top_k): the top_k combination weights, then the top_k expert
+     * indices as int32 bit patterns, in increasing expert order. Params: r1_op_router_params. */
+    R1_OP_ROUTER = 7,
+    /* MoE combine: dst (n_dst_rows, n) accumulates weighted rows of src0 (n_rows, n): with
+     * n_src = 3, dst row src2[i] += src1[i] * src0 row i (src1 (n_rows) float32 weights, src2
+     * (n_rows) int32 destination rows, distinct within one op: one routed expert's tokens);
+     * with n_src = 1, dst row i += src0 row i (a residual or the shared expert). Params:
+     * r1_op_rows_params (n_rows, n). */
+    R1_OP_MOE_COMBINE = 8,
     R1_OP_KIND_END
 };
 
@@ -49,6 +84,33 @@ typedef struct r1_op_mla_decode_params {
     int64_t n_heads, qk_nope_dim, qk_rope_dim, v_dim, kv_lora_rank, n_keys;
     double softmax_scale;
 } r1_op_mla_decode_params;
+
+/* Rows of n elements; strides in floats (0: n). */
+typedef struct r1_op_rows_params {
+    int64_t n_rows, n;
+    int64_t x_stride, b_stride, y_stride;
+    double eps; /* RMSNorm only */
+} r1_op_rows_params;
+
+typedef struct r1_op_rope_params {
+    int64_t n_rows, n_vecs, row_stride, vec_stride; /* strides in floats */
+    int64_t n_pairs;                                /* rotated pairs per vector */
+} r1_op_rope_params;
+
+typedef struct r1_op_softmax_params {
+    int64_t n_rows, n;
+    int64_t causal_base, causal_period; /* causal_period 0: no mask */
+    double scale;                       /* the logits are multiplied by it first */
+} r1_op_softmax_params;
+
+/* The routing configuration of lib/model_config.h, in fixed-width fields. */
+typedef struct r1_op_router_params {
+    int64_t n_rows, n_experts, top_k, n_group, topk_group;
+    int32_t topk_method;  /* r1_topk_method */
+    int32_t scoring_func; /* r1_scoring_func */
+    int32_t norm_topk_prob;
+    double routed_scaling_factor;
+} r1_op_router_params;
 
 enum { R1_OP_MAX_SRC = 8 };
 
@@ -78,6 +140,10 @@ typedef struct r1_backend_ops {
     /* How many devices can be opened here; 0 = unusable, with the reason written to why. */
     int32_t (*probe)(char *why, size_t why_len);
     r1_status (*open)(r1_dev **out, int32_t index);
+    /* Opens the device a user named: a decimal index into the backend's device order or a
+     * case-insensitive part of a device's name; R1_ERR_NOT_FOUND (with the devices present in
+     * the message) when none matches. NULL: the core matches names against device_info(). */
+    r1_status (*open_selected)(r1_dev **out, const char *selector);
     void (*close)(r1_dev *dev); /* waits for queued work; accepts NULL */
     r1_status (*device_info)(r1_dev *dev, r1_device_info *out);
 

@@ -1,6 +1,7 @@
 /* compute.c: builds backend ops over host memory and runs them where they are supported. */
 #include "compute.h"
 
+#include <ctype.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -21,7 +22,9 @@ struct r1_compute_device {
     const r1_container *container;
     r1_buf *x, *y, *w; /* scratch for activations and per-product weights, grown on demand */
     size_t x_bytes, y_bytes, w_bytes;
-    uint64_t device_products, cpu_products;
+    r1_buf *op_buf[1 + R1_OP_MAX_SRC]; /* the other ops' operands: dst, then each source */
+    size_t op_bytes[1 + R1_OP_MAX_SRC];
+    uint64_t device_products, cpu_products, device_ops, cpu_ops;
 };
 
 static void r1_compute_device_destroy(r1_compute *c)
@@ -38,6 +41,9 @@ static void r1_compute_device_destroy(r1_compute *c)
         c->ops->free(c->dev, d->y);
     if (d->w != NULL)
         c->ops->free(c->dev, d->w);
+    for (int32_t i = 0; i <= R1_OP_MAX_SRC; i++)
+        if (d->op_buf[i] != NULL)
+            c->ops->free(c->dev, d->op_buf[i]);
     pthread_mutex_destroy(&d->mu);
     free(d);
     c->device = NULL;
@@ -58,7 +64,48 @@ static r1_status r1_compute_device_create(r1_compute *c)
     return R1_OK;
 }
 
-r1_status r1_compute__open(r1_compute *c, const char *backend_name, int32_t device_index)
+/* haystack contains needle, ignoring ASCII case. */
+static int r1_contains_nocase(const char *haystack, const char *needle)
+{
+    const size_t n = strlen(needle);
+    for (; *haystack != '\0'; haystack++) {
+        size_t i = 0;
+        while (i < n && haystack[i] != '\0' &&
+               tolower((unsigned char)haystack[i]) == tolower((unsigned char)needle[i]))
+            i++;
+        if (i == n)
+            return 1;
+    }
+    return n == 0;
+}
+
+/* A device named for a backend that cannot match names itself: by index, or by its
+ * device_info() name. Also checks a name given for the CPU (its one device). */
+static r1_status r1_open_named(const r1_backend_ops *ops, const char *device, r1_dev **out)
+{
+    char *end = NULL;
+    const unsigned long index = strtoul(device, &end, 10);
+    const int32_t n = r1_backend_registry__probe(ops);
+    if (end != device && *end == '\0') {
+        if (index >= (unsigned long)n)
+            return r1_error__set(R1_ERR_NOT_FOUND, "%s: device index %s requested, %d present",
+                                 ops->name, device, (int)n);
+        return ops->open(out, (int32_t)index);
+    }
+    for (int32_t i = 0; i < n; i++) {
+        r1_device_info info;
+        r1_status st = ops->open(out, i);
+        if (st != R1_OK)
+            return st;
+        if (ops->device_info(*out, &info) == R1_OK && r1_contains_nocase(info.name, device))
+            return R1_OK;
+        ops->close(*out);
+        *out = NULL;
+    }
+    return r1_error__set(R1_ERR_NOT_FOUND, "%s: no device name contains '%s'", ops->name, device);
+}
+
+r1_status r1_compute__open(r1_compute *c, const char *backend_name, const char *device)
 {
     memset(c, 0, sizeof *c);
     const r1_backend_ops *cpu = r1_backend_registry__find("cpu");
@@ -67,7 +114,11 @@ r1_status r1_compute__open(r1_compute *c, const char *backend_name, int32_t devi
         return R1_ERR_NOT_FOUND; /* message set by the registry */
     if (r1_backend_registry__probe(ops) <= 0)
         return R1_ERR_UNSUPPORTED;
-    r1_status st = cpu->open(&c->cpu_dev, 0);
+    r1_status st = R1_OK;
+    if (ops == cpu && device != NULL) /* the CPU's one device, if that is what was named */
+        st = r1_open_named(cpu, device, &c->cpu_dev);
+    else
+        st = cpu->open(&c->cpu_dev, 0);
     if (st != R1_OK)
         return st;
     c->cpu_ops = cpu;
@@ -76,7 +127,12 @@ r1_status r1_compute__open(r1_compute *c, const char *backend_name, int32_t devi
         c->dev = c->cpu_dev;
         return R1_OK;
     }
-    st = ops->open(&c->dev, device_index);
+    if (device == NULL)
+        st = ops->open(&c->dev, 0);
+    else if (ops->open_selected != NULL)
+        st = ops->open_selected(&c->dev, device);
+    else
+        st = r1_open_named(ops, device, &c->dev);
     if (st != R1_OK) {
         cpu->close(c->cpu_dev);
         memset(c, 0, sizeof *c);
@@ -107,6 +163,39 @@ static r1_status r1_compute_host_layout(r1_compute *c, const r1_container *conta
     return R1_OK;
 }
 
+/* Every dense weight matrix goes to the device now, so the first token does not pay for the
+ * uploads: 2-d tensors other than an untied embedding (only ever read by row on the host).
+ * What the device's memory cannot hold is remembered as host-only (device_weights.c) and its
+ * products run on the CPU; the uploads are waited for once at the end. The caller holds mu. */
+static r1_status r1_upload_dense(r1_compute *c, const r1_container *container)
+{
+    static const char embed[] = "model.embed_tokens.weight";
+    const int tied = r1_container__config(container)->tie_word_embeddings != 0;
+    r1_status st = R1_OK;
+    for (int32_t i = 0; st == R1_OK && i < r1_container__n_tensors(container); i++) {
+        const char *name = NULL;
+        size_t name_len = 0;
+        r1_tensor t;
+        r1_dtensor wd;
+        st = r1_container__tensor_at(container, i, &name, &name_len, &t);
+        if (st != R1_OK || t.n_dims != 2 || r1_tensor__rows(&t) <= 0)
+            continue;
+        if (!tied && name_len == sizeof embed - 1 && memcmp(name, embed, name_len) == 0)
+            continue;
+        st = r1_device_weights__get(c->device->dense, &t, &wd);
+        if (st == R1_ERR_NO_MEMORY) { /* stays on the host: the hybrid rule */
+            r1_error__clear();
+            st = R1_OK;
+        }
+    }
+    uint64_t seq = 0;
+    if (st == R1_OK)
+        st = c->ops->submit(c->dev, &seq);
+    if (st == R1_OK)
+        st = c->ops->wait(c->dev, seq);
+    return st;
+}
+
 r1_status r1_compute__attach_model(r1_compute *c, const r1_container *container,
                                    r1_expert_cache *ec, int64_t n_layers, int64_t n_experts,
                                    uint64_t device_budget)
@@ -121,6 +210,8 @@ r1_status r1_compute__attach_model(r1_compute *c, const r1_container *container,
     if (d->experts == NULL)
         st = r1_device_expert_cache__create(&d->experts, c->ops, c->dev, n_layers, n_experts,
                                             device_budget);
+    if (st == R1_OK && d->container == NULL)
+        st = r1_upload_dense(c, container);
     if (st == R1_OK) {
         d->host_experts = ec;
         d->container = container;
@@ -140,6 +231,8 @@ int32_t r1_compute__device_counters(r1_compute *c, r1_compute_device_counters *o
     r1_device_weights__counters(d->dense, &out->dense);
     out->device_products = d->device_products;
     out->cpu_products = d->cpu_products;
+    out->device_ops = d->device_ops;
+    out->cpu_ops = d->cpu_ops;
     pthread_mutex_unlock(&d->mu);
     return 1;
 }
@@ -378,66 +471,288 @@ r1_status r1_compute__matmul(r1_compute *c, const r1_tensor *w, const float *x, 
     return st;
 }
 
-/* No device backend implements R1_OP_MLA_DECODE yet, so it runs where host memory can be read in
- * place: on the model's backend when that is host memory (the CPU), else on the CPU device (the
- * hybrid rule); a device that gains the op would take the device path the way matmul does. */
-r1_status r1_compute__mla_decode(r1_compute *c, const r1_op_mla_decode_params *p, const float *q,
-                                 const float *lat, const r1_tensor *kv_b, float *out)
-{
-    const int64_t H = p->n_heads, dqk = p->qk_nope_dim + p->qk_rope_dim;
-    const int64_t dl = p->kv_lora_rank + p->qk_rope_dim;
-    const int64_t rows = r1_tensor__rows(kv_b), cols = r1_tensor__cols(kv_b);
-    r1_op op;
-    memset(&op, 0, sizeof op);
-    op.kind = R1_OP_MLA_DECODE;
-    op.n_src = 3;
-    op.params = p;
-    op.dst = (r1_dtensor){.dtype = R1_DTYPE_F32, .n_dims = 2, .shape = {H, p->v_dim}};
-    op.src[0] = (r1_dtensor){.dtype = R1_DTYPE_F32, .n_dims = 2, .shape = {H, dqk}};
-    op.src[1] = (r1_dtensor){.dtype = R1_DTYPE_F32, .n_dims = 2, .shape = {p->n_keys, dl}};
-    op.src[2] = (r1_dtensor){.dtype = kv_b->dtype, .n_dims = 2, .shape = {rows, cols}};
+/* ---- the other ops --------------------------------------------------------------------- */
 
+/* An op over host memory: slot 0 is dst, slot 1 + i is src[i]; at most one source is a model
+ * weight (placed like a product's weight on a device), the others host float32 arrays. */
+typedef struct r1_host_op {
+    r1_op op;
+    const void *host[1 + R1_OP_MAX_SRC];
+    size_t bytes[1 + R1_OP_MAX_SRC];
+    const r1_tensor *weight; /* src[weight_src], or NULL */
+    int32_t weight_src;
+} r1_host_op;
+
+static size_t r1_scale_bytes(const r1_tensor *w)
+{
+    return w->scale ? (size_t)((r1_tensor__rows(w) + 127) / 128) * (size_t)w->scale_cols * 4 : 0;
+}
+
+static void r1_count_cpu_op(r1_compute *c)
+{
+    if (c->device == NULL)
+        return;
+    pthread_mutex_lock(&c->device->mu);
+    c->device->cpu_ops++;
+    pthread_mutex_unlock(&c->device->mu);
+}
+
+/* The op on a device without host access: every host operand (dst too, so the parts of its
+ * rows the op does not write come back unchanged) goes up into scratch, the op runs, dst comes
+ * back, and the call waits. *fallback as for r1_matmul_on_device. */
+static r1_status r1_op_on_device(r1_compute *c, r1_host_op *h, int32_t *fallback)
+{
+    r1_compute_device *d = c->device;
+    r1_op *op = &h->op;
+    int64_t layer = -1, expert = -1;
+    *fallback = 0;
+    pthread_mutex_lock(&d->mu);
+    r1_status st = R1_OK;
+    if (h->weight != NULL) {
+        r1_dtensor wd = op->src[h->weight_src];
+        st = r1_place_weight(c, h->weight, r1_scale_bytes(h->weight), &wd, &layer, &expert);
+        if (st == R1_OK)
+            op->src[h->weight_src] = wd;
+    }
+    for (int32_t i = 0; st == R1_OK && i <= op->n_src; i++)
+        if (h->weight == NULL || i != h->weight_src + 1)
+            st = r1_scratch(c, &d->op_buf[i], &d->op_bytes[i], h->bytes[i]);
+    if (st == R1_ERR_NO_MEMORY || st == R1_ERR_BUDGET) {
+        uint64_t seq = 0;
+        if (c->ops->submit(c->dev, &seq) == R1_OK)
+            c->ops->wait(c->dev, seq);
+        d->cpu_ops++;
+        pthread_mutex_unlock(&d->mu);
+        r1_error__clear();
+        *fallback = 1;
+        return R1_OK;
+    }
+    for (int32_t i = 0; st == R1_OK && i <= op->n_src; i++) {
+        if (h->weight != NULL && i == h->weight_src + 1)
+            continue;
+        r1_dtensor *t = i == 0 ? &op->dst : &op->src[i - 1];
+        t->buf = d->op_buf[i];
+        t->offset = 0;
+        st = c->ops->upload(c->dev, d->op_buf[i], 0, h->host[i], h->bytes[i]);
+    }
+    uint64_t seq = 0;
+    if (st == R1_OK)
+        st = c->ops->run(c->dev, op);
+    if (st == R1_OK)
+        st = c->ops->download(c->dev, (void *)(uintptr_t)h->host[0], d->op_buf[0], 0, h->bytes[0]);
+    if (st == R1_OK)
+        st = c->ops->submit(c->dev, &seq);
+    if (st == R1_OK && layer >= 0)
+        r1_device_expert_cache__used(d->experts, layer, expert, seq);
+    if (st == R1_OK)
+        st = c->ops->wait(c->dev, seq);
+    if (st == R1_OK)
+        d->device_ops++;
+    pthread_mutex_unlock(&d->mu);
+    return st;
+}
+
+/* The op where host memory is read in place: the model's backend when it can (the CPU), else
+ * the CPU device. */
+static r1_status r1_op_on_host(r1_compute *c, r1_host_op *h)
+{
     const r1_backend_ops *ops = c->ops;
     r1_dev *dev = c->dev;
-    if (c->device != NULL || ops->wrap_host == NULL) {
+    r1_op *op = &h->op;
+    if (c->device != NULL || ops->wrap_host == NULL || !ops->supports(dev, op)) {
         ops = c->cpu_ops;
         dev = c->cpu_dev;
     }
-    size_t scale_bytes =
-        kv_b->scale ? (size_t)((rows + 127) / 128) * (size_t)kv_b->scale_cols * 4 : 0;
-    r1_buf *bw = NULL, *bs = NULL, *bq = NULL, *bl = NULL, *bo = NULL;
-    r1_status st = r1_wrap(ops, dev, kv_b->data, kv_b->nbytes, &bw);
-    if (st == R1_OK)
-        st = r1_wrap(ops, dev, kv_b->scale, scale_bytes, &bs);
-    if (st == R1_OK)
-        st = r1_wrap(ops, dev, q, (size_t)(H * dqk) * sizeof(float), &bq);
-    if (st == R1_OK)
-        st = r1_wrap(ops, dev, lat, (size_t)(p->n_keys * dl) * sizeof(float), &bl);
-    if (st == R1_OK)
-        st = r1_wrap(ops, dev, out, (size_t)(H * p->v_dim) * sizeof(float), &bo);
-    if (st == R1_OK) {
-        op.dst.buf = bo;
-        op.src[0].buf = bq;
-        op.src[1].buf = bl;
-        op.src[2].buf = bw;
-        op.src[2].scale_buf = bs;
-        st = ops->supports(dev, &op)
-                 ? ops->run(dev, &op)
-                 : r1_error__set(R1_ERR_UNSUPPORTED,
-                                 "no backend runs the latent attention of a "
-                                 "%s kv_b_proj",
-                                 r1_dtype__traits(kv_b->dtype) ? r1_dtype__traits(kv_b->dtype)->name
-                                                               : "?");
+    r1_buf *bufs[2 + R1_OP_MAX_SRC] = {NULL};
+    r1_status st = R1_OK;
+    for (int32_t i = 0; st == R1_OK && i <= op->n_src; i++) {
+        r1_dtensor *t = i == 0 ? &op->dst : &op->src[i - 1];
+        if (h->weight != NULL && i == h->weight_src + 1) {
+            st = r1_wrap(ops, dev, h->weight->data, h->weight->nbytes, &bufs[i]);
+            if (st == R1_OK)
+                st = r1_wrap(ops, dev, h->weight->scale, r1_scale_bytes(h->weight),
+                             &bufs[1 + R1_OP_MAX_SRC]);
+            t->scale_buf = bufs[1 + R1_OP_MAX_SRC];
+            t->scale_offset = 0;
+        } else {
+            st = r1_wrap(ops, dev, h->host[i], h->bytes[i], &bufs[i]);
+        }
+        t->buf = bufs[i];
+        t->offset = 0;
     }
+    if (st == R1_OK)
+        st = ops->supports(dev, op) ? ops->run(dev, op)
+                                    : r1_error__set(R1_ERR_UNSUPPORTED,
+                                                    "no backend runs op kind %d with these "
+                                                    "operands",
+                                                    (int)op->kind);
     uint64_t seq = 0;
     if (st == R1_OK)
         st = ops->submit(dev, &seq);
     if (st == R1_OK)
         st = ops->wait(dev, seq);
-    ops->free(dev, bo);
-    ops->free(dev, bl);
-    ops->free(dev, bq);
-    ops->free(dev, bs);
-    ops->free(dev, bw);
+    for (int32_t i = 0; i < 2 + R1_OP_MAX_SRC; i++)
+        ops->free(dev, bufs[i]);
     return st;
+}
+
+/* The hybrid rule for one op over host memory. */
+static r1_status r1_run_host_op(r1_compute *c, r1_host_op *h)
+{
+    if (c->device != NULL && c->ops->supports(c->dev, &h->op)) {
+        int32_t fallback = 0;
+        r1_status st = r1_op_on_device(c, h, &fallback);
+        if (!fallback)
+            return st;
+        for (int32_t i = 0; i <= h->op.n_src; i++) {
+            r1_dtensor *t = i == 0 ? &h->op.dst : &h->op.src[i - 1];
+            t->buf = t->scale_buf = NULL;
+            t->offset = t->scale_offset = 0;
+        }
+    } else {
+        r1_count_cpu_op(c);
+    }
+    return r1_op_on_host(c, h);
+}
+
+static r1_dtensor r1_f32_2d(int64_t rows, int64_t cols)
+{
+    return (r1_dtensor){.dtype = R1_DTYPE_F32, .n_dims = 2, .shape = {rows, cols}};
+}
+
+/* Host bytes of n_rows rows of n floats at a row stride (0: n). */
+static size_t r1_rows_bytes(int64_t n_rows, int64_t stride, int64_t n)
+{
+    return (size_t)((n_rows - 1) * (stride > 0 ? stride : n) + n) * sizeof(float);
+}
+
+static void r1_host_op_init(r1_host_op *h, int32_t kind, int32_t n_src, const void *params)
+{
+    memset(h, 0, sizeof *h);
+    h->op.kind = kind;
+    h->op.n_src = n_src;
+    h->op.params = params;
+}
+
+static void r1_host_operand(r1_host_op *h, int32_t slot, const void *p, size_t bytes,
+                            r1_dtensor shape)
+{
+    h->host[slot] = p;
+    h->bytes[slot] = bytes;
+    if (slot == 0)
+        h->op.dst = shape;
+    else
+        h->op.src[slot - 1] = shape;
+}
+
+r1_status r1_compute__mla_decode(r1_compute *c, const r1_op_mla_decode_params *p, const float *q,
+                                 const float *lat, const r1_tensor *kv_b, float *out)
+{
+    const int64_t H = p->n_heads, dqk = p->qk_nope_dim + p->qk_rope_dim;
+    const int64_t dl = p->kv_lora_rank + p->qk_rope_dim;
+    r1_host_op h;
+    r1_host_op_init(&h, R1_OP_MLA_DECODE, 3, p);
+    r1_host_operand(&h, 0, out, (size_t)(H * p->v_dim) * sizeof(float), r1_f32_2d(H, p->v_dim));
+    r1_host_operand(&h, 1, q, (size_t)(H * dqk) * sizeof(float), r1_f32_2d(H, dqk));
+    r1_host_operand(&h, 2, lat, (size_t)(p->n_keys * dl) * sizeof(float), r1_f32_2d(p->n_keys, dl));
+    r1_host_operand(&h, 3, NULL, 0,
+                    (r1_dtensor){.dtype = kv_b->dtype,
+                                 .n_dims = 2,
+                                 .shape = {r1_tensor__rows(kv_b), r1_tensor__cols(kv_b)}});
+    h.weight = kv_b;
+    h.weight_src = 2;
+    return r1_run_host_op(c, &h);
+}
+
+r1_status r1_compute__rmsnorm(r1_compute *c, const r1_op_rows_params *p, const float *x,
+                              const float *g, float *y)
+{
+    r1_host_op h;
+    r1_host_op_init(&h, R1_OP_RMSNORM, 2, p);
+    r1_host_operand(&h, 0, y, r1_rows_bytes(p->n_rows, p->y_stride, p->n),
+                    r1_f32_2d(p->n_rows, p->n));
+    r1_host_operand(&h, 1, x, r1_rows_bytes(p->n_rows, p->x_stride, p->n),
+                    r1_f32_2d(p->n_rows, p->n));
+    r1_host_operand(&h, 2, g, (size_t)p->n * sizeof(float), r1_f32_2d(1, p->n));
+    return r1_run_host_op(c, &h);
+}
+
+r1_status r1_compute__rope(r1_compute *c, const r1_op_rope_params *p, const float *cs, float *x)
+{
+    r1_host_op h;
+    r1_host_op_init(&h, R1_OP_ROPE, 1, p);
+    const int64_t span =
+        (p->n_rows - 1) * p->row_stride + (p->n_vecs - 1) * p->vec_stride + 2 * p->n_pairs;
+    r1_host_operand(&h, 0, x, (size_t)span * sizeof(float), r1_f32_2d(1, span));
+    r1_host_operand(&h, 1, cs, (size_t)(p->n_rows * 2 * p->n_pairs) * sizeof(float),
+                    r1_f32_2d(p->n_rows, 2 * p->n_pairs));
+    return r1_run_host_op(c, &h);
+}
+
+r1_status r1_compute__softmax(r1_compute *c, const r1_op_softmax_params *p, float *x)
+{
+    r1_host_op h;
+    r1_host_op_init(&h, R1_OP_SOFTMAX, 0, p);
+    r1_host_operand(&h, 0, x, (size_t)(p->n_rows * p->n) * sizeof(float),
+                    r1_f32_2d(p->n_rows, p->n));
+    return r1_run_host_op(c, &h);
+}
+
+r1_status r1_compute__swiglu(r1_compute *c, const r1_op_rows_params *p, const float *a,
+                             const float *b, float *y)
+{
+    r1_host_op h;
+    r1_host_op_init(&h, R1_OP_SWIGLU, 2, p);
+    r1_host_operand(&h, 0, y, r1_rows_bytes(p->n_rows, p->y_stride, p->n),
+                    r1_f32_2d(p->n_rows, p->n));
+    r1_host_operand(&h, 1, a, r1_rows_bytes(p->n_rows, p->x_stride, p->n),
+                    r1_f32_2d(p->n_rows, p->n));
+    r1_host_operand(&h, 2, b, r1_rows_bytes(p->n_rows, p->b_stride, p->n),
+                    r1_f32_2d(p->n_rows, p->n));
+    return r1_run_host_op(c, &h);
+}
+
+r1_status r1_compute__route(r1_compute *c, const r1_op_router_params *p, const float *logits,
+                            const float *bias, int32_t *experts, float *weights)
+{
+    const int64_t K = p->top_k;
+    float *out = calloc((size_t)(p->n_rows * 2 * K), sizeof *out);
+    if (out == NULL)
+        return r1_error__set(R1_ERR_NO_MEMORY, "cannot allocate the routing of %lld tokens",
+                             (long long)p->n_rows);
+    r1_host_op h;
+    r1_host_op_init(&h, R1_OP_ROUTER, bias != NULL ? 2 : 1, p);
+    r1_host_operand(&h, 0, out, (size_t)(p->n_rows * 2 * K) * sizeof(float),
+                    r1_f32_2d(p->n_rows, 2 * K));
+    r1_host_operand(&h, 1, logits, (size_t)(p->n_rows * p->n_experts) * sizeof(float),
+                    r1_f32_2d(p->n_rows, p->n_experts));
+    if (bias != NULL)
+        r1_host_operand(&h, 2, bias, (size_t)p->n_experts * sizeof(float),
+                        r1_f32_2d(1, p->n_experts));
+    r1_status st = r1_run_host_op(c, &h);
+    for (int64_t r = 0; st == R1_OK && r < p->n_rows; r++) {
+        memcpy(weights + r * K, out + r * 2 * K, (size_t)K * sizeof(float));
+        memcpy(experts + r * K, out + r * 2 * K + K, (size_t)K * sizeof(int32_t));
+    }
+    free(out);
+    return st;
+}
+
+r1_status r1_compute__moe_combine(r1_compute *c, const r1_op_rows_params *p, const float *src,
+                                  const float *w, const int32_t *rows, int64_t n_dst_rows,
+                                  float *dst)
+{
+    r1_host_op h;
+    const int32_t scatter = w != NULL && rows != NULL;
+    r1_host_op_init(&h, R1_OP_MOE_COMBINE, scatter ? 3 : 1, p);
+    r1_host_operand(&h, 0, dst, (size_t)(n_dst_rows * p->n) * sizeof(float),
+                    r1_f32_2d(n_dst_rows, p->n));
+    r1_host_operand(&h, 1, src, (size_t)(p->n_rows * p->n) * sizeof(float),
+                    r1_f32_2d(p->n_rows, p->n));
+    if (scatter) {
+        r1_host_operand(&h, 2, w, (size_t)p->n_rows * sizeof(float), r1_f32_2d(1, p->n_rows));
+        /* The destination rows travel as 32-bit words in a float32 tensor's place. */
+        r1_host_operand(&h, 3, rows, (size_t)p->n_rows * sizeof(int32_t), r1_f32_2d(1, p->n_rows));
+    }
+    return r1_run_host_op(c, &h);
 }

@@ -31,8 +31,10 @@ typedef struct r1_compute {
     const r1_container *host_container;
 } r1_compute;
 
-/* Opens device index of the named backend ("cpu" when name is NULL). */
-r1_status r1_compute__open(r1_compute *c, const char *backend_name, int32_t device_index);
+/* Opens a device of the named backend ("cpu" when name is NULL): the one device names (a decimal
+ * index or a case-insensitive part of its name, r1_model_opts_set_device), or the backend's
+ * default when device is NULL. R1_ERR_NOT_FOUND with a message when nothing matches. */
+r1_status r1_compute__open(r1_compute *c, const char *backend_name, const char *device);
 void r1_compute__close(r1_compute *c);
 
 /* Host threads for ops run on the CPU (the fallback included); <= 0: one per core. */
@@ -56,6 +58,8 @@ typedef struct r1_compute_device_counters {
     r1_device_weights_counters dense;
     uint64_t device_products; /* products run on the device */
     uint64_t cpu_products;    /* products the hybrid rule sent to the CPU */
+    uint64_t device_ops;      /* the other ops (norms, rotary, attention, routing ...) */
+    uint64_t cpu_ops;         /* ... and those the hybrid rule sent to the CPU */
 } r1_compute_device_counters;
 int32_t r1_compute__device_counters(r1_compute *c, r1_compute_device_counters *out);
 
@@ -68,5 +72,29 @@ r1_status r1_compute__matmul(r1_compute *c, const r1_tensor *w, const float *x, 
  * kv_b_proj of any dtype; out (H, dv), host float32. */
 r1_status r1_compute__mla_decode(r1_compute *c, const r1_op_mla_decode_params *p, const float *q,
                                  const float *lat, const r1_tensor *kv_b, float *out);
+
+/* The rest of a layer, each one backend op (backend.h documents operands and parameters) over
+ * host float32 arrays: run on the device when it supports the op (operands go up, the result
+ * comes back before return), else on the CPU backend in place. */
+
+/* y rows = rmsnorm(x rows) * g (R1_OP_RMSNORM); y may be x. */
+r1_status r1_compute__rmsnorm(r1_compute *c, const r1_op_rows_params *p, const float *x,
+                              const float *g, float *y);
+/* Rotates x in place by the tables cs (p->n_rows, 2 * p->n_pairs) (R1_OP_ROPE). */
+r1_status r1_compute__rope(r1_compute *c, const r1_op_rope_params *p, const float *cs, float *x);
+/* Scaled, optionally causal softmax of rows of x in place (R1_OP_SOFTMAX). */
+r1_status r1_compute__softmax(r1_compute *c, const r1_op_softmax_params *p, float *x);
+/* y rows = silu(a rows) * b rows (R1_OP_SWIGLU). */
+r1_status r1_compute__swiglu(r1_compute *c, const r1_op_rows_params *p, const float *a,
+                             const float *b, float *y);
+/* Picks p->top_k experts per row of logits (bias: the correction bias or NULL) (R1_OP_ROUTER):
+ * experts (n_rows, top_k) in increasing order and their weights (n_rows, top_k). */
+r1_status r1_compute__route(r1_compute *c, const r1_op_router_params *p, const float *logits,
+                            const float *bias, int32_t *experts, float *weights);
+/* dst (n_dst_rows, p->n): row rows[i] += w[i] * src row i for i < p->n_rows, or with w and rows
+ * NULL, row i += src row i (R1_OP_MOE_COMBINE). */
+r1_status r1_compute__moe_combine(r1_compute *c, const r1_op_rows_params *p, const float *src,
+                                  const float *w, const int32_t *rows, int64_t n_dst_rows,
+                                  float *dst);
 
 #endif

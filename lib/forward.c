@@ -1,8 +1,9 @@
 /* forward.c: one chunk of tokens through every layer: MLA over the latent cache, dense MLP or
- * MoE, final norm and head (spec §2). Big products go to the backend; the rest is plain C. */
+ * MoE, final norm and head (spec §2). Every step that computes is a backend op (lib/compute.c:
+ * products, norms, rotary, attention, routing, combine); what stays here is bookkeeping (the
+ * embedding lookup, gathering an expert's tokens, copies into the latent cache). */
 #include "forward.h"
 
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,7 +13,6 @@
 #include "error.h"
 #include "expert_cache.h"
 #include "router.h"
-#include "softmax.h"
 
 /* ---- weights ---------------------------------------------------------------------------- */
 
@@ -358,20 +358,23 @@ int64_t r1_forward_scratch__max_tokens(const r1_forward_scratch *s)
 
 /* ---- small ops ---------------------------------------------------------------------------- */
 
-/* y = x / sqrt(mean(x^2) + eps) * g, the mean accumulated in double (spec §2.2, §8.13). */
-static void r1_rmsnorm(const float *x, const float *g, int64_t n, double eps, float *y)
+/* RMSNorm of n_rows rows of n (spec §2.2) on the model's backend; strides in floats. */
+static r1_status r1_rmsnorm(r1_forward *f, const float *x, int64_t x_stride, const float *g,
+                            int64_t n_rows, int64_t n, float *y, int64_t y_stride)
 {
-    double ss = 0;
-    for (int64_t i = 0; i < n; i++)
-        ss += (double)x[i] * x[i];
-    float inv = (float)(1.0 / sqrt(ss / (double)n + eps));
-    for (int64_t i = 0; i < n; i++)
-        y[i] = x[i] * inv * g[i];
+    const r1_op_rows_params p = {.n_rows = n_rows,
+                                 .n = n,
+                                 .x_stride = x_stride,
+                                 .y_stride = y_stride,
+                                 .eps = f->cfg->rms_norm_eps};
+    return r1_compute__rmsnorm(f->compute, &p, x, g, y);
 }
 
-static float r1_silu(float z)
+/* x (n_rows, n) += y (n_rows, n): the residual stream and the shared expert's share. */
+static r1_status r1_accumulate(r1_forward *f, const float *y, int64_t n_rows, int64_t n, float *x)
 {
-    return z >= 0 ? z / (1.0f + expf(-z)) : z * expf(z) / (1.0f + expf(z));
+    const r1_op_rows_params p = {.n_rows = n_rows, .n = n};
+    return r1_compute__moe_combine(f->compute, &p, y, NULL, NULL, n_rows, x);
 }
 
 /* Row r of a weight matrix dequantised to float32. */
@@ -406,24 +409,21 @@ static r1_status r1_swiglu(r1_forward *f, r1_forward_scratch *s, const r1_tensor
     const int64_t inter = r1_tensor__rows(gate);
     r1_tensor gate_up;
     if (r1_adjacent(gate, up, &gate_up)) {
-        /* One product for both: row t of g is (gate, up), compacted in place below. */
+        /* One product for both: row t of g is (gate, up); the gate goes to u. */
         r1_status st = r1_mm(f, &gate_up, x, n, s->g);
-        if (st != R1_OK)
-            return st;
-        for (int64_t t = 0; t < n; t++)
-            for (int64_t i = 0; i < inter; i++)
-                s->g[t * inter + i] =
-                    r1_silu(s->g[t * 2 * inter + i]) * s->g[t * 2 * inter + inter + i];
-        return r1_mm(f, down, s->g, n, y);
+        const r1_op_rows_params p = {
+            .n_rows = n, .n = inter, .x_stride = 2 * inter, .b_stride = 2 * inter};
+        if (st == R1_OK)
+            st = r1_compute__swiglu(f->compute, &p, s->g, s->g + inter, s->u);
+        return st == R1_OK ? r1_mm(f, down, s->u, n, y) : st;
     }
     r1_status st = r1_mm(f, gate, x, n, s->g);
     if (st == R1_OK)
         st = r1_mm(f, up, x, n, s->u);
-    if (st != R1_OK)
-        return st;
-    for (int64_t i = 0; i < n * inter; i++)
-        s->g[i] = r1_silu(s->g[i]) * s->u[i];
-    return r1_mm(f, down, s->g, n, y);
+    const r1_op_rows_params p = {.n_rows = n, .n = inter};
+    if (st == R1_OK)
+        st = r1_compute__swiglu(f->compute, &p, s->g, s->u, s->g);
+    return st == R1_OK ? r1_mm(f, down, s->g, n, y) : st;
 }
 
 /* ---- profiling ---------------------------------------------------------------------------- */
@@ -501,14 +501,6 @@ static void r1_transpose(const float *src, int64_t rows, int64_t cols, int64_t l
         }
 }
 
-/* Scaled, causal softmax of one score row in place: keys >= n_valid get probability 0. */
-static void r1_softmax_causal(float *p, int64_t n_keys, int64_t n_valid, double scale)
-{
-    r1_softmax__scaled(p, n_valid, scale);
-    for (int64_t j = n_valid; j < n_keys; j++)
-        p[j] = 0;
-}
-
 /* MLA in the weight-absorbed form (spec §2.6) for T new tokens at pos0...: caches the latent
  * and rotated rope key of each, then attends over every cached position <= its own. Every
  * product goes to the backend: queries are moved into the latent space per head, and the
@@ -522,16 +514,15 @@ static r1_status r1_attention(r1_forward *f, r1_forward_scratch *s, r1_kv_cache 
     const int64_t dn = cfg->qk_nope_head_dim, dr = cfg->qk_rope_head_dim, dv = cfg->v_head_dim;
     const int64_t dqk = dn + dr, rkv = cfg->kv_lora_rank, rq = cfg->q_lora_rank;
     const int64_t dl = rkv + dr; /* one latent-cache row: c_kv then k_pe */
-    const double eps = cfg->rms_norm_eps;
     r1_status st;
 
-    for (int64_t t = 0; t < T; t++)
-        r1_rmsnorm(s->h + t * D, w->attn_norm, D, eps, s->a + t * D);
+    if ((st = r1_rmsnorm(f, s->h, 0, w->attn_norm, T, D, s->a, 0)) != R1_OK)
+        return st;
     if (rq > 0) {
         if ((st = r1_mm(f, &w->q_a, s->a, T, s->cq)) != R1_OK)
             return st;
-        for (int64_t t = 0; t < T; t++)
-            r1_rmsnorm(s->cq + t * rq, w->q_a_norm, rq, eps, s->cq + t * rq);
+        if ((st = r1_rmsnorm(f, s->cq, 0, w->q_a_norm, T, rq, s->cq, 0)) != R1_OK)
+            return st;
         st = r1_mm(f, &w->q_b, s->cq, T, s->q);
     } else {
         st = r1_mm(f, &w->q, s->a, T, s->q);
@@ -541,17 +532,21 @@ static r1_status r1_attention(r1_forward *f, r1_forward_scratch *s, r1_kv_cache 
     if (st != R1_OK)
         return st;
 
+    /* The new latent rows: c_kv normalised straight into the cache, k_pe copied then rotated;
+     * every head's rope dims of the query rotated by the same angles. */
     float *lat = kv->lat + (size_t)l * (size_t)kv->n_ctx * (size_t)dl;
-    for (int64_t t = 0; t < T; t++) {
-        const float *cs = s->rope_cs + t * dr;
-        const float *row = s->kva + t * (rkv + dr);
-        float *dst = lat + (pos0 + t) * dl;
-        r1_rmsnorm(row, w->kv_a_norm, rkv, eps, dst);
-        memcpy(dst + rkv, row + rkv, (size_t)dr * sizeof(float));
-        r1_rope__apply(&f->rope, cs, dst + rkv);
-        for (int64_t h = 0; h < H; h++)
-            r1_rope__apply(&f->rope, cs, s->q + t * H * dqk + h * dqk + dn);
-    }
+    float *fresh = lat + pos0 * dl;
+    if ((st = r1_rmsnorm(f, s->kva, rkv + dr, w->kv_a_norm, T, rkv, fresh, dl)) != R1_OK)
+        return st;
+    for (int64_t t = 0; t < T; t++)
+        memcpy(fresh + t * dl + rkv, s->kva + t * (rkv + dr) + rkv, (size_t)dr * sizeof(float));
+    const r1_op_rope_params kp = {
+        .n_rows = T, .n_vecs = 1, .row_stride = dl, .vec_stride = 0, .n_pairs = dr / 2};
+    const r1_op_rope_params qp = {
+        .n_rows = T, .n_vecs = H, .row_stride = H * dqk, .vec_stride = dqk, .n_pairs = dr / 2};
+    if ((st = r1_compute__rope(f->compute, &kp, s->rope_cs, fresh + rkv)) != R1_OK ||
+        (st = r1_compute__rope(f->compute, &qp, s->rope_cs, s->q + dn)) != R1_OK)
+        return st;
 
     /* One decoded token: the whole attention of the layer is one op (compute.c). */
     if (T == 1) {
@@ -617,9 +612,13 @@ static r1_status r1_attention(r1_forward *f, r1_forward_scratch *s, r1_kv_cache 
             st = r1_compute__matmul(f->compute, &keys, qry + (h0 * T + t0) * dl, rows, s->scores);
             if (st != R1_OK)
                 return st;
-            for (int64_t i = 0; i < rows; i++)
-                r1_softmax_causal(s->scores + i * n_keys, n_keys, pos0 + t0 + i % nt + 1,
-                                  f->rope.softmax_scale);
+            const r1_op_softmax_params sp = {.n_rows = rows,
+                                             .n = n_keys,
+                                             .causal_base = pos0 + t0,
+                                             .causal_period = nt,
+                                             .scale = f->rope.softmax_scale};
+            if ((st = r1_compute__softmax(f->compute, &sp, s->scores)) != R1_OK)
+                return st;
             st = r1_compute__matmul(f->compute, &values_t, s->scores, rows,
                                     s->olat + (h0 * T + t0) * rkv);
             if (st != R1_OK)
@@ -663,11 +662,22 @@ static r1_status r1_moe(r1_forward *f, r1_forward_scratch *s, int64_t l, int64_t
     const r1_model_config *cfg = f->cfg;
     const r1_layer_weights *w = &f->layers[l];
     const int64_t D = cfg->hidden_size, E = cfg->n_routed_experts, K = cfg->num_experts_per_tok;
+    const r1_op_router_params rp = {
+        .n_rows = T,
+        .n_experts = E,
+        .top_k = K,
+        .n_group = cfg->n_group,
+        .topk_group = cfg->topk_group,
+        .topk_method = cfg->topk_method,
+        .scoring_func = cfg->scoring_func,
+        .norm_topk_prob = (int32_t)cfg->norm_topk_prob,
+        .routed_scaling_factor = cfg->routed_scaling_factor,
+    };
     r1_status st = r1_mm(f, &w->router, s->b, T, s->router);
+    if (st == R1_OK)
+        st = r1_compute__route(f->compute, &rp, s->router, w->router_bias, s->sel, s->selw);
     if (st != R1_OK)
         return st;
-    for (int64_t t = 0; t < T; t++)
-        r1_router__select(cfg, s->router + t * E, w->router_bias, s->sel + t * K, s->selw + t * K);
     r1_prof_lap(f, R1_PROFILE_ROUTER, mark);
 
     memset(s->ffn, 0, (size_t)(T * D) * sizeof(float));
@@ -700,22 +710,19 @@ static r1_status r1_moe(r1_forward *f, r1_forward_scratch *s, int64_t l, int64_t
         }
         st = r1_swiglu(f, s, &ex->gate_proj, &ex->up_proj, &ex->down_proj, s->gx, n, s->gy);
         r1_expert_cache__release(f->experts, ex);
+        const r1_op_rows_params cp = {.n_rows = n, .n = D};
+        if (st == R1_OK)
+            st = r1_compute__moe_combine(f->compute, &cp, s->gy, s->tokw, s->tok, T, s->ffn);
         if (st != R1_OK)
             return st;
-        for (int64_t i = 0; i < n; i++) {
-            float *dst = s->ffn + s->tok[i] * D;
-            const float *src = s->gy + i * D;
-            for (int64_t d = 0; d < D; d++)
-                dst[d] += s->tokw[i] * src[d];
-        }
     }
     r1_prof_lap(f, R1_PROFILE_EXPERTS, mark);
     if (w->sh_gate.data != NULL) {
         st = r1_swiglu(f, s, &w->sh_gate, &w->sh_up, &w->sh_down, s->b, T, s->gy);
+        if (st == R1_OK)
+            st = r1_accumulate(f, s->gy, T, D, s->ffn);
         if (st != R1_OK)
             return st;
-        for (int64_t i = 0; i < T * D; i++)
-            s->ffn[i] += s->gy[i];
     }
     r1_prof_lap(f, R1_PROFILE_SHARED, mark);
     return R1_OK;
@@ -744,10 +751,11 @@ r1_status r1_forward__run(r1_forward *f, r1_forward_scratch *s, r1_kv_cache *kv,
         if (st != R1_OK)
             return st;
         r1_prof_lap(f, R1_PROFILE_ATTENTION, &mark);
-        for (int64_t i = 0; i < T * D; i++)
-            s->h[i] += s->attn[i];
-        for (int64_t t = 0; t < T; t++)
-            r1_rmsnorm(s->h + t * D, w->ffn_norm, D, cfg->rms_norm_eps, s->b + t * D);
+        st = r1_accumulate(f, s->attn, T, D, s->h);
+        if (st == R1_OK)
+            st = r1_rmsnorm(f, s->h, 0, w->ffn_norm, T, D, s->b, 0);
+        if (st != R1_OK)
+            return st;
         r1_prof_lap(f, R1_PROFILE_OTHER, &mark);
         if (w->is_moe) {
             st = r1_moe(f, s, l, T, &mark);
@@ -755,16 +763,16 @@ r1_status r1_forward__run(r1_forward *f, r1_forward_scratch *s, r1_kv_cache *kv,
             st = r1_swiglu(f, s, &w->gate, &w->up, &w->down, s->b, T, s->ffn);
             r1_prof_lap(f, R1_PROFILE_DENSE_MLP, &mark);
         }
+        if (st == R1_OK)
+            st = r1_accumulate(f, s->ffn, T, D, s->h);
         if (st != R1_OK)
             return st;
-        for (int64_t i = 0; i < T * D; i++)
-            s->h[i] += s->ffn[i];
     }
     r1_prof_lap(f, R1_PROFILE_OTHER, &mark);
     const int64_t first = all_logits ? 0 : T - 1, n_out = T - first;
-    for (int64_t t = first; t < T; t++)
-        r1_rmsnorm(s->h + t * D, f->final_norm, D, cfg->rms_norm_eps, s->a + (t - first) * D);
-    r1_status st = r1_mm(f, &f->head, s->a, n_out, logits);
+    r1_status st = r1_rmsnorm(f, s->h + first * D, 0, f->final_norm, n_out, D, s->a, 0);
+    if (st == R1_OK)
+        st = r1_mm(f, &f->head, s->a, n_out, logits);
     if (f->prof != NULL) {
         r1_prof_lap(f, R1_PROFILE_HEAD, &mark);
         f->prof->total_ns += mark - start;

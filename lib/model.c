@@ -16,6 +16,7 @@ struct r1_model_opts {
     int32_t verify_weights;
     int32_t n_threads; /* 0: one per core */
     char backend[32];  /* "" : cpu */
+    char device[256];  /* "" : the backend's default device */
 };
 
 struct r1_model {
@@ -94,6 +95,20 @@ R1_API r1_status r1_model_opts_set_backend(r1_model_opts *opts, const char *name
     return R1_OK;
 }
 
+R1_API r1_status r1_model_opts_set_device(r1_model_opts *opts, const char *device)
+{
+    r1_error__clear();
+    if (opts == NULL)
+        return r1_error__set(R1_ERR_INVALID_ARG, "opts is NULL");
+    if (device != NULL && device[0] == '\0')
+        return r1_error__set(R1_ERR_INVALID_ARG,
+                             "device name is empty (NULL selects the default device)");
+    if (device != NULL && strlen(device) >= sizeof opts->device)
+        return r1_error__set(R1_ERR_INVALID_ARG, "device name '%.40s...' is too long", device);
+    snprintf(opts->device, sizeof opts->device, "%s", device != NULL ? device : "");
+    return R1_OK;
+}
+
 static void model_free(r1_model *m)
 {
     if (m->compute.ops != NULL)
@@ -147,7 +162,8 @@ R1_API r1_status r1_model_load(r1_model **out, const char *path_utf8, r1_backend
     if (st == R1_OK)
         st = load_tokenizer(m);
     if (st == R1_OK)
-        st = r1_compute__open(&m->compute, opts->backend[0] ? opts->backend : NULL, 0);
+        st = r1_compute__open(&m->compute, opts->backend[0] ? opts->backend : NULL,
+                              opts->device[0] ? opts->device : NULL);
     /* An explicit count gets a pool of its own; 0 shares the process-wide pool. */
     if (st == R1_OK && opts->n_threads > 0)
         st = r1_compute__set_threads(&m->compute, opts->n_threads);

@@ -174,6 +174,42 @@ START_TEST(test_model_expert_cache_budget)
 }
 END_TEST
 
+START_TEST(test_model_device_selector)
+{
+    expect_failure(r1_model_opts_set_device(NULL, "0"), R1_ERR_INVALID_ARG);
+    expect_failure(r1_model_opts_set_device(NULL, NULL), R1_ERR_INVALID_ARG);
+    r1_model_opts *o;
+    ck_assert_int_eq(r1_model_opts_create(&o), R1_OK);
+    expect_failure(r1_model_opts_set_device(o, ""), R1_ERR_INVALID_ARG);
+    char long_name[300];
+    memset(long_name, 'x', sizeof long_name - 1);
+    long_name[sizeof long_name - 1] = '\0';
+    expect_failure(r1_model_opts_set_device(o, long_name), R1_ERR_INVALID_ARG);
+    /* The CPU backend has one device: index 0, or a part of its description, any case. */
+    r1_model *m = NULL;
+    const char *good[] = {"0", "CPU", "cpu"};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        ck_assert_int_eq(r1_model_opts_set_device(o, good[i]), R1_OK);
+        ck_assert_msg(r1_model_load(&m, v3_path, NULL, o) == R1_OK, "%s: %s", good[i],
+                      r1_last_error());
+        r1_model_destroy(m);
+    }
+    const char *bad[] = {"1", "no such device", "99999999999999999999"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ck_assert_int_eq(r1_model_opts_set_device(o, bad[i]), R1_OK);
+        m = (r1_model *)o; /* must be cleared on failure */
+        expect_failure(r1_model_load(&m, v3_path, NULL, o), R1_ERR_NOT_FOUND);
+        ck_assert_ptr_null(m);
+        ck_assert_msg(strstr(r1_last_error(), i == 0 ? "index 1" : bad[i]) != NULL, "%s",
+                      r1_last_error());
+    }
+    ck_assert_int_eq(r1_model_opts_set_device(o, NULL), R1_OK); /* back to the default */
+    ck_assert_int_eq(r1_model_load(&m, v3_path, NULL, o), R1_OK);
+    r1_model_destroy(m);
+    r1_model_opts_destroy(o);
+}
+END_TEST
+
 static int32_t cancel_now(uint64_t done, uint64_t total, void *user)
 {
     (void)done;
@@ -216,6 +252,7 @@ static Suite *model_suite(void)
     tcase_add_test(tc, test_model_null_arguments);
     tcase_add_test(tc, test_model_missing_and_bad_files);
     tcase_add_test(tc, test_model_expert_cache_budget);
+    tcase_add_test(tc, test_model_device_selector);
     tcase_add_test(tc, test_model_convert_cancel_leaves_nothing);
     suite_add_tcase(s, tc);
     return s;

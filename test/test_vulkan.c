@@ -1,8 +1,10 @@
 /* test_vulkan.c: the Vulkan backend against the CPU backend: buffers and queues, the matrix
- * product in every weight type, and whole-model parity (prefill and decode) on the tiny models,
- * with a device expert budget smaller than the model, under the validation layer. Skips (and
- * passes) only when no Vulkan device exists here. */
+ * product in every weight type, every other op of a layer (RMSNorm, rotary, softmax, SwiGLU,
+ * routing, MoE combine, decode attention) on random inputs, and whole-model parity (prefill and
+ * decode) on the tiny models, with a device expert budget smaller than the model, under the
+ * validation layer. Skips (and passes) only when no Vulkan device exists here. */
 #include <check.h>
+#include <ctype.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -14,6 +16,7 @@
 #include "compute.h"
 #include "dtype.h"
 #include "model.h"
+#include "model_config.h"
 #include "r1.h"
 
 /* max|vulkan - cpu| / max|cpu| over a model's logits; both accumulate in float32, in different
@@ -203,6 +206,46 @@ START_TEST(test_vulkan_no_device_index)
     ck_assert_int_eq(r1_backend_vulkan__ops()->open(&dev, 0), R1_ERR_NOT_FOUND);
     unsetenv("R1_VULKAN_DEVICE");
     ck_assert_ptr_nonnull(strstr(r1_last_error(), "no such device name"));
+
+    /* The public selector: by index, by a part of the name in any case, and what the
+     * environment variable names stays the default. */
+    char name[256];
+    ck_assert_int_eq(r1_backend_vulkan__ops()->open(&dev, 0), R1_OK);
+    r1_device_info info;
+    ck_assert_int_eq(r1_backend_vulkan__ops()->device_info(dev, &info), R1_OK);
+    r1_backend_vulkan__ops()->close(dev);
+    snprintf(name, sizeof name, "%s", info.name);
+    for (char *c = name; *c; c++) /* the name upper-cased, cut to its first six characters */
+        *c = (char)toupper((unsigned char)*c);
+    name[6] = '\0';
+    const char *good[] = {"0", name};
+    for (size_t i = 0; i < 2; i++) {
+        r1_compute c;
+        ck_assert_msg(r1_compute__open(&c, "vulkan", good[i]) == R1_OK, "%s: %s", good[i],
+                      r1_last_error());
+        r1_compute__close(&c);
+    }
+    const char *bad[] = {"7", "no such device name"};
+    for (size_t i = 0; i < 2; i++) {
+        r1_compute c;
+        ck_assert_int_eq(r1_compute__open(&c, "vulkan", bad[i]), R1_ERR_NOT_FOUND);
+        ck_assert_ptr_nonnull(strstr(r1_last_error(), bad[i]));
+        ck_assert_ptr_nonnull(strstr(r1_last_error(), info.name)); /* what is present */
+    }
+    r1_model_opts *o = NULL;
+    ck_assert_int_eq(r1_model_opts_create(&o), R1_OK);
+    ck_assert_int_eq(r1_model_opts_set_backend(o, "vulkan"), R1_OK);
+    ck_assert_int_eq(r1_model_opts_set_device(o, "no such device name"), R1_OK);
+    char path[1024];
+    snprintf(path, sizeof path, "%s/tiny-v3-q8_0.r1m", models_dir());
+    r1_model *m = NULL;
+    ck_assert_int_eq(r1_model_load(&m, path, NULL, o), R1_ERR_NOT_FOUND);
+    ck_assert_ptr_nonnull(strstr(r1_last_error(), "no such device name"));
+    ck_assert_int_eq(r1_model_opts_set_device(o, name), R1_OK);
+    ck_assert_msg(r1_model_load(&m, path, NULL, o) == R1_OK, "%s", r1_last_error());
+    r1_model_destroy(m);
+    r1_model_opts_destroy(o);
+    assert_no_validation_errors();
 }
 END_TEST
 
@@ -277,8 +320,8 @@ START_TEST(test_vulkan_matmul_every_dtype)
     if (!have_vulkan())
         return;
     r1_compute cpu, vk;
-    ck_assert_int_eq(r1_compute__open(&cpu, "cpu", 0), R1_OK);
-    ck_assert_msg(r1_compute__open(&vk, "vulkan", 0) == R1_OK, "%s", r1_last_error());
+    ck_assert_int_eq(r1_compute__open(&cpu, "cpu", NULL), R1_OK);
+    ck_assert_msg(r1_compute__open(&vk, "vulkan", NULL) == R1_OK, "%s", r1_last_error());
     /* shapes: one row, rows past a 128 block, columns not a multiple of 128 (fp8 partial
      * scale block), many tokens (several token groups) */
     const int64_t shapes[][3] = {{1, 32, 1}, {200, 160, 1}, {70, 256, 3}, {129, 288, 19}};
@@ -321,6 +364,446 @@ START_TEST(test_vulkan_matmul_every_dtype)
     r1_compute__close(&vk);
     r1_compute__close(&cpu);
     assert_no_validation_errors();
+}
+END_TEST
+
+/* ---- the other ops of a layer, each against the CPU backend's ------------------------- */
+
+/* Largest relative difference per op kind, printed at the end. */
+static double op_worst[R1_OP_KIND_END];
+
+static void note_op(int32_t kind, double d)
+{
+    note_diff(d);
+    if (d > op_worst[kind])
+        op_worst[kind] = d;
+}
+
+/* The bound every op meets on these inputs: float32 sums in other orders (and, for the norm
+ * and the softmax, float32 where the CPU keeps double). */
+static const double OP_BOUND = 1e-5;
+
+static float *rand_floats(size_t n, unsigned seed, float scale)
+{
+    float *v = malloc((n ? n : 1) * sizeof *v);
+    for (size_t i = 0; i < n; i++)
+        v[i] = scale * frand(&seed);
+    return v;
+}
+
+static float *copy_floats(const float *v, size_t n)
+{
+    float *c = malloc((n ? n : 1) * sizeof *c);
+    memcpy(c, v, n * sizeof *c);
+    return c;
+}
+
+typedef struct op_pair {
+    r1_compute cpu, vk;
+    r1_compute_device_counters before;
+} op_pair;
+
+static void op_pair_open(op_pair *o)
+{
+    ck_assert_int_eq(r1_compute__open(&o->cpu, "cpu", NULL), R1_OK);
+    ck_assert_msg(r1_compute__open(&o->vk, "vulkan", NULL) == R1_OK, "%s", r1_last_error());
+    ck_assert_int_eq(r1_compute__device_counters(&o->vk, &o->before), 1);
+}
+
+/* Closes both; every op since the open ran on the device (n_ops of them). */
+static void op_pair_close(op_pair *o, uint64_t n_ops)
+{
+    r1_compute_device_counters k;
+    ck_assert_int_eq(r1_compute__device_counters(&o->vk, &k), 1);
+    ck_assert_uint_eq(k.cpu_ops, o->before.cpu_ops);
+    ck_assert_uint_eq(k.device_ops - o->before.device_ops, n_ops);
+    r1_compute__close(&o->vk);
+    r1_compute__close(&o->cpu);
+    assert_no_validation_errors();
+}
+
+START_TEST(test_vulkan_op_rmsnorm)
+{
+    if (!have_vulkan())
+        return;
+    op_pair o;
+    op_pair_open(&o);
+    /* rows, n, x stride, y stride (0: n); n not a multiple of any workgroup size */
+    const int64_t shapes[][4] = {
+        {1, 7, 0, 0}, {3, 300, 0, 0}, {5, 1000, 1100, 1050}, {70, 577, 640, 0}, {2, 7168, 0, 0}};
+    const size_t n_shapes = sizeof shapes / sizeof shapes[0];
+    for (size_t si = 0; si < n_shapes; si++) {
+        const r1_op_rows_params p = {.n_rows = shapes[si][0],
+                                     .n = shapes[si][1],
+                                     .x_stride = shapes[si][2],
+                                     .y_stride = shapes[si][3],
+                                     .eps = 1e-6};
+        const int64_t xs = p.x_stride ? p.x_stride : p.n, ys = p.y_stride ? p.y_stride : p.n;
+        const size_t xn = (size_t)((p.n_rows - 1) * xs + p.n),
+                     yn = (size_t)((p.n_rows - 1) * ys + p.n);
+        float *x = rand_floats(xn, (unsigned)si + 1, 3.0f), *g = rand_floats((size_t)p.n, 77, 1.0f);
+        float *want = rand_floats(yn, 5, 1.0f), *got = copy_floats(want, yn);
+        ck_assert_int_eq(r1_compute__rmsnorm(&o.cpu, &p, x, g, want), R1_OK);
+        ck_assert_msg(r1_compute__rmsnorm(&o.vk, &p, x, g, got) == R1_OK, "%s", r1_last_error());
+        double d = rel_diff(got, want, yn); /* the gaps between strided rows stay as they were */
+        note_op(R1_OP_RMSNORM, d);
+        ck_assert_msg(d < OP_BOUND, "rmsnorm (%lld, %lld): %g", (long long)p.n_rows, (long long)p.n,
+                      d);
+        free(x), free(g), free(want), free(got);
+    }
+    op_pair_close(&o, n_shapes);
+}
+END_TEST
+
+START_TEST(test_vulkan_op_rope)
+{
+    if (!have_vulkan())
+        return;
+    op_pair o;
+    op_pair_open(&o);
+    /* rows, vectors per row, row stride, vector stride, pairs */
+    const int64_t shapes[][5] = {
+        {1, 1, 8, 0, 4}, {5, 3, 3 * 40, 40, 16}, {12, 1, 576, 0, 32}, {70, 16, 16 * 192, 192, 32}};
+    const size_t n_shapes = sizeof shapes / sizeof shapes[0];
+    for (size_t si = 0; si < n_shapes; si++) {
+        const r1_op_rope_params p = {.n_rows = shapes[si][0],
+                                     .n_vecs = shapes[si][1],
+                                     .row_stride = shapes[si][2],
+                                     .vec_stride = shapes[si][3],
+                                     .n_pairs = shapes[si][4]};
+        const size_t n =
+            (size_t)((p.n_rows - 1) * p.row_stride + (p.n_vecs - 1) * p.vec_stride + 2 * p.n_pairs);
+        /* real YaRN-style tables: cos and sin of angles, times an mscale */
+        float *cs = malloc((size_t)(p.n_rows * 2 * p.n_pairs) * sizeof *cs);
+        for (int64_t r = 0; r < p.n_rows; r++)
+            for (int64_t m = 0; m < p.n_pairs; m++) {
+                double angle = (double)(r + 3) * pow(10000.0, -2.0 * (double)m / (2.0 * p.n_pairs));
+                cs[(r * p.n_pairs + m) * 2] = (float)(1.07 * cos(angle));
+                cs[(r * p.n_pairs + m) * 2 + 1] = (float)(1.07 * sin(angle));
+            }
+        float *want = rand_floats(n, (unsigned)si + 10, 2.0f), *got = copy_floats(want, n);
+        ck_assert_int_eq(r1_compute__rope(&o.cpu, &p, cs, want), R1_OK);
+        ck_assert_msg(r1_compute__rope(&o.vk, &p, cs, got) == R1_OK, "%s", r1_last_error());
+        double d = rel_diff(got, want, n);
+        note_op(R1_OP_ROPE, d);
+        ck_assert_msg(d < OP_BOUND, "rope shape %zu: %g", si, d);
+        free(cs), free(want), free(got);
+    }
+    op_pair_close(&o, n_shapes);
+}
+END_TEST
+
+START_TEST(test_vulkan_op_softmax)
+{
+    if (!have_vulkan())
+        return;
+    op_pair o;
+    op_pair_open(&o);
+    /* rows, n, causal base, causal period (0: no mask) */
+    const int64_t shapes[][4] = {
+        {1, 5, 0, 0}, {7, 300, 0, 0}, {8, 37, 30, 4}, {6, 1000, 997, 3}, {130, 129, 0, 129}};
+    const size_t n_shapes = sizeof shapes / sizeof shapes[0];
+    for (size_t si = 0; si < n_shapes; si++) {
+        const r1_op_softmax_params p = {.n_rows = shapes[si][0],
+                                        .n = shapes[si][1],
+                                        .causal_base = shapes[si][2],
+                                        .causal_period = shapes[si][3],
+                                        .scale = 0.1352};
+        const size_t n = (size_t)(p.n_rows * p.n);
+        float *want = rand_floats(n, (unsigned)si + 20, 30.0f), *got = copy_floats(want, n);
+        ck_assert_int_eq(r1_compute__softmax(&o.cpu, &p, want), R1_OK);
+        ck_assert_msg(r1_compute__softmax(&o.vk, &p, got) == R1_OK, "%s", r1_last_error());
+        double d = rel_diff(got, want, n);
+        note_op(R1_OP_SOFTMAX, d);
+        ck_assert_msg(d < OP_BOUND, "softmax shape %zu: %g", si, d);
+        for (int64_t r = 0; r < p.n_rows && p.causal_period > 0; r++) /* masked: exactly 0 */
+            for (int64_t j = p.causal_base + r % p.causal_period + 1; j < p.n; j++)
+                ck_assert(got[r * p.n + j] == 0.0f);
+        free(want), free(got);
+    }
+    op_pair_close(&o, n_shapes);
+}
+END_TEST
+
+START_TEST(test_vulkan_op_swiglu)
+{
+    if (!have_vulkan())
+        return;
+    op_pair o;
+    op_pair_open(&o);
+    /* rows, n, and whether gate and up are the halves of one merged row */
+    const int64_t shapes[][3] = {{1, 3, 0}, {4, 300, 1}, {19, 1407, 0}, {33, 2048, 1}};
+    const size_t n_shapes = sizeof shapes / sizeof shapes[0];
+    for (size_t si = 0; si < n_shapes; si++) {
+        const int64_t T = shapes[si][0], n = shapes[si][1];
+        const int merged = (int)shapes[si][2];
+        r1_op_rows_params p = {.n_rows = T, .n = n};
+        float *g = rand_floats((size_t)(2 * T * n), (unsigned)si + 30, 12.0f), *b = g + n;
+        if (merged)
+            p.x_stride = p.b_stride = 2 * n;
+        else
+            b = g + T * n;
+        float *want = calloc((size_t)(T * n), sizeof *want), *got = calloc((size_t)(T * n), 4);
+        ck_assert_int_eq(r1_compute__swiglu(&o.cpu, &p, g, b, want), R1_OK);
+        ck_assert_msg(r1_compute__swiglu(&o.vk, &p, g, b, got) == R1_OK, "%s", r1_last_error());
+        double d = rel_diff(got, want, (size_t)(T * n));
+        note_op(R1_OP_SWIGLU, d);
+        ck_assert_msg(d < OP_BOUND, "swiglu shape %zu: %g", si, d);
+        free(g), free(want), free(got);
+    }
+    op_pair_close(&o, n_shapes);
+}
+END_TEST
+
+START_TEST(test_vulkan_op_router)
+{
+    if (!have_vulkan())
+        return;
+    op_pair o;
+    op_pair_open(&o);
+    /* DeepSeek-V3 (sigmoid, noaux_tc with a bias, 8 groups keep 4), V2 (softmax, group-limited
+     * greedy), plain greedy softmax and sigmoid, and a single expert; every one also with
+     * logits on a coarse grid so that scores tie and the lower index must win. */
+    const r1_op_router_params cfgs[] = {
+        {.n_experts = 256,
+         .top_k = 8,
+         .n_group = 8,
+         .topk_group = 4,
+         .topk_method = R1_TOPK_NOAUX_TC,
+         .scoring_func = R1_SCORING_SIGMOID,
+         .norm_topk_prob = 1,
+         .routed_scaling_factor = 2.5},
+        {.n_experts = 160,
+         .top_k = 6,
+         .n_group = 8,
+         .topk_group = 3,
+         .topk_method = R1_TOPK_GROUP_LIMITED_GREEDY,
+         .scoring_func = R1_SCORING_SOFTMAX,
+         .norm_topk_prob = 0,
+         .routed_scaling_factor = 16.0},
+        {.n_experts = 100,
+         .top_k = 7,
+         .n_group = 1,
+         .topk_group = 1,
+         .topk_method = R1_TOPK_GREEDY,
+         .scoring_func = R1_SCORING_SOFTMAX,
+         .norm_topk_prob = 1,
+         .routed_scaling_factor = 1.0},
+        {.n_experts = 1000,
+         .top_k = 64,
+         .n_group = 1,
+         .topk_group = 1,
+         .topk_method = R1_TOPK_GREEDY,
+         .scoring_func = R1_SCORING_SIGMOID,
+         .norm_topk_prob = 1,
+         .routed_scaling_factor = 1.0},
+        {.n_experts = 1,
+         .top_k = 1,
+         .n_group = 1,
+         .topk_group = 1,
+         .topk_method = R1_TOPK_GREEDY,
+         .scoring_func = R1_SCORING_SOFTMAX,
+         .norm_topk_prob = 1,
+         .routed_scaling_factor = 1.0},
+    };
+    const size_t n_cfgs = sizeof cfgs / sizeof cfgs[0];
+    uint64_t n_ops = 0;
+    for (size_t ci = 0; ci < n_cfgs; ci++)
+        for (int ties = 0; ties <= 1; ties++) {
+            r1_op_router_params p = cfgs[ci];
+            p.n_rows = 37;
+            const int64_t E = p.n_experts, K = p.top_k;
+            float *u = rand_floats((size_t)(p.n_rows * E), (unsigned)(ci * 2 + ties) + 40, 4.0f);
+            if (ties)
+                for (int64_t i = 0; i < p.n_rows * E; i++)
+                    u[i] = roundf(u[i]); /* nine levels */
+            float *bias =
+                p.topk_method == R1_TOPK_NOAUX_TC ? rand_floats((size_t)E, 41, 0.05f) : NULL;
+            if (bias != NULL && ties)
+                for (int64_t i = 0; i < E; i++)
+                    bias[i] = 0.0f;
+            int32_t *ew = malloc((size_t)(p.n_rows * K) * 4),
+                    *eg = malloc((size_t)(p.n_rows * K) * 4);
+            float *ww = malloc((size_t)(p.n_rows * K) * 4),
+                  *wg = malloc((size_t)(p.n_rows * K) * 4);
+            ck_assert_int_eq(r1_compute__route(&o.cpu, &p, u, bias, ew, ww), R1_OK);
+            ck_assert_msg(r1_compute__route(&o.vk, &p, u, bias, eg, wg) == R1_OK, "%s",
+                          r1_last_error());
+            for (int64_t i = 0; i < p.n_rows * K; i++)
+                ck_assert_msg(eg[i] == ew[i],
+                              "router %zu (ties %d) token %lld slot %lld: expert "
+                              "%d, the CPU picked %d",
+                              ci, ties, (long long)(i / K), (long long)(i % K), eg[i], ew[i]);
+            double d = rel_diff(wg, ww, (size_t)(p.n_rows * K));
+            note_op(R1_OP_ROUTER, d);
+            ck_assert_msg(d < 1e-6, "router %zu weights: %g", ci, d);
+            free(u), free(bias), free(ew), free(eg), free(ww), free(wg);
+            n_ops++;
+        }
+    op_pair_close(&o, n_ops);
+}
+END_TEST
+
+START_TEST(test_vulkan_op_moe_combine)
+{
+    if (!have_vulkan())
+        return;
+    op_pair o;
+    op_pair_open(&o);
+    /* routed rows, destination rows, row length; then the plain residual form */
+    const int64_t shapes[][3] = {{1, 1, 5}, {37, 50, 300}, {8, 8, 7168}, {129, 200, 65}};
+    const size_t n_shapes = sizeof shapes / sizeof shapes[0];
+    for (size_t si = 0; si < n_shapes; si++) {
+        const int64_t n = shapes[si][0], n_dst = shapes[si][1], D = shapes[si][2];
+        const r1_op_rows_params p = {.n_rows = n, .n = D};
+        float *src = rand_floats((size_t)(n * D), (unsigned)si + 50, 1.0f);
+        float *w = rand_floats((size_t)n, (unsigned)si + 51, 1.0f);
+        int32_t *rows = malloc((size_t)n * sizeof *rows);
+        for (int64_t i = 0; i < n; i++) /* distinct rows, in a scattered order */
+            rows[i] = (int32_t)((i * 7 + 3) % n_dst);
+        if (n_dst % 7 == 0)
+            for (int64_t i = 0; i < n; i++)
+                rows[i] = (int32_t)(n_dst - 1 - i);
+        float *want = rand_floats((size_t)(n_dst * D), 52, 1.0f);
+        float *got = copy_floats(want, (size_t)(n_dst * D));
+        ck_assert_int_eq(r1_compute__moe_combine(&o.cpu, &p, src, w, rows, n_dst, want), R1_OK);
+        ck_assert_msg(r1_compute__moe_combine(&o.vk, &p, src, w, rows, n_dst, got) == R1_OK, "%s",
+                      r1_last_error());
+        ck_assert_int_eq(r1_compute__moe_combine(&o.cpu, &p, src, NULL, NULL, n_dst, want), R1_OK);
+        ck_assert_int_eq(r1_compute__moe_combine(&o.vk, &p, src, NULL, NULL, n_dst, got), R1_OK);
+        double d = rel_diff(got, want, (size_t)(n_dst * D));
+        note_op(R1_OP_MOE_COMBINE, d);
+        ck_assert_msg(d < OP_BOUND, "combine shape %zu: %g", si, d);
+        free(src), free(w), free(rows), free(want), free(got);
+    }
+    op_pair_close(&o, 2 * n_shapes);
+}
+END_TEST
+
+START_TEST(test_vulkan_op_mla_decode_every_dtype)
+{
+    if (!have_vulkan())
+        return;
+    op_pair o;
+    op_pair_open(&o);
+    /* heads, nope, rope, v, latent rank; keys across several shader chunks of 512 */
+    const int64_t shapes[][5] = {{1, 16, 8, 16, 32}, {3, 16, 8, 12, 64}, {5, 40, 16, 24, 160}};
+    const int64_t keys[] = {1, 37, 1100};
+    uint64_t n_ops = 0;
+    for (int32_t dt = 0; dt < R1_DTYPE_COUNT; dt++)
+        for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
+            for (size_t ki = 0; ki < sizeof keys / sizeof keys[0]; ki++) {
+                const r1_op_mla_decode_params p = {.n_heads = shapes[si][0],
+                                                   .qk_nope_dim = shapes[si][1],
+                                                   .qk_rope_dim = shapes[si][2],
+                                                   .v_dim = shapes[si][3],
+                                                   .kv_lora_rank = shapes[si][4],
+                                                   .n_keys = keys[ki],
+                                                   .softmax_scale = 0.1875};
+                const int64_t H = p.n_heads, dl = p.kv_lora_rank + p.qk_rope_dim;
+                r1_tensor kv_b;
+                void *data;
+                float *scale;
+                make_weight(dt, H * (p.qk_nope_dim + p.v_dim), p.kv_lora_rank,
+                            (unsigned)(dt * 10 + si), &kv_b, &data, &scale);
+                float *q = rand_floats((size_t)(H * (p.qk_nope_dim + p.qk_rope_dim)), 60, 1.0f);
+                float *lat = rand_floats((size_t)(p.n_keys * dl), 61, 1.0f);
+                const size_t n_out = (size_t)(H * p.v_dim);
+                float *want = calloc(n_out, 4), *got = calloc(n_out, 4);
+                ck_assert_int_eq(r1_compute__mla_decode(&o.cpu, &p, q, lat, &kv_b, want), R1_OK);
+                ck_assert_msg(r1_compute__mla_decode(&o.vk, &p, q, lat, &kv_b, got) == R1_OK, "%s",
+                              r1_last_error());
+                double d = rel_diff(got, want, n_out);
+                note_op(R1_OP_MLA_DECODE, d);
+                ck_assert_msg(d < OP_BOUND, "mla %s shape %zu, %lld keys: %g",
+                              r1_dtype__traits(dt)->name, si, (long long)p.n_keys, d);
+                free(q), free(lat), free(want), free(got), free(data), free(scale);
+                n_ops++;
+            }
+    op_pair_close(&o, n_ops);
+}
+END_TEST
+
+START_TEST(test_vulkan_op_refused_runs_on_cpu)
+{
+    if (!have_vulkan())
+        return;
+    /* The largest routing the shader's tables hold runs on the device; a latent row longer
+     * than the attention shader holds is refused there and runs on the CPU (the hybrid rule);
+     * the backend itself refuses to run it, with a message. */
+    op_pair o;
+    op_pair_open(&o);
+    const r1_op_router_params p = {.n_rows = 2,
+                                   .n_experts = 1024,
+                                   .top_k = 2,
+                                   .n_group = 1,
+                                   .topk_group = 1,
+                                   .topk_method = R1_TOPK_GREEDY,
+                                   .scoring_func = R1_SCORING_SOFTMAX,
+                                   .norm_topk_prob = 1,
+                                   .routed_scaling_factor = 1.0};
+    float *u = rand_floats(2 * 1024, 70, 1.0f);
+    int32_t e[4];
+    float w[4];
+    ck_assert_int_eq(r1_compute__route(&o.vk, &p, u, NULL, e, w), R1_OK);
+    r1_compute_device_counters k;
+    ck_assert_int_eq(r1_compute__device_counters(&o.vk, &k), 1);
+    ck_assert_uint_eq(k.cpu_ops, 0);
+    const r1_op_mla_decode_params mp = {.n_heads = 1,
+                                        .qk_nope_dim = 4,
+                                        .qk_rope_dim = 8,
+                                        .v_dim = 4,
+                                        .kv_lora_rank = 1024,
+                                        .n_keys = 3,
+                                        .softmax_scale = 0.5};
+    r1_tensor kv_b;
+    void *data;
+    float *scale;
+    make_weight(R1_DTYPE_F32, 8, 1024, 3, &kv_b, &data, &scale);
+    float *q = rand_floats(12, 71, 1.0f), *lat = rand_floats(3 * 1032, 72, 1.0f);
+    float want[4], got[4];
+    ck_assert_int_eq(r1_compute__mla_decode(&o.cpu, &mp, q, lat, &kv_b, want), R1_OK);
+    ck_assert_int_eq(r1_compute__mla_decode(&o.vk, &mp, q, lat, &kv_b, got), R1_OK);
+    ck_assert(rel_diff(got, want, 4) == 0); /* the same code ran */
+    ck_assert_int_eq(r1_compute__device_counters(&o.vk, &k), 1);
+    ck_assert_uint_eq(k.cpu_ops, 1);
+    r1_op op;
+    memset(&op, 0, sizeof op);
+    op.kind = R1_OP_MLA_DECODE;
+    op.n_src = 3;
+    op.params = &mp;
+    op.src[2] = (r1_dtensor){.dtype = R1_DTYPE_F32, .n_dims = 2, .shape = {8, 1024}};
+    ck_assert_int_eq(o.vk.ops->supports(o.vk.dev, &op), 0);
+    ck_assert_int_eq(o.vk.ops->run(o.vk.dev, &op), R1_ERR_UNSUPPORTED);
+    ck_assert_ptr_nonnull(strstr(r1_last_error(), "1024"));
+    /* an op with operands but no buffers is refused, not run */
+    const r1_op_softmax_params sp = {.n_rows = 1, .n = 4, .scale = 1.0};
+    memset(&op, 0, sizeof op);
+    op.kind = R1_OP_SOFTMAX;
+    op.params = &sp;
+    op.dst = (r1_dtensor){.dtype = R1_DTYPE_F32, .n_dims = 2, .shape = {1, 4}};
+    ck_assert_int_eq(o.vk.ops->supports(o.vk.dev, &op), 1);
+    ck_assert_int_eq(o.vk.ops->run(o.vk.dev, &op), R1_ERR_INVALID_ARG);
+    op.params = NULL;
+    ck_assert_int_eq(o.vk.ops->supports(o.vk.dev, &op), 0);
+    free(u), free(q), free(lat), free(data), free(scale);
+    r1_compute__close(&o.vk);
+    r1_compute__close(&o.cpu);
+    assert_no_validation_errors();
+}
+END_TEST
+
+START_TEST(test_vulkan_op_bounds_reached)
+{
+    if (!have_vulkan())
+        return;
+    static const char *names[R1_OP_KIND_END] = {
+        [R1_OP_MLA_DECODE] = "mla_decode",  [R1_OP_RMSNORM] = "rmsnorm", [R1_OP_ROPE] = "rope",
+        [R1_OP_SOFTMAX] = "softmax",        [R1_OP_SWIGLU] = "swiglu",   [R1_OP_ROUTER] = "router",
+        [R1_OP_MOE_COMBINE] = "moe_combine"};
+    for (int32_t k = R1_OP_MLA_DECODE; k < R1_OP_KIND_END; k++)
+        printf("vulkan op %s: largest relative difference to the CPU backend %.3g (bound %g)\n",
+               names[k], op_worst[k], k == R1_OP_ROUTER ? 1e-6 : OP_BOUND);
 }
 END_TEST
 
@@ -378,6 +861,10 @@ START_TEST(test_vulkan_models_match_cpu)
     const char *model = MODELS[_i / 5], *variant = VARIANTS[_i % 5];
     r1_model *cpu = load(model, variant, "cpu", 0);
     r1_model *vk = load(model, variant, "vulkan", 0);
+    r1_compute_device_counters at_load;
+    ck_assert_int_eq(r1_compute__device_counters(r1_model__compute(vk), &at_load), 1);
+    ck_assert_uint_gt(at_load.dense.tensors, 0); /* uploaded by r1_model_load, not first use */
+    ck_assert_uint_eq(at_load.device_products + at_load.device_ops, 0);
     for (int decode = 0; decode <= 1; decode++) {
         size_t vocab = 0, vocab2 = 0;
         float *want = run(cpu, IDS, N_IDS, decode, &vocab);
@@ -400,6 +887,9 @@ START_TEST(test_vulkan_models_match_cpu)
     ck_assert_int_eq(r1_compute__device_counters(r1_model__compute(vk), &k), 1);
     ck_assert_uint_gt(k.device_products, 0);
     ck_assert_uint_eq(k.cpu_products, 0);
+    /* ... and so did every other op of every layer (norms, rotary, attention, routing) */
+    ck_assert_uint_gt(k.device_ops, 0);
+    ck_assert_uint_eq(k.cpu_ops, 0);
     ck_assert_uint_gt(k.dense.tensors, 0);
     ck_assert_uint_eq(k.dense.host_only, 0);
     r1_model_destroy(vk);
@@ -564,6 +1054,15 @@ static Suite *vulkan_suite(void)
     tcase_add_test(tc, test_vulkan_fences_and_budget);
     tcase_add_test(tc, test_vulkan_no_device_index);
     tcase_add_test(tc, test_vulkan_matmul_every_dtype);
+    tcase_add_test(tc, test_vulkan_op_rmsnorm);
+    tcase_add_test(tc, test_vulkan_op_rope);
+    tcase_add_test(tc, test_vulkan_op_softmax);
+    tcase_add_test(tc, test_vulkan_op_swiglu);
+    tcase_add_test(tc, test_vulkan_op_router);
+    tcase_add_test(tc, test_vulkan_op_moe_combine);
+    tcase_add_test(tc, test_vulkan_op_mla_decode_every_dtype);
+    tcase_add_test(tc, test_vulkan_op_refused_runs_on_cpu);
+    tcase_add_test(tc, test_vulkan_op_bounds_reached);
     tcase_add_loop_test(tc, test_vulkan_models_match_cpu, 0, 10);
     tcase_add_loop_test(tc, test_vulkan_small_device_expert_budget, 0, 2);
     tcase_add_test(tc, test_vulkan_model_shared_across_threads);

@@ -112,6 +112,8 @@ int32_t r1_cpu__op_supported(const r1_op *op)
 {
     if (op != NULL && op->kind == R1_OP_MLA_DECODE)
         return r1_cpu_mla_supported(op);
+    if (op != NULL && op->kind >= R1_OP_RMSNORM && op->kind < R1_OP_KIND_END)
+        return r1_cpu__layer_op_supported(op);
     if (op == NULL || op->kind != R1_OP_MATMUL || op->n_src < 2)
         return 0;
     const r1_dtensor *x = &op->src[0], *w = &op->src[1], *y = &op->dst;
@@ -141,6 +143,8 @@ r1_status r1_cpu__op_run(r1_threadpool *pool, const r1_op *op)
                              op != NULL ? (int)op->kind : -1);
     if (op->kind == R1_OP_MLA_DECODE)
         return r1_cpu_mla_run(pool, op);
+    if (op->kind != R1_OP_MATMUL)
+        return r1_cpu__layer_op_run(op);
     int64_t xr, xc, yr, yc;
     r1_cpu_dt_shape(&op->src[0], &xr, &xc);
     r1_cpu_dt_shape(&op->dst, &yr, &yc);

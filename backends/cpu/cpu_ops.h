@@ -19,4 +19,9 @@ int32_t r1_cpu__op_supported(const r1_op *op);
 /* Runs op on pool (NULL: the process-wide default pool). */
 r1_status r1_cpu__op_run(r1_threadpool *pool, const r1_op *op);
 
+/* The rest of a layer (R1_OP_RMSNORM .. R1_OP_MOE_COMBINE; cpu_layer_ops.c), on the caller's
+ * thread: small next to the products around them. */
+int32_t r1_cpu__layer_op_supported(const r1_op *op);
+r1_status r1_cpu__layer_op_run(const r1_op *op);
+
 #endif

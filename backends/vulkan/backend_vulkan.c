@@ -1,9 +1,11 @@
 /* backend_vulkan.c: the Vulkan backend: instance and device selection, device buffers with a
  * memory budget, staged transfers, command recording with a timeline semaphore (fences where
- * the device lacks one) and the quantised matrix-product shaders. */
+ * the device lacks one), and the shaders of a layer: quantised matrix products, decode
+ * attention, RMSNorm, rotary, softmax, SwiGLU, routing and MoE combine. */
 #define VK_NO_PROTOTYPES
 #include <vulkan/vulkan.h>
 
+#include <ctype.h>
 #include <dlfcn.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -148,6 +150,8 @@ enum {
     R1_VK_MAX_DEVICES = 16,
     R1_VK_FRAMES = 4,
     R1_VK_SETS_PER_FRAME = 512,
+    R1_VK_BINDINGS = 5,         /* storage buffers per dispatch; unused ones repeat another */
+    R1_VK_PUSH_BYTES = 128,     /* the push-constant size every device offers */
     R1_VK_TOKENS_PER_GROUP = 8, /* TOKENS_PER_GROUP in shaders/matmul.comp */
     R1_VK_MAX_GROUP = 256,      /* MAX_GROUP in shaders/matmul.comp */
     R1_VK_MIN_STAGING = 4 << 20,
@@ -161,6 +165,19 @@ typedef struct r1_vk_matmul_params {
     uint32_t rows, cols, n_tokens, row_bytes;
     uint32_t w_offset, s_offset, scale_cols, x_offset, y_offset, groups_x;
 } r1_vk_matmul_params;
+
+/* The pipelines: one per weight type for the shaders that read a weight, one per layer op. */
+enum {
+    R1_VK_P_MATMUL = 0,
+    R1_VK_P_MLA = R1_VK_P_MATMUL + R1_DTYPE_COUNT,
+    R1_VK_P_RMSNORM = R1_VK_P_MLA + R1_DTYPE_COUNT,
+    R1_VK_P_ROPE,
+    R1_VK_P_SOFTMAX,
+    R1_VK_P_SWIGLU,
+    R1_VK_P_ROUTER,
+    R1_VK_P_COMBINE,
+    R1_VK_N_PIPES
+};
 
 struct r1_dev {
     VkInstance instance;
@@ -187,8 +204,9 @@ struct r1_dev {
 
     VkDescriptorSetLayout set_layout;
     VkPipelineLayout pipeline_layout;
-    VkPipeline matmul[R1_DTYPE_COUNT];
-    int32_t matmul_failed[R1_DTYPE_COUNT];
+    VkPipeline pipes[R1_VK_N_PIPES]; /* built on first use */
+    int32_t pipe_failed[R1_VK_N_PIPES];
+    int32_t has_f64; /* shaderFloat64 enabled (the router scores in double) */
 };
 
 static void r1_vk_load(void)
@@ -685,9 +703,9 @@ static void vk_close(r1_dev *dev)
             if (f->fence != VK_NULL_HANDLE)
                 dev->vk.vkDestroyFence(dev->device, f->fence, NULL);
         }
-        for (int i = 0; i < R1_DTYPE_COUNT; i++)
-            if (dev->matmul[i] != VK_NULL_HANDLE)
-                dev->vk.vkDestroyPipeline(dev->device, dev->matmul[i], NULL);
+        for (int i = 0; i < R1_VK_N_PIPES; i++)
+            if (dev->pipes[i] != VK_NULL_HANDLE)
+                dev->vk.vkDestroyPipeline(dev->device, dev->pipes[i], NULL);
         if (dev->pipeline_layout != VK_NULL_HANDLE)
             dev->vk.vkDestroyPipelineLayout(dev->device, dev->pipeline_layout, NULL);
         if (dev->set_layout != VK_NULL_HANDLE)
@@ -706,31 +724,75 @@ static void vk_close(r1_dev *dev)
     free(dev);
 }
 
-/* R1_VULKAN_DEVICE picks a device by index ("1") or by a part of its name ("llvmpipe"); the
- * index given to open() counts from that device. */
-static r1_status r1_vk_pick(r1_dev *dev, const VkPhysicalDevice *devs, uint32_t n, int32_t index,
-                            uint32_t *picked)
+/* name contains part, ignoring ASCII case. */
+static int r1_vk_name_has(const char *name, const char *part)
 {
+    const size_t n = strlen(part);
+    for (; *name != '\0'; name++) {
+        size_t i = 0;
+        while (i < n && name[i] != '\0' &&
+               tolower((unsigned char)name[i]) == tolower((unsigned char)part[i]))
+            i++;
+        if (i == n)
+            return 1;
+    }
+    return n == 0;
+}
+
+/* The device a selector names: a decimal index or a case-insensitive part of its name;
+ * UINT32_MAX when none does. */
+static uint32_t r1_vk_find(const r1_dev *dev, const VkPhysicalDevice *devs, uint32_t n,
+                           const char *selector)
+{
+    char *end = NULL;
+    unsigned long v = strtoul(selector, &end, 10);
+    if (end != selector && *end == '\0')
+        return v < n ? (uint32_t)v : UINT32_MAX;
+    for (uint32_t i = 0; i < n; i++) {
+        VkPhysicalDeviceProperties p;
+        dev->fn.get_properties(devs[i], &p);
+        if (r1_vk_name_has(p.deviceName, selector))
+            return i;
+    }
+    return UINT32_MAX;
+}
+
+/* The devices present, for a message: "0: NAME, 1: NAME". */
+static void r1_vk_list(const r1_dev *dev, const VkPhysicalDevice *devs, uint32_t n, char *out,
+                       size_t cap)
+{
+    size_t at = 0;
+    out[0] = '\0';
+    for (uint32_t i = 0; i < n && at < cap; i++) {
+        VkPhysicalDeviceProperties p;
+        dev->fn.get_properties(devs[i], &p);
+        int w = snprintf(out + at, cap - at, "%s%u: %s", i ? ", " : "", (unsigned)i, p.deviceName);
+        at += w > 0 ? (size_t)w : 0;
+    }
+}
+
+/* The device to open: the one selector names (r1_model_opts_set_device), else the index given
+ * to open() counted from the device R1_VULKAN_DEVICE names (by index, "1", or by a part of its
+ * name, "llvmpipe"), else from the first. */
+static r1_status r1_vk_pick(r1_dev *dev, const VkPhysicalDevice *devs, uint32_t n, int32_t index,
+                            const char *selector, uint32_t *picked)
+{
+    if (selector != NULL) {
+        *picked = r1_vk_find(dev, devs, n, selector);
+        if (*picked != UINT32_MAX)
+            return R1_OK;
+        char present[512];
+        r1_vk_list(dev, devs, n, present, sizeof present);
+        return r1_error__set(R1_ERR_NOT_FOUND, "vulkan: no device matches '%s' (present: %s)",
+                             selector, n ? present : "none");
+    }
     const char *want = getenv("R1_VULKAN_DEVICE");
     uint32_t first = 0;
     if (want != NULL && want[0] != '\0') {
-        char *end = NULL;
-        unsigned long v = strtoul(want, &end, 10);
-        if (end != want && *end == '\0') {
-            first = (uint32_t)v;
-        } else {
-            first = UINT32_MAX;
-            for (uint32_t i = 0; i < n && first == UINT32_MAX; i++) {
-                VkPhysicalDeviceProperties p;
-                dev->fn.get_properties(devs[i], &p);
-                if (strstr(p.deviceName, want) != NULL)
-                    first = i;
-            }
-            if (first == UINT32_MAX)
-                return r1_error__set(R1_ERR_NOT_FOUND,
-                                     "vulkan: no device name contains '%s' (R1_VULKAN_DEVICE)",
-                                     want);
-        }
+        first = r1_vk_find(dev, devs, n, want);
+        if (first == UINT32_MAX)
+            return r1_error__set(R1_ERR_NOT_FOUND,
+                                 "vulkan: no device name contains '%s' (R1_VULKAN_DEVICE)", want);
     }
     if (index < 0 || (uint64_t)first + (uint64_t)index >= n)
         return r1_error__set(n ? R1_ERR_OUT_OF_RANGE : R1_ERR_UNSUPPORTED,
@@ -779,7 +841,7 @@ static r1_status r1_vk_open_queue_objects(r1_dev *dev)
         return r1_error__set(R1_ERR_BACKEND, "vulkan: vkCreateCommandPool failed");
     VkDescriptorPoolSize sizes = {
         .type = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
-        .descriptorCount = 4 * R1_VK_SETS_PER_FRAME,
+        .descriptorCount = R1_VK_BINDINGS * R1_VK_SETS_PER_FRAME,
     };
     VkDescriptorPoolCreateInfo dpool_info = {
         .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO,
@@ -804,8 +866,8 @@ static r1_status r1_vk_open_queue_objects(r1_dev *dev)
             dev->vk.vkCreateFence(dev->device, &fence_info, NULL, &f->fence) != VK_SUCCESS)
             return r1_error__set(R1_ERR_BACKEND, "vulkan: vkCreateFence failed");
     }
-    VkDescriptorSetLayoutBinding bindings[4];
-    for (uint32_t i = 0; i < 4; i++)
+    VkDescriptorSetLayoutBinding bindings[R1_VK_BINDINGS];
+    for (uint32_t i = 0; i < R1_VK_BINDINGS; i++)
         bindings[i] = (VkDescriptorSetLayoutBinding){
             .binding = i,
             .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
@@ -814,7 +876,7 @@ static r1_status r1_vk_open_queue_objects(r1_dev *dev)
         };
     VkDescriptorSetLayoutCreateInfo set_info = {
         .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_LAYOUT_CREATE_INFO,
-        .bindingCount = 4,
+        .bindingCount = R1_VK_BINDINGS,
         .pBindings = bindings,
     };
     if (dev->vk.vkCreateDescriptorSetLayout(dev->device, &set_info, NULL, &dev->set_layout) !=
@@ -822,7 +884,7 @@ static r1_status r1_vk_open_queue_objects(r1_dev *dev)
         return r1_error__set(R1_ERR_BACKEND, "vulkan: vkCreateDescriptorSetLayout failed");
     VkPushConstantRange range = {
         .stageFlags = VK_SHADER_STAGE_COMPUTE_BIT,
-        .size = sizeof(r1_vk_matmul_params),
+        .size = R1_VK_PUSH_BYTES, /* the largest parameter block of any shader */
     };
     VkPipelineLayoutCreateInfo layout_info = {
         .sType = VK_STRUCTURE_TYPE_PIPELINE_LAYOUT_CREATE_INFO,
@@ -837,7 +899,7 @@ static r1_status r1_vk_open_queue_objects(r1_dev *dev)
     return R1_OK;
 }
 
-static r1_status vk_open(r1_dev **out, int32_t index)
+static r1_status r1_vk_open(r1_dev **out, int32_t index, const char *selector)
 {
     if (out == NULL)
         return r1_error__set(R1_ERR_INVALID_ARG, "vulkan: out is NULL");
@@ -852,7 +914,7 @@ static r1_status vk_open(r1_dev **out, int32_t index)
     }
     VkPhysicalDevice devs[R1_VK_MAX_DEVICES];
     uint32_t n = r1_vk_devices(dev->instance, &dev->fn, devs, R1_VK_MAX_DEVICES), picked = 0;
-    if ((st = r1_vk_pick(dev, devs, n, index, &picked)) != R1_OK)
+    if ((st = r1_vk_pick(dev, devs, n, index, selector, &picked)) != R1_OK)
         goto fail;
     dev->physical = devs[picked];
     dev->fn.get_properties(dev->physical, &dev->props);
@@ -890,7 +952,13 @@ static r1_status vk_open(r1_dev **out, int32_t index)
     if (timeline) {
         dev->fn.get_features2(dev->physical, &features);
         timeline = features12.timelineSemaphore == VK_TRUE;
+    } else {
+        features.pNext = NULL;
+        dev->fn.get_features2(dev->physical, &features);
     }
+    /* Routing compares scores in double like lib/router.c; without it the router runs on the
+     * CPU (supports() says 0). */
+    dev->has_f64 = features.features.shaderFloat64 == VK_TRUE;
     if (getenv("R1_VULKAN_NO_TIMELINE") != NULL) /* tests the fence path on any device */
         timeline = 0;
 
@@ -919,11 +987,13 @@ static r1_status vk_open(r1_dev **out, int32_t index)
         .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES,
         .timelineSemaphore = timeline ? VK_TRUE : VK_FALSE,
     };
+    VkPhysicalDeviceFeatures enable10 = {.shaderFloat64 = dev->has_f64 ? VK_TRUE : VK_FALSE};
     VkDeviceCreateInfo dinfo = {
         .sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO,
         .pNext = timeline ? &enable12 : NULL,
         .queueCreateInfoCount = 1,
         .pQueueCreateInfos = &qinfo,
+        .pEnabledFeatures = &enable10,
     };
     VkResult res = dev->fn.create_device(dev->physical, &dinfo, NULL, &dev->device);
     if (res != VK_SUCCESS) {
@@ -976,6 +1046,21 @@ static r1_status vk_open(r1_dev **out, int32_t index)
 fail:
     vk_close(dev);
     return st;
+}
+
+static r1_status vk_open(r1_dev **out, int32_t index)
+{
+    return r1_vk_open(out, index, NULL);
+}
+
+static r1_status vk_open_selected(r1_dev **out, const char *selector)
+{
+    if (selector == NULL)
+        return r1_vk_open(out, 0, NULL);
+    if (out != NULL)
+        *out = NULL;
+    return selector[0] == '\0' ? r1_error__set(R1_ERR_INVALID_ARG, "vulkan: an empty device name")
+                               : r1_vk_open(out, 0, selector);
 }
 
 static r1_status vk_device_info(r1_dev *dev, r1_device_info *out)
@@ -1124,34 +1209,49 @@ static r1_status vk_download(r1_dev *dev, void *dst, r1_buf *src, size_t off, si
 
 /* ---- kernels ------------------------------------------------------------------------------ */
 
-static const uint32_t *r1_vk_matmul_spirv(int32_t dtype, size_t *bytes)
+static const uint32_t *r1_vk_spirv(int32_t pipe, size_t *bytes, const char **name)
 {
-    switch (dtype) {
-#define R1_VK_SPV(value, array)                                                                    \
-    case value: *bytes = sizeof array; return array;
-        R1_VK_SPV(R1_DTYPE_F32, r1_vk_spv_matmul_f32)
-        R1_VK_SPV(R1_DTYPE_F16, r1_vk_spv_matmul_f16)
-        R1_VK_SPV(R1_DTYPE_BF16, r1_vk_spv_matmul_bf16)
-        R1_VK_SPV(R1_DTYPE_FP8_E4M3, r1_vk_spv_matmul_fp8_e4m3)
-        R1_VK_SPV(R1_DTYPE_Q8_0, r1_vk_spv_matmul_q8_0)
-        R1_VK_SPV(R1_DTYPE_Q4_0, r1_vk_spv_matmul_q4_0)
-#undef R1_VK_SPV
-    default: *bytes = 0; return NULL;
+#define R1_VK_SPV(index, array, what)                                                              \
+    case index: *bytes = sizeof array, *name = what; return array;
+    switch (pipe) {
+        R1_VK_SPV(R1_VK_P_MATMUL + R1_DTYPE_F32, r1_vk_spv_matmul_f32, "f32 matmul")
+        R1_VK_SPV(R1_VK_P_MATMUL + R1_DTYPE_F16, r1_vk_spv_matmul_f16, "f16 matmul")
+        R1_VK_SPV(R1_VK_P_MATMUL + R1_DTYPE_BF16, r1_vk_spv_matmul_bf16, "bf16 matmul")
+        R1_VK_SPV(R1_VK_P_MATMUL + R1_DTYPE_FP8_E4M3, r1_vk_spv_matmul_fp8_e4m3, "fp8 matmul")
+        R1_VK_SPV(R1_VK_P_MATMUL + R1_DTYPE_Q8_0, r1_vk_spv_matmul_q8_0, "q8_0 matmul")
+        R1_VK_SPV(R1_VK_P_MATMUL + R1_DTYPE_Q4_0, r1_vk_spv_matmul_q4_0, "q4_0 matmul")
+        R1_VK_SPV(R1_VK_P_MLA + R1_DTYPE_F32, r1_vk_spv_mla_decode_f32, "f32 mla decode")
+        R1_VK_SPV(R1_VK_P_MLA + R1_DTYPE_F16, r1_vk_spv_mla_decode_f16, "f16 mla decode")
+        R1_VK_SPV(R1_VK_P_MLA + R1_DTYPE_BF16, r1_vk_spv_mla_decode_bf16, "bf16 mla decode")
+        R1_VK_SPV(R1_VK_P_MLA + R1_DTYPE_FP8_E4M3, r1_vk_spv_mla_decode_fp8_e4m3, "fp8 mla decode")
+        R1_VK_SPV(R1_VK_P_MLA + R1_DTYPE_Q8_0, r1_vk_spv_mla_decode_q8_0, "q8_0 mla decode")
+        R1_VK_SPV(R1_VK_P_MLA + R1_DTYPE_Q4_0, r1_vk_spv_mla_decode_q4_0, "q4_0 mla decode")
+        R1_VK_SPV(R1_VK_P_RMSNORM, r1_vk_spv_rmsnorm, "rmsnorm")
+        R1_VK_SPV(R1_VK_P_ROPE, r1_vk_spv_rope, "rope")
+        R1_VK_SPV(R1_VK_P_SOFTMAX, r1_vk_spv_softmax, "softmax")
+        R1_VK_SPV(R1_VK_P_SWIGLU, r1_vk_spv_swiglu, "swiglu")
+        R1_VK_SPV(R1_VK_P_ROUTER, r1_vk_spv_router, "router")
+        R1_VK_SPV(R1_VK_P_COMBINE, r1_vk_spv_combine, "moe combine")
+    default: *bytes = 0, *name = "?"; return NULL;
     }
+#undef R1_VK_SPV
 }
 
-/* The matmul pipeline of a weight type, built on first use (under the lock). */
-static r1_status r1_vk_matmul_pipeline(r1_dev *dev, int32_t dtype, VkPipeline *out)
+/* A pipeline, built on first use (under the lock). Every shader takes the workgroup size as
+ * specialization constant 0, chosen at open() from the device's subgroup size. */
+static r1_status r1_vk_pipeline(r1_dev *dev, int32_t pipe, VkPipeline *out)
 {
-    if (dev->matmul[dtype] != VK_NULL_HANDLE) {
-        *out = dev->matmul[dtype];
+    if (pipe < 0 || pipe >= R1_VK_N_PIPES)
+        return r1_error__set(R1_ERR_INTERNAL, "vulkan: no pipeline %d", (int)pipe);
+    if (dev->pipes[pipe] != VK_NULL_HANDLE) {
+        *out = dev->pipes[pipe];
         return R1_OK;
     }
-    if (dev->matmul_failed[dtype])
-        return r1_error__set(R1_ERR_BACKEND, "vulkan: the %s matmul pipeline failed to build",
-                             r1_dtype__traits(dtype)->name);
     size_t bytes = 0;
-    const uint32_t *code = r1_vk_matmul_spirv(dtype, &bytes);
+    const char *name = NULL;
+    const uint32_t *code = r1_vk_spirv(pipe, &bytes, &name);
+    if (dev->pipe_failed[pipe] || code == NULL)
+        return r1_error__set(R1_ERR_BACKEND, "vulkan: the %s pipeline failed to build", name);
     VkShaderModuleCreateInfo module_info = {
         .sType = VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO,
         .codeSize = bytes,
@@ -1159,8 +1259,8 @@ static r1_status r1_vk_matmul_pipeline(r1_dev *dev, int32_t dtype, VkPipeline *o
     };
     VkShaderModule module;
     if (dev->vk.vkCreateShaderModule(dev->device, &module_info, NULL, &module) != VK_SUCCESS) {
-        dev->matmul_failed[dtype] = 1;
-        return r1_error__set(R1_ERR_BACKEND, "vulkan: vkCreateShaderModule failed");
+        dev->pipe_failed[pipe] = 1;
+        return r1_error__set(R1_ERR_BACKEND, "vulkan: vkCreateShaderModule failed (%s)", name);
     }
     VkSpecializationMapEntry entry = {.constantID = 0, .offset = 0, .size = sizeof(uint32_t)};
     VkSpecializationInfo spec = {
@@ -1182,25 +1282,97 @@ static r1_status r1_vk_matmul_pipeline(r1_dev *dev, int32_t dtype, VkPipeline *o
         .layout = dev->pipeline_layout,
     };
     VkResult res = dev->vk.vkCreateComputePipelines(dev->device, VK_NULL_HANDLE, 1, &info, NULL,
-                                                    &dev->matmul[dtype]);
+                                                    &dev->pipes[pipe]);
     dev->vk.vkDestroyShaderModule(dev->device, module, NULL);
     if (res != VK_SUCCESS) {
-        dev->matmul[dtype] = VK_NULL_HANDLE;
-        dev->matmul_failed[dtype] = 1;
+        dev->pipes[pipe] = VK_NULL_HANDLE;
+        dev->pipe_failed[pipe] = 1;
         return r1_error__set(R1_ERR_BACKEND,
-                             "vulkan: building the %s matmul pipeline failed (VkResult %d)",
-                             r1_dtype__traits(dtype)->name, (int)res);
+                             "vulkan: building the %s pipeline failed (VkResult %d)", name,
+                             (int)res);
     }
-    *out = dev->matmul[dtype];
+    *out = dev->pipes[pipe];
     return R1_OK;
+}
+
+/* Workgroups for n_groups: along x up to the device's limit, the rest along y (the shaders
+ * rebuild the index as x + y * groups_x). */
+static void r1_vk_grid(const r1_dev *dev, uint64_t n_groups, uint32_t *gx, uint32_t *gy)
+{
+    uint32_t max_x = dev->props.limits.maxComputeWorkGroupCount[0];
+    *gx = n_groups < max_x ? (uint32_t)(n_groups ? n_groups : 1) : max_x;
+    *gy = (uint32_t)((n_groups + *gx - 1) / *gx);
+    if (*gy == 0)
+        *gy = 1;
+}
+
+static int r1_vk_grid_fits(const r1_dev *dev, uint64_t n_groups)
+{
+    uint64_t max_x = dev->props.limits.maxComputeWorkGroupCount[0];
+    return (n_groups + max_x - 1) / max_x <= dev->props.limits.maxComputeWorkGroupCount[1];
+}
+
+/* Records one dispatch of pipe over bufs (R1_VK_BINDINGS of them, none NULL) with its push
+ * constants. */
+static r1_status r1_vk_dispatch(r1_dev *dev, int32_t pipe, r1_buf *const *bufs, const void *params,
+                                size_t params_bytes, uint32_t gx, uint32_t gy, uint32_t gz)
+{
+    pthread_mutex_lock(&dev->mu);
+    VkPipeline pipeline = VK_NULL_HANDLE;
+    r1_vk_frame *f = NULL;
+    r1_status st = r1_vk_pipeline(dev, pipe, &pipeline);
+    if (st == R1_OK)
+        st = r1_vk_frame_begin(dev, &f);
+    if (st == R1_OK && f->n_sets == R1_VK_SETS_PER_FRAME)
+        st = r1_error__set(R1_ERR_BACKEND, "vulkan: more than %d ops in one submit",
+                           R1_VK_SETS_PER_FRAME);
+    VkDescriptorSet set = VK_NULL_HANDLE;
+    if (st == R1_OK) {
+        VkDescriptorSetAllocateInfo alloc = {
+            .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO,
+            .descriptorPool = f->pool,
+            .descriptorSetCount = 1,
+            .pSetLayouts = &dev->set_layout,
+        };
+        if (dev->vk.vkAllocateDescriptorSets(dev->device, &alloc, &set) != VK_SUCCESS)
+            st = r1_error__set(R1_ERR_BACKEND, "vulkan: vkAllocateDescriptorSets failed");
+        else
+            f->n_sets++;
+    }
+    if (st == R1_OK) {
+        VkDescriptorBufferInfo infos[R1_VK_BINDINGS];
+        VkWriteDescriptorSet writes[R1_VK_BINDINGS];
+        for (uint32_t i = 0; i < R1_VK_BINDINGS; i++) {
+            infos[i] = (VkDescriptorBufferInfo){
+                .buffer = bufs[i]->buffer, .offset = 0, .range = VK_WHOLE_SIZE};
+            writes[i] = (VkWriteDescriptorSet){
+                .sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET,
+                .dstSet = set,
+                .dstBinding = i,
+                .descriptorCount = 1,
+                .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
+                .pBufferInfo = &infos[i],
+            };
+        }
+        dev->vk.vkUpdateDescriptorSets(dev->device, R1_VK_BINDINGS, writes, 0, NULL);
+        r1_vk_order(dev, f);
+        dev->vk.vkCmdBindPipeline(f->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, pipeline);
+        dev->vk.vkCmdBindDescriptorSets(f->cmd, VK_PIPELINE_BIND_POINT_COMPUTE,
+                                        dev->pipeline_layout, 0, 1, &set, 0, NULL);
+        dev->vk.vkCmdPushConstants(f->cmd, dev->pipeline_layout, VK_SHADER_STAGE_COMPUTE_BIT, 0,
+                                   (uint32_t)params_bytes, params);
+        dev->vk.vkCmdDispatch(f->cmd, gx, gy, gz);
+    }
+    pthread_mutex_unlock(&dev->mu);
+    return st;
 }
 
 /* Why op cannot run here, or NULL when it can. Buffers are not looked at (supports() is asked
  * before the core places anything). */
 static const char *r1_vk_matmul_refusal(const r1_dev *dev, const r1_op *op)
 {
-    if (op->kind != R1_OP_MATMUL || op->n_src < 2)
-        return "only matrix products are implemented";
+    if (op->n_src < 2)
+        return "a matrix product takes two sources";
     const r1_dtensor *x = &op->src[0], *w = &op->src[1], *y = &op->dst;
     if (x->dtype != R1_DTYPE_F32 || y->dtype != R1_DTYPE_F32)
         return "activations must be float32";
@@ -1228,25 +1400,188 @@ static const char *r1_vk_matmul_refusal(const r1_dev *dev, const r1_op *op)
     return NULL;
 }
 
+/* Float32 spans the layer shaders address: 32-bit float indices within one descriptor. */
+static int r1_vk_floats_fit(const r1_dev *dev, uint64_t floats, size_t offset)
+{
+    uint64_t end = floats + offset / 4;
+    return end <= UINT32_MAX / 4 && 4 * end <= dev->props.limits.maxStorageBufferRange;
+}
+
+static uint64_t r1_vk_rows_span(int64_t n_rows, int64_t stride, int64_t n)
+{
+    return (uint64_t)(n_rows - 1) * (uint64_t)(stride > 0 ? stride : n) + (uint64_t)n;
+}
+
+static int r1_vk_f32(const r1_op *op)
+{
+    if (op->dst.dtype != R1_DTYPE_F32)
+        return 0;
+    for (int32_t i = 0; i < op->n_src; i++)
+        if (op->src[i].dtype != R1_DTYPE_F32)
+            return 0;
+    return 1;
+}
+
+static const char *r1_vk_rows_refusal(const r1_dev *dev, const r1_op *op, int32_t n_src)
+{
+    const r1_op_rows_params *p = op->params;
+    if (p == NULL || op->n_src != n_src || !r1_vk_f32(op))
+        return "float32 rows with their parameters";
+    if (p->n_rows <= 0 || p->n <= 0 || p->x_stride < 0 || p->b_stride < 0 || p->y_stride < 0 ||
+        (p->x_stride > 0 && p->x_stride < p->n) || (p->b_stride > 0 && p->b_stride < p->n) ||
+        (p->y_stride > 0 && p->y_stride < p->n))
+        return "bad row shape";
+    if (!r1_vk_floats_fit(dev, r1_vk_rows_span(p->n_rows, p->x_stride, p->n), op->src[0].offset) ||
+        !r1_vk_floats_fit(dev, r1_vk_rows_span(p->n_rows, p->b_stride, p->n), op->src[1].offset) ||
+        !r1_vk_floats_fit(dev, r1_vk_rows_span(p->n_rows, p->y_stride, p->n), op->dst.offset) ||
+        !r1_vk_floats_fit(dev, (uint64_t)p->n_rows * (uint64_t)p->n, 0))
+        return "rows exceed the device's storage buffer range";
+    return NULL;
+}
+
+static const char *r1_vk_mla_refusal(const r1_dev *dev, const r1_op *op)
+{
+    const r1_op_mla_decode_params *p = op->params;
+    if (p == NULL || op->n_src != 3)
+        return "decode attention takes q, the latent cache and kv_b_proj";
+    const r1_dtensor *w = &op->src[2];
+    if (op->src[0].dtype != R1_DTYPE_F32 || op->src[1].dtype != R1_DTYPE_F32 ||
+        op->dst.dtype != R1_DTYPE_F32 || w->dtype < 0 || w->dtype >= R1_DTYPE_COUNT ||
+        r1_dtype__traits(w->dtype) == NULL)
+        return "float32 activations and a known kv_b_proj type";
+    const int64_t H = p->n_heads, dn = p->qk_nope_dim, dr = p->qk_rope_dim, dv = p->v_dim;
+    const int64_t rkv = p->kv_lora_rank;
+    if (H <= 0 || dn <= 0 || dr < 0 || dv <= 0 || rkv <= 0 || p->n_keys <= 0 ||
+        !(p->softmax_scale > 0) || w->n_dims != 2 || w->shape[0] != H * (dn + dv) ||
+        w->shape[1] != rkv)
+        return "kv_b_proj does not match the heads";
+    if (rkv + dr > 1024) /* MAX_LATENT in shaders/mla_decode.comp */
+        return "a latent row longer than 1024";
+    size_t row_bytes = r1_dtype__row_bytes(w->dtype, rkv);
+    uint64_t w_bytes = (uint64_t)w->shape[0] * row_bytes + w->offset;
+    if (row_bytes == 0 || w_bytes > UINT32_MAX || w_bytes > dev->props.limits.maxStorageBufferRange)
+        return "kv_b_proj exceeds the device's storage buffer range";
+    if (!r1_vk_floats_fit(dev, (uint64_t)(H * (dn + dr)), op->src[0].offset) ||
+        !r1_vk_floats_fit(dev, (uint64_t)p->n_keys * (uint64_t)(rkv + dr), op->src[1].offset) ||
+        !r1_vk_floats_fit(dev, (uint64_t)(H * dv), op->dst.offset))
+        return "the latent cache exceeds the device's storage buffer range";
+    if ((uint64_t)H > dev->props.limits.maxComputeWorkGroupCount[0])
+        return "too many heads";
+    return NULL;
+}
+
+static const char *r1_vk_router_refusal(const r1_dev *dev, const r1_op *op)
+{
+    const r1_op_router_params *p = op->params;
+    if (p == NULL || (op->n_src != 1 && op->n_src != 2) || !r1_vk_f32(op))
+        return "routing takes float32 logits and an optional bias";
+    if (!dev->has_f64)
+        return "routing needs shaderFloat64";
+    const int64_t E = p->n_experts, g = p->n_group > 0 ? p->n_group : 1;
+    /* The shader's fixed tables (MAX_EXPERTS, MAX_GROUPS, MAX_TOPK), and lib/router.c's rule
+     * that the kept groups can supply top_k experts. */
+    if (p->n_rows <= 0 || E <= 0 || E > 1024 || g > 64 || E % g != 0 || p->top_k <= 0 ||
+        p->top_k > 64 || p->top_k > E || p->topk_group < 1 || p->topk_group > g ||
+        p->topk_method < 0 || p->topk_method > 2 || p->scoring_func < 0 || p->scoring_func > 1)
+        return "a routing configuration outside the shader's tables";
+    if (p->topk_method != 0 && g > 1 && p->topk_group * (E / g) < p->top_k)
+        return "the kept groups cannot supply top_k experts";
+    if (!r1_vk_floats_fit(dev, (uint64_t)(p->n_rows * E), op->src[0].offset) ||
+        !r1_vk_floats_fit(dev, (uint64_t)(p->n_rows * 2 * p->top_k), op->dst.offset) ||
+        !r1_vk_grid_fits(dev, (uint64_t)p->n_rows))
+        return "too many tokens";
+    return NULL;
+}
+
+static const char *r1_vk_refusal(const r1_dev *dev, const r1_op *op)
+{
+    /* The shaders read weights in the file's rows; another layout is some other backend's. */
+    for (int32_t i = 0; i < op->n_src && i < R1_OP_MAX_SRC; i++)
+        if (op->src[i].layout != 0)
+            return "a weight in a layout other than rows";
+    switch (op->kind) {
+    case R1_OP_MATMUL: return r1_vk_matmul_refusal(dev, op);
+    case R1_OP_MLA_DECODE: return r1_vk_mla_refusal(dev, op);
+    case R1_OP_RMSNORM: {
+        const char *why = r1_vk_rows_refusal(dev, op, 2);
+        const r1_op_rows_params *p = op->params;
+        if (why == NULL && !r1_vk_grid_fits(dev, (uint64_t)p->n_rows))
+            why = "too many rows";
+        return why;
+    }
+    case R1_OP_SWIGLU: {
+        const char *why = r1_vk_rows_refusal(dev, op, 2);
+        const r1_op_rows_params *p = op->params;
+        if (why == NULL &&
+            !r1_vk_grid_fits(dev, (uint64_t)(p->n_rows * p->n) / dev->group_size + 1))
+            why = "too many elements";
+        return why;
+    }
+    case R1_OP_MOE_COMBINE: {
+        const r1_op_rows_params *p = op->params;
+        if (p == NULL || (op->n_src != 1 && op->n_src != 3) || op->dst.dtype != R1_DTYPE_F32 ||
+            op->src[0].dtype != R1_DTYPE_F32 || op->dst.n_dims != 2 || p->n_rows <= 0 ||
+            p->n <= 0 || op->dst.shape[1] != p->n || op->dst.shape[0] <= 0)
+            return "moe combine takes float32 rows";
+        if (!r1_vk_floats_fit(dev, (uint64_t)(op->dst.shape[0] * p->n), op->dst.offset) ||
+            !r1_vk_floats_fit(dev, (uint64_t)(p->n_rows * p->n), op->src[0].offset) ||
+            !r1_vk_grid_fits(dev, (uint64_t)(p->n_rows * p->n) / dev->group_size + 1))
+            return "rows exceed the device's storage buffer range";
+        return NULL;
+    }
+    case R1_OP_ROPE: {
+        const r1_op_rope_params *p = op->params;
+        if (p == NULL || op->n_src != 1 || !r1_vk_f32(op))
+            return "rotary takes float32 vectors and their tables";
+        if (p->n_rows <= 0 || p->n_vecs <= 0 || p->n_pairs <= 0 || p->row_stride < 0 ||
+            p->vec_stride < 0)
+            return "bad rotary shape";
+        uint64_t span = (uint64_t)(p->n_rows - 1) * (uint64_t)p->row_stride +
+                        (uint64_t)(p->n_vecs - 1) * (uint64_t)p->vec_stride +
+                        (uint64_t)(2 * p->n_pairs);
+        uint64_t pairs = (uint64_t)p->n_rows * (uint64_t)p->n_vecs * (uint64_t)p->n_pairs;
+        if (!r1_vk_floats_fit(dev, span, op->dst.offset) || !r1_vk_floats_fit(dev, pairs, 0) ||
+            !r1_vk_floats_fit(dev, (uint64_t)(p->n_rows * 2 * p->n_pairs), op->src[0].offset) ||
+            !r1_vk_grid_fits(dev, pairs / dev->group_size + 1))
+            return "rotary operands exceed the device's storage buffer range";
+        return NULL;
+    }
+    case R1_OP_SOFTMAX: {
+        const r1_op_softmax_params *p = op->params;
+        if (p == NULL || op->n_src != 0 || op->dst.dtype != R1_DTYPE_F32)
+            return "softmax takes float32 rows";
+        if (p->n_rows <= 0 || p->n <= 0 || p->causal_base < 0 || p->causal_period < 0 ||
+            p->causal_base > UINT32_MAX / 2 || p->causal_period > UINT32_MAX / 2)
+            return "bad softmax shape";
+        if (!r1_vk_floats_fit(dev, (uint64_t)p->n_rows * (uint64_t)p->n, op->dst.offset) ||
+            !r1_vk_grid_fits(dev, (uint64_t)p->n_rows))
+            return "rows exceed the device's storage buffer range";
+        return NULL;
+    }
+    case R1_OP_ROUTER: return r1_vk_router_refusal(dev, op);
+    default: return "an op kind this backend does not implement";
+    }
+}
+
 static int32_t vk_supports(r1_dev *dev, const r1_op *op)
 {
     if (dev == NULL || op == NULL)
         return 0;
-    return r1_vk_matmul_refusal(dev, op) == NULL;
+    return r1_vk_refusal(dev, op) == NULL;
 }
 
-static VkDescriptorBufferInfo r1_vk_whole(const r1_buf *b)
+/* An operand's buffer holds floats floats from its offset, which is float-aligned. */
+static r1_status r1_vk_operand(const r1_dtensor *t, uint64_t floats, const char *what)
 {
-    return (VkDescriptorBufferInfo){.buffer = b->buffer, .offset = 0, .range = VK_WHOLE_SIZE};
+    if (t->buf == NULL)
+        return r1_error__set(R1_ERR_INVALID_ARG, "vulkan: %s has no buffer", what);
+    if (t->offset % 4 != 0)
+        return r1_error__set(R1_ERR_INVALID_ARG, "vulkan: %s is not 4-byte aligned", what);
+    return r1_vk_check_range(t->buf, t->offset, (size_t)floats * 4, what);
 }
 
-static r1_status vk_run(r1_dev *dev, const r1_op *op)
+static r1_status r1_vk_run_matmul(r1_dev *dev, const r1_op *op)
 {
-    if (dev == NULL || op == NULL)
-        return r1_error__set(R1_ERR_INVALID_ARG, "vulkan: run needs a device and an op");
-    const char *why = r1_vk_matmul_refusal(dev, op);
-    if (why != NULL)
-        return r1_error__set(R1_ERR_UNSUPPORTED, "vulkan: %s", why);
     const r1_dtensor *x = &op->src[0], *w = &op->src[1], *y = &op->dst;
     const int fp8 = r1_dtype__traits(w->dtype)->has_block_scale;
     if (x->buf == NULL || w->buf == NULL || y->buf == NULL || (fp8 && w->scale_buf == NULL))
@@ -1267,74 +1602,316 @@ static r1_status vk_run(r1_dev *dev, const r1_op *op)
                                "matmul scale");
     if (st != R1_OK)
         return st;
+    uint32_t groups_x = 0, groups_y = 0;
+    r1_vk_grid(dev, (uint64_t)rows, &groups_x, &groups_y);
+    uint32_t groups_z = (uint32_t)((T + R1_VK_TOKENS_PER_GROUP - 1) / R1_VK_TOKENS_PER_GROUP);
+    r1_vk_matmul_params params = {
+        .rows = (uint32_t)rows,
+        .cols = (uint32_t)cols,
+        .n_tokens = (uint32_t)T,
+        .row_bytes = (uint32_t)row_bytes,
+        .w_offset = (uint32_t)w->offset,
+        .s_offset = (uint32_t)(fp8 ? w->scale_offset / 4 : 0),
+        .scale_cols = (uint32_t)scale_cols,
+        .x_offset = (uint32_t)(x->offset / 4),
+        .y_offset = (uint32_t)(y->offset / 4),
+        .groups_x = groups_x,
+    };
+    /* Types without block scales bind the weights again in the unused scale slot. */
+    r1_buf *bufs[R1_VK_BINDINGS] = {w->buf, fp8 ? w->scale_buf : w->buf, x->buf, y->buf, y->buf};
+    return r1_vk_dispatch(dev, R1_VK_P_MATMUL + w->dtype, bufs, &params, sizeof params, groups_x,
+                          groups_y, groups_z);
+}
 
-    pthread_mutex_lock(&dev->mu);
-    VkPipeline pipeline = VK_NULL_HANDLE;
-    r1_vk_frame *f = NULL;
-    if ((st = r1_vk_matmul_pipeline(dev, w->dtype, &pipeline)) == R1_OK)
-        st = r1_vk_frame_begin(dev, &f);
-    if (st == R1_OK && f->n_sets == R1_VK_SETS_PER_FRAME)
-        st = r1_error__set(R1_ERR_BACKEND, "vulkan: more than %d products in one submit",
-                           R1_VK_SETS_PER_FRAME);
-    VkDescriptorSet set = VK_NULL_HANDLE;
-    if (st == R1_OK) {
-        VkDescriptorSetAllocateInfo alloc = {
-            .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO,
-            .descriptorPool = f->pool,
-            .descriptorSetCount = 1,
-            .pSetLayouts = &dev->set_layout,
-        };
-        if (dev->vk.vkAllocateDescriptorSets(dev->device, &alloc, &set) != VK_SUCCESS)
-            st = r1_error__set(R1_ERR_BACKEND, "vulkan: vkAllocateDescriptorSets failed");
-        else
-            f->n_sets++;
-    }
-    if (st == R1_OK) {
-        /* Types without block scales bind the weights again in the unused scale slot. */
-        VkDescriptorBufferInfo infos[4] = {
-            r1_vk_whole(w->buf),
-            r1_vk_whole(fp8 ? w->scale_buf : w->buf),
-            r1_vk_whole(x->buf),
-            r1_vk_whole(y->buf),
-        };
-        VkWriteDescriptorSet writes[4];
-        for (uint32_t i = 0; i < 4; i++)
-            writes[i] = (VkWriteDescriptorSet){
-                .sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET,
-                .dstSet = set,
-                .dstBinding = i,
-                .descriptorCount = 1,
-                .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
-                .pBufferInfo = &infos[i],
-            };
-        dev->vk.vkUpdateDescriptorSets(dev->device, 4, writes, 0, NULL);
+/* The push constants of shaders/mla_decode.comp. */
+typedef struct r1_vk_mla_params {
+    uint32_t n_heads, dn, dr, dv, rkv, n_keys, row_bytes, w_offset, s_offset, scale_cols;
+    uint32_t q_offset, lat_offset, o_offset;
+    float scale;
+} r1_vk_mla_params;
 
-        uint32_t max_x = dev->props.limits.maxComputeWorkGroupCount[0];
-        uint32_t groups_x = (uint64_t)rows < max_x ? (uint32_t)rows : max_x;
-        uint32_t groups_y = (uint32_t)(((uint64_t)rows + groups_x - 1) / groups_x);
-        uint32_t groups_z = (uint32_t)((T + R1_VK_TOKENS_PER_GROUP - 1) / R1_VK_TOKENS_PER_GROUP);
-        r1_vk_matmul_params params = {
-            .rows = (uint32_t)rows,
-            .cols = (uint32_t)cols,
-            .n_tokens = (uint32_t)T,
-            .row_bytes = (uint32_t)row_bytes,
-            .w_offset = (uint32_t)w->offset,
-            .s_offset = (uint32_t)(fp8 ? w->scale_offset / 4 : 0),
-            .scale_cols = (uint32_t)scale_cols,
-            .x_offset = (uint32_t)(x->offset / 4),
-            .y_offset = (uint32_t)(y->offset / 4),
-            .groups_x = groups_x,
-        };
-        r1_vk_order(dev, f);
-        dev->vk.vkCmdBindPipeline(f->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, pipeline);
-        dev->vk.vkCmdBindDescriptorSets(f->cmd, VK_PIPELINE_BIND_POINT_COMPUTE,
-                                        dev->pipeline_layout, 0, 1, &set, 0, NULL);
-        dev->vk.vkCmdPushConstants(f->cmd, dev->pipeline_layout, VK_SHADER_STAGE_COMPUTE_BIT, 0,
-                                   sizeof params, &params);
-        dev->vk.vkCmdDispatch(f->cmd, groups_x, groups_y, groups_z);
+static r1_status r1_vk_run_mla(r1_dev *dev, const r1_op *op)
+{
+    const r1_op_mla_decode_params *p = op->params;
+    const r1_dtensor *w = &op->src[2];
+    const int fp8 = r1_dtype__traits(w->dtype)->has_block_scale;
+    const int64_t H = p->n_heads, rkv = p->kv_lora_rank, dl = rkv + p->qk_rope_dim;
+    const size_t row_bytes = r1_dtype__row_bytes(w->dtype, rkv);
+    const int64_t scale_cols = (rkv + R1_FP8_SCALE_BLOCK - 1) / R1_FP8_SCALE_BLOCK;
+    const int64_t scale_rows = (w->shape[0] + R1_FP8_SCALE_BLOCK - 1) / R1_FP8_SCALE_BLOCK;
+    r1_status st =
+        r1_vk_operand(&op->src[0], (uint64_t)(H * (p->qk_nope_dim + p->qk_rope_dim)), "mla query");
+    if (st == R1_OK)
+        st = r1_vk_operand(&op->src[1], (uint64_t)(p->n_keys * dl), "mla latent cache");
+    if (st == R1_OK)
+        st = r1_vk_operand(&op->dst, (uint64_t)(H * p->v_dim), "mla output");
+    if (st == R1_OK && w->buf == NULL)
+        st = r1_error__set(R1_ERR_INVALID_ARG, "vulkan: kv_b_proj has no buffer");
+    if (st == R1_OK)
+        st = r1_vk_check_range(w->buf, w->offset, (size_t)w->shape[0] * row_bytes, "kv_b_proj");
+    if (st == R1_OK && fp8 && (w->scale_buf == NULL || w->scale_offset % 4 != 0))
+        st = r1_error__set(R1_ERR_INVALID_ARG, "vulkan: fp8 kv_b_proj without aligned scales");
+    if (st == R1_OK && fp8)
+        st = r1_vk_check_range(w->scale_buf, w->scale_offset, (size_t)(scale_rows * scale_cols) * 4,
+                               "kv_b_proj scale");
+    if (st != R1_OK)
+        return st;
+    r1_vk_mla_params params = {
+        .n_heads = (uint32_t)H,
+        .dn = (uint32_t)p->qk_nope_dim,
+        .dr = (uint32_t)p->qk_rope_dim,
+        .dv = (uint32_t)p->v_dim,
+        .rkv = (uint32_t)rkv,
+        .n_keys = (uint32_t)p->n_keys,
+        .row_bytes = (uint32_t)row_bytes,
+        .w_offset = (uint32_t)w->offset,
+        .s_offset = (uint32_t)(fp8 ? w->scale_offset / 4 : 0),
+        .scale_cols = (uint32_t)scale_cols,
+        .q_offset = (uint32_t)(op->src[0].offset / 4),
+        .lat_offset = (uint32_t)(op->src[1].offset / 4),
+        .o_offset = (uint32_t)(op->dst.offset / 4),
+        .scale = (float)p->softmax_scale,
+    };
+    r1_buf *bufs[R1_VK_BINDINGS] = {w->buf, fp8 ? w->scale_buf : w->buf, op->src[0].buf,
+                                    op->src[1].buf, op->dst.buf};
+    return r1_vk_dispatch(dev, R1_VK_P_MLA + w->dtype, bufs, &params, sizeof params, (uint32_t)H, 1,
+                          1);
+}
+
+typedef struct r1_vk_rmsnorm_params {
+    uint32_t n_rows, n, x_stride, y_stride, x_offset, g_offset, y_offset, groups_x;
+    float eps;
+} r1_vk_rmsnorm_params;
+
+static r1_status r1_vk_run_rmsnorm(r1_dev *dev, const r1_op *op)
+{
+    const r1_op_rows_params *p = op->params;
+    const int64_t xs = p->x_stride > 0 ? p->x_stride : p->n;
+    const int64_t ys = p->y_stride > 0 ? p->y_stride : p->n;
+    r1_status st = r1_vk_operand(&op->src[0], r1_vk_rows_span(p->n_rows, xs, p->n), "norm input");
+    if (st == R1_OK)
+        st = r1_vk_operand(&op->src[1], (uint64_t)p->n, "norm gain");
+    if (st == R1_OK)
+        st = r1_vk_operand(&op->dst, r1_vk_rows_span(p->n_rows, ys, p->n), "norm output");
+    if (st != R1_OK)
+        return st;
+    uint32_t gx = 0, gy = 0;
+    r1_vk_grid(dev, (uint64_t)p->n_rows, &gx, &gy);
+    r1_vk_rmsnorm_params params = {
+        .n_rows = (uint32_t)p->n_rows,
+        .n = (uint32_t)p->n,
+        .x_stride = (uint32_t)xs,
+        .y_stride = (uint32_t)ys,
+        .x_offset = (uint32_t)(op->src[0].offset / 4),
+        .g_offset = (uint32_t)(op->src[1].offset / 4),
+        .y_offset = (uint32_t)(op->dst.offset / 4),
+        .groups_x = gx,
+        .eps = (float)p->eps,
+    };
+    r1_buf *bufs[R1_VK_BINDINGS] = {op->src[0].buf, op->src[1].buf, op->dst.buf, op->dst.buf,
+                                    op->dst.buf};
+    return r1_vk_dispatch(dev, R1_VK_P_RMSNORM, bufs, &params, sizeof params, gx, gy, 1);
+}
+
+typedef struct r1_vk_rope_params {
+    uint32_t n_rows, n_vecs, row_stride, vec_stride, n_pairs, x_offset, cs_offset, groups_x;
+} r1_vk_rope_params;
+
+static r1_status r1_vk_run_rope(r1_dev *dev, const r1_op *op)
+{
+    const r1_op_rope_params *p = op->params;
+    const uint64_t span = (uint64_t)(p->n_rows - 1) * (uint64_t)p->row_stride +
+                          (uint64_t)(p->n_vecs - 1) * (uint64_t)p->vec_stride +
+                          (uint64_t)(2 * p->n_pairs);
+    r1_status st = r1_vk_operand(&op->dst, span, "rotary vectors");
+    if (st == R1_OK)
+        st = r1_vk_operand(&op->src[0], (uint64_t)(p->n_rows * 2 * p->n_pairs), "rotary tables");
+    if (st != R1_OK)
+        return st;
+    const uint64_t pairs = (uint64_t)p->n_rows * (uint64_t)p->n_vecs * (uint64_t)p->n_pairs;
+    uint32_t gx = 0, gy = 0;
+    r1_vk_grid(dev, (pairs + dev->group_size - 1) / dev->group_size, &gx, &gy);
+    r1_vk_rope_params params = {
+        .n_rows = (uint32_t)p->n_rows,
+        .n_vecs = (uint32_t)p->n_vecs,
+        .row_stride = (uint32_t)p->row_stride,
+        .vec_stride = (uint32_t)p->vec_stride,
+        .n_pairs = (uint32_t)p->n_pairs,
+        .x_offset = (uint32_t)(op->dst.offset / 4),
+        .cs_offset = (uint32_t)(op->src[0].offset / 4),
+        .groups_x = gx,
+    };
+    r1_buf *bufs[R1_VK_BINDINGS] = {op->dst.buf, op->src[0].buf, op->dst.buf, op->dst.buf,
+                                    op->dst.buf};
+    return r1_vk_dispatch(dev, R1_VK_P_ROPE, bufs, &params, sizeof params, gx, gy, 1);
+}
+
+typedef struct r1_vk_softmax_params {
+    uint32_t n_rows, n, causal_base, causal_period, x_offset, groups_x;
+    float scale;
+} r1_vk_softmax_params;
+
+static r1_status r1_vk_run_softmax(r1_dev *dev, const r1_op *op)
+{
+    const r1_op_softmax_params *p = op->params;
+    r1_status st = r1_vk_operand(&op->dst, (uint64_t)(p->n_rows * p->n), "softmax rows");
+    if (st != R1_OK)
+        return st;
+    uint32_t gx = 0, gy = 0;
+    r1_vk_grid(dev, (uint64_t)p->n_rows, &gx, &gy);
+    r1_vk_softmax_params params = {
+        .n_rows = (uint32_t)p->n_rows,
+        .n = (uint32_t)p->n,
+        .causal_base = (uint32_t)p->causal_base,
+        .causal_period = (uint32_t)p->causal_period,
+        .x_offset = (uint32_t)(op->dst.offset / 4),
+        .groups_x = gx,
+        .scale = (float)p->scale,
+    };
+    r1_buf *bufs[R1_VK_BINDINGS] = {op->dst.buf, op->dst.buf, op->dst.buf, op->dst.buf,
+                                    op->dst.buf};
+    return r1_vk_dispatch(dev, R1_VK_P_SOFTMAX, bufs, &params, sizeof params, gx, gy, 1);
+}
+
+typedef struct r1_vk_swiglu_params {
+    uint32_t n_rows, n, a_stride, b_stride, y_stride, a_offset, b_offset, y_offset, groups_x;
+} r1_vk_swiglu_params;
+
+static r1_status r1_vk_run_swiglu(r1_dev *dev, const r1_op *op)
+{
+    const r1_op_rows_params *p = op->params;
+    const int64_t as = p->x_stride > 0 ? p->x_stride : p->n;
+    const int64_t bs = p->b_stride > 0 ? p->b_stride : p->n;
+    const int64_t ys = p->y_stride > 0 ? p->y_stride : p->n;
+    r1_status st = r1_vk_operand(&op->src[0], r1_vk_rows_span(p->n_rows, as, p->n), "swiglu gate");
+    if (st == R1_OK)
+        st = r1_vk_operand(&op->src[1], r1_vk_rows_span(p->n_rows, bs, p->n), "swiglu up");
+    if (st == R1_OK)
+        st = r1_vk_operand(&op->dst, r1_vk_rows_span(p->n_rows, ys, p->n), "swiglu output");
+    if (st != R1_OK)
+        return st;
+    const uint64_t n = (uint64_t)p->n_rows * (uint64_t)p->n;
+    uint32_t gx = 0, gy = 0;
+    r1_vk_grid(dev, (n + dev->group_size - 1) / dev->group_size, &gx, &gy);
+    r1_vk_swiglu_params params = {
+        .n_rows = (uint32_t)p->n_rows,
+        .n = (uint32_t)p->n,
+        .a_stride = (uint32_t)as,
+        .b_stride = (uint32_t)bs,
+        .y_stride = (uint32_t)ys,
+        .a_offset = (uint32_t)(op->src[0].offset / 4),
+        .b_offset = (uint32_t)(op->src[1].offset / 4),
+        .y_offset = (uint32_t)(op->dst.offset / 4),
+        .groups_x = gx,
+    };
+    r1_buf *bufs[R1_VK_BINDINGS] = {op->src[0].buf, op->src[1].buf, op->dst.buf, op->dst.buf,
+                                    op->dst.buf};
+    return r1_vk_dispatch(dev, R1_VK_P_SWIGLU, bufs, &params, sizeof params, gx, gy, 1);
+}
+
+/* The push constants of shaders/router.comp (std430: the double at a multiple of 8). */
+typedef struct r1_vk_router_params {
+    uint32_t n_rows, n_experts, top_k, n_group, topk_group;
+    uint32_t topk_method, scoring_func, norm_topk_prob, use_bias;
+    uint32_t u_offset, bias_offset, out_offset, groups_x;
+    float pad;
+    double routed_scaling_factor;
+} r1_vk_router_params;
+
+static r1_status r1_vk_run_router(r1_dev *dev, const r1_op *op)
+{
+    const r1_op_router_params *p = op->params;
+    const int use_bias = op->n_src > 1;
+    r1_status st = r1_vk_operand(&op->src[0], (uint64_t)(p->n_rows * p->n_experts), "logits");
+    if (st == R1_OK && use_bias)
+        st = r1_vk_operand(&op->src[1], (uint64_t)p->n_experts, "routing bias");
+    if (st == R1_OK)
+        st = r1_vk_operand(&op->dst, (uint64_t)(p->n_rows * 2 * p->top_k), "routing output");
+    if (st != R1_OK)
+        return st;
+    uint32_t gx = 0, gy = 0;
+    r1_vk_grid(dev, (uint64_t)p->n_rows, &gx, &gy);
+    r1_vk_router_params params = {
+        .n_rows = (uint32_t)p->n_rows,
+        .n_experts = (uint32_t)p->n_experts,
+        .top_k = (uint32_t)p->top_k,
+        .n_group = (uint32_t)p->n_group,
+        .topk_group = (uint32_t)p->topk_group,
+        .topk_method = (uint32_t)p->topk_method,
+        .scoring_func = (uint32_t)p->scoring_func,
+        .norm_topk_prob = p->norm_topk_prob != 0,
+        .use_bias = (uint32_t)use_bias,
+        .u_offset = (uint32_t)(op->src[0].offset / 4),
+        .bias_offset = use_bias ? (uint32_t)(op->src[1].offset / 4) : 0,
+        .out_offset = (uint32_t)(op->dst.offset / 4),
+        .groups_x = gx,
+        .routed_scaling_factor = p->routed_scaling_factor,
+    };
+    r1_buf *bias = use_bias ? op->src[1].buf : op->src[0].buf;
+    r1_buf *bufs[R1_VK_BINDINGS] = {op->src[0].buf, bias, op->dst.buf, op->dst.buf, op->dst.buf};
+    return r1_vk_dispatch(dev, R1_VK_P_ROUTER, bufs, &params, sizeof params, gx, gy, 1);
+}
+
+typedef struct r1_vk_combine_params {
+    uint32_t n_rows, n, n_dst_rows, scatter, dst_offset, src_offset, w_offset, rows_offset;
+    uint32_t groups_x;
+} r1_vk_combine_params;
+
+static r1_status r1_vk_run_combine(r1_dev *dev, const r1_op *op)
+{
+    const r1_op_rows_params *p = op->params;
+    const int scatter = op->n_src == 3;
+    const int64_t n_dst = op->dst.shape[0];
+    if (!scatter && p->n_rows > n_dst)
+        return r1_error__set(R1_ERR_OUT_OF_RANGE, "vulkan: %lld rows into %lld",
+                             (long long)p->n_rows, (long long)n_dst);
+    r1_status st = r1_vk_operand(&op->dst, (uint64_t)(n_dst * p->n), "combine output");
+    if (st == R1_OK)
+        st = r1_vk_operand(&op->src[0], (uint64_t)(p->n_rows * p->n), "combine input");
+    if (st == R1_OK && scatter)
+        st = r1_vk_operand(&op->src[1], (uint64_t)p->n_rows, "combine weights");
+    if (st == R1_OK && scatter)
+        st = r1_vk_operand(&op->src[2], (uint64_t)p->n_rows, "combine rows");
+    if (st != R1_OK)
+        return st;
+    const uint64_t n = (uint64_t)p->n_rows * (uint64_t)p->n;
+    uint32_t gx = 0, gy = 0;
+    r1_vk_grid(dev, (n + dev->group_size - 1) / dev->group_size, &gx, &gy);
+    r1_vk_combine_params params = {
+        .n_rows = (uint32_t)p->n_rows,
+        .n = (uint32_t)p->n,
+        .n_dst_rows = (uint32_t)n_dst,
+        .scatter = (uint32_t)scatter,
+        .dst_offset = (uint32_t)(op->dst.offset / 4),
+        .src_offset = (uint32_t)(op->src[0].offset / 4),
+        .w_offset = scatter ? (uint32_t)(op->src[1].offset / 4) : 0,
+        .rows_offset = scatter ? (uint32_t)(op->src[2].offset / 4) : 0,
+        .groups_x = gx,
+    };
+    r1_buf *src = op->src[0].buf;
+    r1_buf *bufs[R1_VK_BINDINGS] = {op->dst.buf, src, scatter ? op->src[1].buf : src,
+                                    scatter ? op->src[2].buf : src, src};
+    return r1_vk_dispatch(dev, R1_VK_P_COMBINE, bufs, &params, sizeof params, gx, gy, 1);
+}
+
+static r1_status vk_run(r1_dev *dev, const r1_op *op)
+{
+    if (dev == NULL || op == NULL)
+        return r1_error__set(R1_ERR_INVALID_ARG, "vulkan: run needs a device and an op");
+    const char *why = r1_vk_refusal(dev, op);
+    if (why != NULL)
+        return r1_error__set(R1_ERR_UNSUPPORTED, "vulkan: %s", why);
+    switch (op->kind) {
+    case R1_OP_MATMUL: return r1_vk_run_matmul(dev, op);
+    case R1_OP_MLA_DECODE: return r1_vk_run_mla(dev, op);
+    case R1_OP_RMSNORM: return r1_vk_run_rmsnorm(dev, op);
+    case R1_OP_ROPE: return r1_vk_run_rope(dev, op);
+    case R1_OP_SOFTMAX: return r1_vk_run_softmax(dev, op);
+    case R1_OP_SWIGLU: return r1_vk_run_swiglu(dev, op);
+    case R1_OP_ROUTER: return r1_vk_run_router(dev, op);
+    case R1_OP_MOE_COMBINE: return r1_vk_run_combine(dev, op);
+    default: return r1_error__set(R1_ERR_UNSUPPORTED, "vulkan: op kind %d", (int)op->kind);
     }
-    pthread_mutex_unlock(&dev->mu);
-    return st;
 }
 
 /* ---- submission --------------------------------------------------------------------------- */
@@ -1433,6 +2010,7 @@ static const r1_backend_ops r1_vulkan_ops = {
     .name = "vulkan",
     .probe = vk_probe,
     .open = vk_open,
+    .open_selected = vk_open_selected,
     .close = vk_close,
     .device_info = vk_device_info,
     .alloc = vk_alloc,

@@ -69,7 +69,8 @@ const char *r1_cli_default_model(void)
     return R1_SOURCE_MODEL;
 }
 
-r1_model *r1_cli_load_model(const char *path, int32_t n_threads, const char *backend)
+r1_model *r1_cli_load_model(const char *path, int32_t n_threads, const char *backend,
+                            const char *device)
 {
     if (path == NULL)
         path = r1_cli_default_model();
@@ -80,6 +81,8 @@ r1_model *r1_cli_load_model(const char *path, int32_t n_threads, const char *bac
         st = r1_model_opts_set_threads(o, n_threads);
     if (st == R1_OK && backend != NULL)
         st = r1_model_opts_set_backend(o, backend);
+    if (st == R1_OK && device != NULL)
+        st = r1_model_opts_set_device(o, device);
     if (st == R1_OK)
         st = r1_model_load(&m, path, NULL, o);
     if (st != R1_OK)

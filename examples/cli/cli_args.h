@@ -17,8 +17,10 @@ int64_t r1_cli_parse_count(const char *opt, const char *text);
 /* The model the subcommands use when no -m is given: $R1_MODEL, else the installed tiny-r1,
  * else the one in the source tree this program was built from. */
 const char *r1_cli_default_model(void);
-/* Loads path (or the default model) with n_threads (0: one per core) and backend (NULL: cpu);
- * prints the reason and returns NULL on failure. */
-r1_model *r1_cli_load_model(const char *path, int32_t n_threads, const char *backend);
+/* Loads path (or the default model) with n_threads (0: one per core), backend (NULL: cpu) and
+ * its device (an index or part of a name; NULL: the default); prints the reason and returns
+ * NULL on failure. */
+r1_model *r1_cli_load_model(const char *path, int32_t n_threads, const char *backend,
+                            const char *device);
 
 #endif

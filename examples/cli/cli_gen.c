@@ -27,6 +27,7 @@ void r1_cli_gen_usage(FILE *to)
         to,
         "  -m, --model PATH      the .r1m model (default: the built-in tiny-r1)\n"
         "  --backend NAME        compute backend (default cpu)\n"
+        "  --device ID           the backend's device: an index or part of its name\n"
         "  --threads N           CPU threads (default: one per core)\n"
         "  --show-thinking       stream the reasoning too (dimmed on a terminal)\n"
         "  --think-budget N      close the reasoning after N tokens\n"
@@ -66,8 +67,9 @@ int r1_cli_gen_option(r1_cli_gen *g, int argc, char **argv, int *i)
         return 1;
     }
     static const char *const takes_value[] = {
-        "-m",     "--model", "--backend", "--threads", "--think-budget", "--max-tokens",    "--ctx",
-        "--temp", "--top-p", "--top-k",   "--min-p",   "--seed",         "--repeat-penalty"};
+        "-m",           "--model",         "--backend", "--device", "--threads", "--think-budget",
+        "--max-tokens", "--ctx",           "--temp",    "--top-p",  "--top-k",   "--min-p",
+        "--seed",       "--repeat-penalty"};
     int known = 0;
     for (size_t k = 0; k < sizeof takes_value / sizeof takes_value[0]; k++)
         known |= !strcmp(a, takes_value[k]);
@@ -81,6 +83,8 @@ int r1_cli_gen_option(r1_cli_gen *g, int argc, char **argv, int *i)
         g->model_path = v;
     else if (!strcmp(a, "--backend"))
         g->backend = v;
+    else if (!strcmp(a, "--device"))
+        g->device = v;
     else if (!strcmp(a, "--temp"))
         return r1_float_opt(a, v, &g->temperature);
     else if (!strcmp(a, "--top-p"))

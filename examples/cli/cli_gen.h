@@ -11,6 +11,7 @@
 typedef struct r1_cli_gen {
     const char *model_path;
     const char *backend;
+    const char *device; /* NULL: the backend's default */
     int32_t threads;
     int32_t show_thinking;
     int32_t context;

@@ -50,7 +50,7 @@ int r1_cmd_chat(int argc, char **argv)
             return 2;
         }
     }
-    r1_model *m = r1_cli_load_model(g.model_path, g.threads, g.backend);
+    r1_model *m = r1_cli_load_model(g.model_path, g.threads, g.backend, g.device);
     r1_session *s = NULL;
     r1_sampler *smp = NULL;
     r1_gen_opts *o = NULL;

@@ -11,7 +11,7 @@
 void r1_cmd_eval_usage(FILE *to)
 {
     fprintf(to, "usage: r1 eval -m MODEL --tokens ID,ID,... --logits OUT.f32 [--decode]\n"
-                "               [--backend NAME] [--threads N]\n\n"
+                "               [--backend NAME] [--device ID] [--threads N]\n\n"
                 "Evaluates the tokens and writes the logits of every position to OUT.f32 as\n"
                 "little-endian float32, one row of vocab_size values per position.\n\n"
                 "  -m, --model PATH   the .r1m model\n"
@@ -20,6 +20,7 @@ void r1_cmd_eval_usage(FILE *to)
                 "  --decode           feed the tokens one at a time through the cache\n"
                 "                     (default: one prefill call)\n"
                 "  --backend NAME     compute backend (default cpu)\n"
+                "  --device ID        the backend's device: an index or part of its name\n"
                 "  --threads N        CPU threads (default: one per core)\n");
 }
 
@@ -31,7 +32,8 @@ static int r1_eval_fail(const char *what)
 
 int r1_cmd_eval(int argc, char **argv)
 {
-    const char *model_path = NULL, *tokens = NULL, *out_path = NULL, *backend = NULL;
+    const char *model_path = NULL, *tokens = NULL, *out_path = NULL, *backend = NULL,
+               *device = NULL;
     int decode = 0;
     int64_t threads = 0;
     for (int i = 1; i < argc; i++) {
@@ -47,6 +49,9 @@ int r1_cmd_eval(int argc, char **argv)
                 return 2;
         } else if (!strcmp(a, "--backend")) {
             if (!(backend = r1_cli_value(argc, argv, &i)))
+                return 2;
+        } else if (!strcmp(a, "--device")) {
+            if (!(device = r1_cli_value(argc, argv, &i)))
                 return 2;
         } else if (!strcmp(a, "--threads")) {
             const char *v = r1_cli_value(argc, argv, &i);
@@ -77,7 +82,8 @@ int r1_cmd_eval(int argc, char **argv)
     FILE *out = NULL;
     if (r1_model_opts_create(&mo) != R1_OK ||
         r1_model_opts_set_threads(mo, (int32_t)threads) != R1_OK ||
-        (backend && r1_model_opts_set_backend(mo, backend) != R1_OK)) {
+        (backend && r1_model_opts_set_backend(mo, backend) != R1_OK) ||
+        (device && r1_model_opts_set_device(mo, device) != R1_OK)) {
         rc = r1_eval_fail("options");
         goto done;
     }

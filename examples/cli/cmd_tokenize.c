@@ -88,7 +88,7 @@ int r1_cmd_tokenize(int argc, char **argv)
     } else {
         len = strlen(text);
     }
-    r1_model *model = r1_cli_load_model(model_path, 0, NULL);
+    r1_model *model = r1_cli_load_model(model_path, 0, NULL, NULL);
     int rc = 1;
     int32_t *ids = NULL;
     size_t n = 0;

@@ -154,6 +154,7 @@ DECLARATIONS: Dict[str, Tuple[Optional[type], List[type]]] = {
     "r1_model_opts_set_verify_weights": (_st, [ModelOptsP, _i32]),
     "r1_model_opts_set_threads": (_st, [ModelOptsP, _i32]),
     "r1_model_opts_set_backend": (_st, [ModelOptsP, _str]),
+    "r1_model_opts_set_device": (_st, [ModelOptsP, _str]),
     "r1_model_load": (_st, [ctypes.POINTER(ModelP), _str, BackendP, ModelOptsP]),
     "r1_model_destroy": (None, [ModelP]),
     "r1_model_get_info": (_st, [ModelP, ctypes.POINTER(ModelInfoC)]),

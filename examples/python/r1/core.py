@@ -323,6 +323,7 @@ class Model(_Handle):
         expert_cache_bytes: int = 0,
         verify_weights: bool = False,
         device_expert_cache_bytes: int = 0,
+        device: Optional[str] = None,
     ) -> None:
         lib = _ffi.lib()
         self._lib = lib
@@ -337,6 +338,8 @@ class Model(_Handle):
             check(lib.r1_model_opts_set_verify_weights(opts, 1 if verify_weights else 0))
             if backend is not None:
                 check(lib.r1_model_opts_set_backend(opts, _encode(backend)))
+            if device is not None:  # an index ("1") or part of the device's name
+                check(lib.r1_model_opts_set_device(opts, _encode(device)))
             h = _ffi.ModelP()
             check(lib.r1_model_load(ctypes.byref(h), _encode(str(path)), None, opts))
         finally:
