@@ -393,13 +393,11 @@ START_TEST(test_kernels_quantize_x_blocks)
 }
 END_TEST
 
-/* Every level's integer kernels (and VNNI next to maddubs) against exact integer arithmetic,
- * rows grouped any way giving the same bits, at the extremes where maddubs could saturate. */
-START_TEST(test_kernels_qx_levels_agree)
+/* The kernel tables this CPU can run: scalar, AVX2, AVX-512, AVX-512 VNNI (NULL when absent). */
+static void level_tables(const r1_cpu_kernel_table *tables[4])
 {
-    enum { ROWS = 9, MAXB = 67 };
-    const int64_t block_counts[] = {1, 2, 3, 8, MAXB};
-    const r1_cpu_kernel_table *tables[4] = {r1_cpu__kernels_scalar(), NULL, NULL, NULL};
+    tables[0] = r1_cpu__kernels_scalar();
+    tables[1] = tables[2] = tables[3] = NULL;
 #if defined(__x86_64__) || defined(__i386__)
     if (r1_cpu__detected_level() >= R1_CPU_AVX2)
         tables[1] = r1_cpu__kernels_avx2();
@@ -408,6 +406,16 @@ START_TEST(test_kernels_qx_levels_agree)
     if (r1_cpu__has_avx512vnni())
         tables[3] = r1_cpu__kernels_avx512vnni();
 #endif
+}
+
+/* Every level's integer kernels (and VNNI next to maddubs) against exact integer arithmetic,
+ * rows grouped any way giving the same bits, at the extremes where maddubs could saturate. */
+START_TEST(test_kernels_qx_levels_agree)
+{
+    enum { ROWS = 9, MAXB = 67 };
+    const int64_t block_counts[] = {1, 2, 3, 8, MAXB};
+    const r1_cpu_kernel_table *tables[4];
+    level_tables(tables);
     for (int32_t dt = R1_DTYPE_Q8_0; dt <= R1_DTYPE_Q4_0; dt++)
         for (size_t bc = 0; bc < sizeof block_counts / sizeof block_counts[0]; bc++) {
             int64_t nb = block_counts[bc], cols = nb * 32;
@@ -522,15 +530,8 @@ END_TEST
 START_TEST(test_kernels_r16_levels_agree)
 {
     const int64_t block_counts[] = {1, 2, 3, 8, 67};
-    const r1_cpu_kernel_table *tables[4] = {r1_cpu__kernels_scalar(), NULL, NULL, NULL};
-#if defined(__x86_64__) || defined(__i386__)
-    if (r1_cpu__detected_level() >= R1_CPU_AVX2)
-        tables[1] = r1_cpu__kernels_avx2();
-    if (r1_cpu__detected_level() >= R1_CPU_AVX512)
-        tables[2] = r1_cpu__kernels_avx512();
-    if (r1_cpu__has_avx512vnni())
-        tables[3] = r1_cpu__kernels_avx512vnni();
-#endif
+    const r1_cpu_kernel_table *tables[4];
+    level_tables(tables);
     for (int32_t dt = R1_DTYPE_Q8_0; dt <= R1_DTYPE_Q4_0; dt++)
         for (size_t bc = 0; bc < sizeof block_counts / sizeof block_counts[0]; bc++) {
             int64_t nb = block_counts[bc], cols = nb * 32;

@@ -62,9 +62,7 @@ static void r1_mla_head_task(void *ctx, int64_t h, int32_t worker)
     for (int64_t i = 0; i < dn; i++) {
         c->k->dequant[c->dtype](c->kv_b + (size_t)(row0 + i) * c->row_bytes,
                                 r1_mla_scale_row(c, row0 + i), wrow, rkv);
-        const float qi = qh[i];
-        for (int64_t r = 0; r < rkv; r++)
-            qlat[r] += qi * wrow[r];
+        c->k->axpy(qh[i], wrow, rkv, qlat);
     }
     memcpy(qlat + rkv, qh + dn, (size_t)dr * sizeof(float));
 
@@ -73,12 +71,8 @@ static void r1_mla_head_task(void *ctx, int64_t h, int32_t worker)
         scores[j] = c->k->dot_f32(qlat, c->lat + j * dl, dl);
     r1_softmax__scaled(scores, n_keys, p->softmax_scale);
     memset(olat, 0, (size_t)rkv * sizeof(float));
-    for (int64_t j = 0; j < n_keys; j++) {
-        const float pj = scores[j];
-        const float *ckv = c->lat + j * dl;
-        for (int64_t r = 0; r < rkv; r++)
-            olat[r] += pj * ckv[r];
-    }
+    for (int64_t j = 0; j < n_keys; j++)
+        c->k->axpy(scores[j], c->lat + j * dl, rkv, olat);
 
     /* W_UV^h o_lat, with the kernels a matmul would use for this dtype (8-bit activations for
      * Q8_0/Q4_0 when that mode is on), so the result is what the product per head gave. */

@@ -92,8 +92,7 @@ void r1_cpu__scale(float *x, float s, int64_t n)
 
 void r1_cpu__axpy(float alpha, const float *x, int64_t n, float *y)
 {
-    for (int64_t i = 0; i < n; i++)
-        y[i] += alpha * x[i];
+    r1_cpu__kernels_active()->axpy(alpha, x, n, y);
 }
 
 float r1_cpu__dot_f32(const float *a, const float *b, int64_t n)

@@ -70,7 +70,7 @@ void r1_cpu__softmax(float *x, int64_t n);
 void r1_cpu__add(const float *a, const float *b, int64_t n, float *y);
 /* x *= s. */
 void r1_cpu__scale(float *x, float s, int64_t n);
-/* y += alpha * x. */
+/* y += alpha * x (a fused multiply-add per element on SIMD levels). */
 void r1_cpu__axpy(float alpha, const float *x, int64_t n, float *y);
 /* sum a[i] * b[i], accumulated in float32 by the active level's kernel. */
 float r1_cpu__dot_f32(const float *a, const float *b, int64_t n);

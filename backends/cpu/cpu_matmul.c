@@ -20,8 +20,10 @@ enum {
     /* Row chunks start at multiples of this: whole cache lines of y per task for f32 outputs,
      * and a grain coarse enough that claiming a task costs nothing next to computing it. */
     R1_MM_ROW_ALIGN = 16,
-    /* Chunks per thread: enough to even out a slow core, few enough to keep claims cheap. */
-    R1_MM_TASKS_PER_THREAD = 4,
+    /* Chunks per thread: enough to even out a slow core, few enough that each chunk's
+     * prefetch stream gets going (test/bench_kernels, Q4_0 R16 1408 x 2048 on two threads:
+     * 4 chunks 22-23 GB/s, 2 chunks 23-24, 1 chunk 23-25). */
+    R1_MM_TASKS_PER_THREAD = 2,
     /* Below this many multiply-adds the op runs on the caller: waking workers costs more. */
     R1_MM_MIN_PARALLEL_MACS = 1 << 15,
     /* Rows per dequantised sgemm panel; panels start at fixed multiples of it, so every

@@ -1,5 +1,6 @@
 /* kernels_avx2.c: AVX2+FMA+F16C row kernels, called only on CPUs that have them. */
 #include <immintrin.h>
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -77,6 +78,16 @@ static inline __m256 r1_load_tail_x(const float *x, int64_t rem)
                                   r1_load_tail_x((x) + i_, (n)-i_), a0_);                          \
         r1_hsum256(_mm256_add_ps(_mm256_add_ps(a0_, a1_), _mm256_add_ps(a2_, a3_)));               \
     })
+
+static void r1_avx2_axpy(float alpha, const float *x, int64_t n, float *y)
+{
+    const __m256 a = _mm256_set1_ps(alpha);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(a, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+    for (; i < n; i++)
+        y[i] = fmaf(alpha, x[i], y[i]);
+}
 
 static float r1_avx2_dot_f32(const float *a, const float *b, int64_t n)
 {
@@ -567,6 +578,7 @@ static const r1_cpu_kernel_table r1_avx2_table = {
             [R1_DTYPE_Q4_0] = r1_avx2_dequant_q4_0,
         },
     .dot_f32 = r1_avx2_dot_f32,
+    .axpy = r1_avx2_axpy,
     .quantize_x = r1_avx2_quantize_x,
     .dot_qx =
         {

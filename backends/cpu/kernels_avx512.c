@@ -80,6 +80,20 @@ static float r1_avx512_dot_f32(const float *a, const float *b, int64_t n)
     return R1_DOT_PLAIN(r1_load16_f32, a, b, n);
 }
 
+static void r1_avx512_axpy(float alpha, const float *x, int64_t n, float *y)
+{
+    const __m512 a = _mm512_set1_ps(alpha);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(y + i, _mm512_fmadd_ps(a, _mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i)));
+    if (i < n) {
+        const __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+        _mm512_mask_storeu_ps(
+            y + i, m,
+            _mm512_fmadd_ps(a, _mm512_maskz_loadu_ps(m, x + i), _mm512_maskz_loadu_ps(m, y + i)));
+    }
+}
+
 static float r1_avx512_row_f32(const void *row, const float *scale_row, const float *x, int64_t n)
 {
     (void)scale_row;
@@ -341,6 +355,7 @@ void r1_cpu__avx512vnni_r16_q4_0(const void *group, const r1_cpu_qx_block *x, in
                 [R1_DTYPE_Q4_0] = r1_avx512_dequant_q4_0,                                          \
             },                                                                                     \
         .dot_f32 = r1_avx512_dot_f32,                                                              \
+        .axpy = r1_avx512_axpy,                                                                    \
         .quantize_x = r1_avx512_quantize_x,                                                        \
         .dot_qx =                                                                                  \
             {                                                                                      \

@@ -45,6 +45,8 @@ typedef struct r1_cpu_kernel_table {
     r1_cpu_dot_fn dot[R1_DTYPE_COUNT];
     r1_cpu_dequant_fn dequant[R1_DTYPE_COUNT];
     float (*dot_f32)(const float *a, const float *b, int64_t n);
+    /* y += alpha * x, one fused multiply-add per element where the level has one. */
+    void (*axpy)(float alpha, const float *x, int64_t n, float *y);
     /* Q8_0 and Q4_0 only: the integer path on 8-bit activations (NULL for other dtypes). */
     r1_cpu_dot_qx_fn dot_qx[R1_DTYPE_COUNT];
     /* Q8_0 and Q4_0 only: the same on weights in the R16 layout. */

@@ -20,6 +20,12 @@ static float r1_scalar_dot_f32(const float *a, const float *b, int64_t n)
     return (acc[0] + acc[1]) + (acc[2] + acc[3]);
 }
 
+static void r1_scalar_axpy(float alpha, const float *x, int64_t n, float *y)
+{
+    for (int64_t i = 0; i < n; i++)
+        y[i] = fmaf(alpha, x[i], y[i]);
+}
+
 static float r1_scalar_row_f32(const void *row, const float *scale_row, const float *x, int64_t n)
 {
     (void)scale_row;
@@ -282,6 +288,7 @@ static const r1_cpu_kernel_table r1_scalar_table = {
             [R1_DTYPE_Q4_0] = r1_scalar_dequant_q4_0,
         },
     .dot_f32 = r1_scalar_dot_f32,
+    .axpy = r1_scalar_axpy,
     .quantize_x = r1_cpu__quantize_x,
     .dot_qx =
         {
