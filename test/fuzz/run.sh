@@ -20,7 +20,7 @@ data=$top/test/data
 # drives the header, truncation and index paths), the 350-570 kB V2-Lite seeds fit whole.
 lib=$top/lib
 srcs="$lib/container.c $lib/checksum.c $lib/name_index.c $lib/model_config.c $lib/expert_cache.c
-      $lib/dtype.c $lib/error.c"
+      $lib/dtype.c $lib/weight_layout.c $lib/error.c"
 # shellcheck disable=SC2086
 clang -std=c11 -g -O1 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
     -fno-sanitize-recover=all -I"$top/include" -I"$lib" \
