@@ -664,17 +664,26 @@ r1_status r1_compute__mla_decode(r1_compute *c, const r1_op_mla_decode_params *p
     return r1_run_host_op(c, &h);
 }
 
+/* An op over rows of n floats: dst y (p->y_stride) from a (p->x_stride) and b, whose extent
+ * differs by op (RMSNorm's gain vector, SwiGLU's second rows). */
+static r1_status r1_rows_op(r1_compute *c, int32_t kind, const r1_op_rows_params *p, float *y,
+                            const float *a, const float *b, size_t b_bytes, r1_dtensor b_shape)
+{
+    r1_host_op h;
+    r1_host_op_init(&h, kind, 2, p);
+    r1_host_operand(&h, 0, y, r1_rows_bytes(p->n_rows, p->y_stride, p->n),
+                    r1_f32_2d(p->n_rows, p->n));
+    r1_host_operand(&h, 1, a, r1_rows_bytes(p->n_rows, p->x_stride, p->n),
+                    r1_f32_2d(p->n_rows, p->n));
+    r1_host_operand(&h, 2, b, b_bytes, b_shape);
+    return r1_run_host_op(c, &h);
+}
+
 r1_status r1_compute__rmsnorm(r1_compute *c, const r1_op_rows_params *p, const float *x,
                               const float *g, float *y)
 {
-    r1_host_op h;
-    r1_host_op_init(&h, R1_OP_RMSNORM, 2, p);
-    r1_host_operand(&h, 0, y, r1_rows_bytes(p->n_rows, p->y_stride, p->n),
-                    r1_f32_2d(p->n_rows, p->n));
-    r1_host_operand(&h, 1, x, r1_rows_bytes(p->n_rows, p->x_stride, p->n),
-                    r1_f32_2d(p->n_rows, p->n));
-    r1_host_operand(&h, 2, g, (size_t)p->n * sizeof(float), r1_f32_2d(1, p->n));
-    return r1_run_host_op(c, &h);
+    return r1_rows_op(c, R1_OP_RMSNORM, p, y, x, g, (size_t)p->n * sizeof(float),
+                      r1_f32_2d(1, p->n));
 }
 
 r1_status r1_compute__rope(r1_compute *c, const r1_op_rope_params *p, const float *cs, float *x)
@@ -701,15 +710,8 @@ r1_status r1_compute__softmax(r1_compute *c, const r1_op_softmax_params *p, floa
 r1_status r1_compute__swiglu(r1_compute *c, const r1_op_rows_params *p, const float *a,
                              const float *b, float *y)
 {
-    r1_host_op h;
-    r1_host_op_init(&h, R1_OP_SWIGLU, 2, p);
-    r1_host_operand(&h, 0, y, r1_rows_bytes(p->n_rows, p->y_stride, p->n),
-                    r1_f32_2d(p->n_rows, p->n));
-    r1_host_operand(&h, 1, a, r1_rows_bytes(p->n_rows, p->x_stride, p->n),
-                    r1_f32_2d(p->n_rows, p->n));
-    r1_host_operand(&h, 2, b, r1_rows_bytes(p->n_rows, p->b_stride, p->n),
-                    r1_f32_2d(p->n_rows, p->n));
-    return r1_run_host_op(c, &h);
+    return r1_rows_op(c, R1_OP_SWIGLU, p, y, a, b, r1_rows_bytes(p->n_rows, p->b_stride, p->n),
+                      r1_f32_2d(p->n_rows, p->n));
 }
 
 r1_status r1_compute__route(r1_compute *c, const r1_op_router_params *p, const float *logits,

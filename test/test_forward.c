@@ -15,6 +15,7 @@
 #include "weight_layout.h"
 #include "model_config.h"
 #include "r1.h"
+#include "session_testutil.h"
 #include "rope.h"
 #include "router.h"
 
@@ -65,40 +66,6 @@ static r1_model *load(const char *model, const char *variant, uint64_t expert_bu
     return m;
 }
 
-/* Logits of every position: prefill in one call (decode = 0) or one token per call. */
-static float *run(r1_model *m, const int32_t *ids, int n, int decode, size_t *vocab)
-{
-    r1_session_opts *so = NULL;
-    ck_assert_int_eq(r1_session_opts_create(&so), R1_OK);
-    ck_assert_int_eq(r1_session_opts_set_context(so, 64), R1_OK);
-    ck_assert_int_eq(r1_session_opts_set_logits_all(so, 1), R1_OK);
-    r1_session *s = NULL;
-    ck_assert_msg(r1_session_create(&s, m, so) == R1_OK, "%s", r1_last_error());
-    r1_session_opts_destroy(so);
-    float *out = NULL;
-    const float *row;
-    if (!decode) {
-        ck_assert_msg(r1_session_eval(s, ids, (size_t)n) == R1_OK, "%s", r1_last_error());
-        for (int t = 0; t < n; t++) {
-            ck_assert_int_eq(r1_session_logits(s, t, &row, vocab), R1_OK);
-            if (out == NULL)
-                out = malloc((size_t)n * *vocab * sizeof(float));
-            memcpy(out + (size_t)t * *vocab, row, *vocab * sizeof(float));
-        }
-    } else {
-        for (int t = 0; t < n; t++) {
-            ck_assert_msg(r1_session_eval(s, ids + t, 1) == R1_OK, "%s", r1_last_error());
-            ck_assert_int_eq(r1_session_position(s), t + 1);
-            ck_assert_int_eq(r1_session_logits(s, -1, &row, vocab), R1_OK);
-            if (out == NULL)
-                out = malloc((size_t)n * *vocab * sizeof(float));
-            memcpy(out + (size_t)t * *vocab, row, *vocab * sizeof(float));
-        }
-    }
-    r1_session_destroy(s);
-    return out;
-}
-
 static double rel_diff(const float *a, const float *b, size_t n)
 {
     double mx = 0, md = 0;
@@ -126,7 +93,7 @@ static double golden_diff(const char *model, const cJSON *g, const char *variant
     float *ref = (float *)read_file(path, &bytes);
     r1_model *m = load(model, variant, 0);
     size_t vocab = 0;
-    float *got = run(m, ids, n, one_at_a_time, &vocab);
+    float *got = tu_logits(m, ids, n, one_at_a_time, &vocab);
     ck_assert_uint_eq(bytes, (size_t)n * vocab * sizeof(float));
     if (r1_cpu__act_q8_enabled() && (!strcmp(variant, "q8_0") || !strcmp(variant, "q4_0"))) {
         /* 8-bit activations on: the CPU backend asked for the R16 layout, so the dense weights
@@ -278,8 +245,8 @@ START_TEST(test_forward_decode_equals_prefill)
         for (int v = 0; v < N_VARIANTS; v++) {
             r1_model *m = load(MODELS[mi], VARIANTS[v], 0);
             size_t vocab;
-            float *a = run(m, PROMPT, N_PROMPT, 0, &vocab);
-            float *b = run(m, PROMPT, N_PROMPT, 1, &vocab);
+            float *a = tu_logits(m, PROMPT, N_PROMPT, 0, &vocab);
+            float *b = tu_logits(m, PROMPT, N_PROMPT, 1, &vocab);
             double d = rel_diff(b, a, (size_t)N_PROMPT * vocab);
             ck_assert_msg(d <= SAME_BOUND, "%s %s: decode vs prefill %.3e", MODELS[mi], VARIANTS[v],
                           d);
@@ -340,12 +307,12 @@ START_TEST(test_forward_simd_levels_agree)
             r1_model *m = load(MODELS[mi], VARIANTS[v], 0);
             size_t vocab;
             r1_cpu__force_level(R1_CPU_SCALAR);
-            float *base = run(m, PROMPT, 9, 0, &vocab);
+            float *base = tu_logits(m, PROMPT, 9, 0, &vocab);
             for (int li = 1; li < 3; li++) {
                 if (levels[li] > r1_cpu__detected_level())
                     continue; /* this CPU cannot run that path */
                 ck_assert_int_eq(r1_cpu__force_level(levels[li]), levels[li]);
-                float *x = run(m, PROMPT, 9, 0, &vocab);
+                float *x = tu_logits(m, PROMPT, 9, 0, &vocab);
                 double d = rel_diff(x, base, 9 * vocab);
                 ck_assert_msg(d <= SAME_BOUND, "%s %s: %s vs scalar %.3e", MODELS[mi], VARIANTS[v],
                               r1_cpu__level_name(levels[li]), d);
@@ -374,7 +341,7 @@ START_TEST(test_forward_thread_count_does_not_change_logits)
                 r1_model *m = NULL;
                 ck_assert_msg(r1_model_load(&m, path, NULL, o) == R1_OK, "%s", r1_last_error());
                 r1_model_opts_destroy(o);
-                out[k] = run(m, PROMPT, N_PROMPT, 0, &vocab);
+                out[k] = tu_logits(m, PROMPT, N_PROMPT, 0, &vocab);
                 r1_model_destroy(m);
             }
             /* bit for bit: each output element is reduced by one task in one order */
@@ -390,7 +357,7 @@ START_TEST(test_forward_expert_budget_does_not_change_logits)
     for (int mi = 0; mi < 2; mi++) {
         r1_model *m = load(MODELS[mi], "src", 0);
         size_t vocab;
-        float *a = run(m, PROMPT, N_PROMPT, 0, &vocab);
+        float *a = tu_logits(m, PROMPT, N_PROMPT, 0, &vocab);
         r1_model_destroy(m);
         /* The smallest budget the store accepts: one layer's selected experts. */
         r1_model *tight = NULL;
@@ -408,7 +375,7 @@ START_TEST(test_forward_expert_budget_does_not_change_logits)
         ck_assert_int_eq(r1_model_opts_set_expert_cache_bytes(o, minimum), R1_OK);
         ck_assert_msg(r1_model_load(&tight, path, NULL, o) == R1_OK, "%s", r1_last_error());
         r1_model_opts_destroy(o);
-        float *b = run(tight, PROMPT, N_PROMPT, 0, &vocab);
+        float *b = tu_logits(tight, PROMPT, N_PROMPT, 0, &vocab);
         ck_assert_mem_eq(a, b, (size_t)N_PROMPT * vocab * sizeof(float));
         free(a);
         free(b);
@@ -472,7 +439,7 @@ START_TEST(test_forward_truncate_reuses_prompt)
 {
     r1_model *m = load("tiny-v3", "src", 0);
     size_t vocab;
-    float *full = run(m, PROMPT, 12, 0, &vocab);
+    float *full = tu_logits(m, PROMPT, 12, 0, &vocab);
     r1_session *s = NULL;
     ck_assert_int_eq(r1_session_create(&s, m, NULL), R1_OK);
     int32_t other[4] = {5, 6, 7, 8};

@@ -18,6 +18,7 @@
 #include "model.h"
 #include "model_config.h"
 #include "r1.h"
+#include "session_testutil.h"
 
 /* max|vulkan - cpu| / max|cpu| over a model's logits; both accumulate in float32, in different
  * orders. */
@@ -825,32 +826,6 @@ static r1_model *load(const char *model, const char *variant, const char *backen
     return m;
 }
 
-/* Logits of every position: prefill in one call (decode = 0) or one token per call. */
-static float *run(r1_model *m, const int32_t *ids, int n, int decode, size_t *vocab)
-{
-    r1_session_opts *so = NULL;
-    ck_assert_int_eq(r1_session_opts_create(&so), R1_OK);
-    ck_assert_int_eq(r1_session_opts_set_context(so, 64), R1_OK);
-    ck_assert_int_eq(r1_session_opts_set_logits_all(so, 1), R1_OK);
-    r1_session *s = NULL;
-    ck_assert_msg(r1_session_create(&s, m, so) == R1_OK, "%s", r1_last_error());
-    r1_session_opts_destroy(so);
-    float *out = NULL;
-    const float *row;
-    for (int t = 0; t < n; t += decode ? 1 : n) {
-        int len = decode ? 1 : n;
-        ck_assert_msg(r1_session_eval(s, ids + t, (size_t)len) == R1_OK, "%s", r1_last_error());
-        for (int k = 0; k < len; k++) {
-            ck_assert_int_eq(r1_session_logits(s, decode ? -1 : k, &row, vocab), R1_OK);
-            if (out == NULL)
-                out = malloc((size_t)n * *vocab * sizeof(float));
-            memcpy(out + (size_t)(t + k) * *vocab, row, *vocab * sizeof(float));
-        }
-    }
-    r1_session_destroy(s);
-    return out;
-}
-
 static const int32_t IDS[] = {1, 17, 5, 42, 9, 3, 77, 12, 30, 2, 64, 8};
 enum { N_IDS = (int)(sizeof IDS / sizeof IDS[0]) };
 
@@ -867,8 +842,8 @@ START_TEST(test_vulkan_models_match_cpu)
     ck_assert_uint_eq(at_load.device_products + at_load.device_ops, 0);
     for (int decode = 0; decode <= 1; decode++) {
         size_t vocab = 0, vocab2 = 0;
-        float *want = run(cpu, IDS, N_IDS, decode, &vocab);
-        float *got = run(vk, IDS, N_IDS, decode, &vocab2);
+        float *want = tu_logits(cpu, IDS, N_IDS, decode, &vocab);
+        float *got = tu_logits(vk, IDS, N_IDS, decode, &vocab2);
         ck_assert_uint_eq(vocab, vocab2);
         double d = rel_diff(got, want, (size_t)N_IDS * vocab);
         note_diff(d);
@@ -912,8 +887,8 @@ START_TEST(test_vulkan_small_device_expert_budget)
     r1_model *vk = load(model, "src", "vulkan", budget);
     for (int decode = 0; decode <= 1; decode++) {
         size_t vocab = 0;
-        float *want = run(cpu, IDS, N_IDS, decode, &vocab);
-        float *got = run(vk, IDS, N_IDS, decode, &vocab);
+        float *want = tu_logits(cpu, IDS, N_IDS, decode, &vocab);
+        float *got = tu_logits(vk, IDS, N_IDS, decode, &vocab);
         double d = rel_diff(got, want, (size_t)N_IDS * vocab);
         note_diff(d);
         ck_assert_msg(d < PARITY_BOUND, "%s with a small device budget: %g", model, d);
@@ -949,7 +924,7 @@ typedef struct shared_run {
 static void *run_thread(void *arg)
 {
     shared_run *r = arg;
-    r->logits = run(r->model, IDS, N_IDS, r->decode, &r->vocab);
+    r->logits = tu_logits(r->model, IDS, N_IDS, r->decode, &r->vocab);
     return NULL;
 }
 
@@ -966,7 +941,7 @@ START_TEST(test_vulkan_model_shared_across_threads)
     r1_model *vk = load("tiny-v3", "q4_0", "vulkan", 3 * info.max_expert_bytes);
     unsetenv("R1_VULKAN_NO_TIMELINE");
     size_t vocab = 0;
-    float *want[2] = {run(cpu, IDS, N_IDS, 0, &vocab), run(cpu, IDS, N_IDS, 1, &vocab)};
+    float *want[2] = {tu_logits(cpu, IDS, N_IDS, 0, &vocab), tu_logits(cpu, IDS, N_IDS, 1, &vocab)};
     shared_run runs[4];
     pthread_t threads[4];
     for (int i = 0; i < 4; i++) {
@@ -1000,8 +975,8 @@ START_TEST(test_vulkan_budget_too_small_falls_back_to_cpu)
     unsetenv("R1_VULKAN_MEMORY_BUDGET");
     r1_model *cpu = load("tiny-v3", "q8_0", "cpu", 0);
     size_t vocab = 0;
-    float *want = run(cpu, IDS, N_IDS, 0, &vocab);
-    float *got = run(vk, IDS, N_IDS, 0, &vocab);
+    float *want = tu_logits(cpu, IDS, N_IDS, 0, &vocab);
+    float *got = tu_logits(vk, IDS, N_IDS, 0, &vocab);
     double d = rel_diff(got, want, (size_t)N_IDS * vocab);
     note_diff(d);
     ck_assert_msg(d < PARITY_BOUND, "fallback: %g", d);
