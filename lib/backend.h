@@ -16,7 +16,7 @@
 #include "r1.h"
 
 /* Bump on any change to this file; a backend whose table carries another value is refused. */
-#define R1_BACKEND_ABI 4
+#define R1_BACKEND_ABI 5
 
 typedef struct r1_dev r1_dev; /* an open device; defined by each backend */
 typedef struct r1_buf r1_buf; /* a region of device memory; defined by each backend */
@@ -77,6 +77,15 @@ enum r1_op_kind {
      * with n_src = 1, dst row i += src0 row i (a residual or the shared expert). Params:
      * r1_op_rows_params (n_rows, n). */
     R1_OP_MOE_COMBINE = 8,
+    /* A prompt chunk's MLA in the absorbed form (spec §2.6), all heads of a layer: n_tokens new
+     * queries at positions pos0 .. pos0 + n_tokens - 1, each attending causally over the latent
+     * cache rows 0 .. its own position. src0 the queries (n_tokens, H, dn + dr) with rope
+     * applied, src1 the latent cache (pos0 + n_tokens, rkv + dr) as for R1_OP_MLA_DECODE (the
+     * chunk's own rows already written), src2 kv_b_proj (H * (dn + dv), rkv), any weight dtype;
+     * dst (n_tokens, H, dv) before o_proj. Per head and token: q_lat = W_UK^T q_nope, scores =
+     * q_lat . c_kv + q_pe . k_pe times softmax_scale, causal softmax, ctx = P . c_kv, out =
+     * W_UV ctx. Params: r1_op_mla_prefill_params. */
+    R1_OP_MLA_PREFILL = 9,
     R1_OP_KIND_END
 };
 
@@ -84,6 +93,12 @@ typedef struct r1_op_mla_decode_params {
     int64_t n_heads, qk_nope_dim, qk_rope_dim, v_dim, kv_lora_rank, n_keys;
     double softmax_scale;
 } r1_op_mla_decode_params;
+
+typedef struct r1_op_mla_prefill_params {
+    int64_t n_heads, qk_nope_dim, qk_rope_dim, v_dim, kv_lora_rank;
+    int64_t n_tokens, pos0; /* the keys are the cache rows 0 .. pos0 + n_tokens - 1 */
+    double softmax_scale;
+} r1_op_mla_prefill_params;
 
 /* Rows of n elements; strides in floats (0: n). */
 typedef struct r1_op_rows_params {

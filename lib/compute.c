@@ -11,6 +11,22 @@
 #include "error.h"
 #include "weight_layout.h"
 
+/* A device copy of one latent cache (r1_compute_latent): a buffer per layer, made on the
+ * layer's first attention op, whose rows [0, valid_rows[layer]) equal the host's. */
+typedef struct r1_latent_mirror {
+    uint64_t cache_id; /* 0: a free slot */
+    uint64_t last_use; /* for evicting the least recently used slot */
+    int64_t n_ctx, row_floats;
+    int64_t n_layers; /* entries of the arrays below */
+    r1_buf **layer_buf;
+    size_t *layer_bytes;
+    int64_t *valid_rows;
+} r1_latent_mirror;
+
+/* Sessions of one model each have a cache; this many keep their mirrors at a time, a further
+ * one takes the slot used least recently (its rows are uploaded again when it comes back). */
+enum { R1_LATENT_MIRRORS = 4 };
+
 /* What a device without host access keeps between products. One lock serialises the device's
  * use: sessions sharing a model call in from several threads, and each product is a whole
  * upload-run-download-wait sequence. */
@@ -25,7 +41,21 @@ struct r1_compute_device {
     r1_buf *op_buf[1 + R1_OP_MAX_SRC]; /* the other ops' operands: dst, then each source */
     size_t op_bytes[1 + R1_OP_MAX_SRC];
     uint64_t device_products, cpu_products, device_ops, cpu_ops;
+    r1_latent_mirror latent[R1_LATENT_MIRRORS];
+    uint64_t latent_clock; /* advances per attention op, for last_use */
+    uint64_t latent_upload_bytes;
 };
+
+static void r1_latent_mirror_free(r1_compute *c, r1_latent_mirror *m)
+{
+    for (int64_t l = 0; l < m->n_layers; l++)
+        if (m->layer_buf[l] != NULL)
+            c->ops->free(c->dev, m->layer_buf[l]);
+    free(m->layer_buf);
+    free(m->layer_bytes);
+    free(m->valid_rows);
+    memset(m, 0, sizeof *m);
+}
 
 static void r1_compute_device_destroy(r1_compute *c)
 {
@@ -44,6 +74,8 @@ static void r1_compute_device_destroy(r1_compute *c)
     for (int32_t i = 0; i <= R1_OP_MAX_SRC; i++)
         if (d->op_buf[i] != NULL)
             c->ops->free(c->dev, d->op_buf[i]);
+    for (int32_t i = 0; i < R1_LATENT_MIRRORS; i++)
+        r1_latent_mirror_free(c, &d->latent[i]);
     pthread_mutex_destroy(&d->mu);
     free(d);
     c->device = NULL;
@@ -233,6 +265,11 @@ int32_t r1_compute__device_counters(r1_compute *c, r1_compute_device_counters *o
     out->cpu_products = d->cpu_products;
     out->device_ops = d->device_ops;
     out->cpu_ops = d->cpu_ops;
+    out->latent_upload_bytes = d->latent_upload_bytes;
+    for (int32_t i = 0; i < R1_LATENT_MIRRORS; i++)
+        for (int64_t l = 0; l < d->latent[i].n_layers; l++)
+            if (d->latent[i].layer_buf[l] != NULL)
+                out->latent_device_bytes += d->latent[i].layer_bytes[l];
     pthread_mutex_unlock(&d->mu);
     return 1;
 }
@@ -481,6 +518,9 @@ typedef struct r1_host_op {
     size_t bytes[1 + R1_OP_MAX_SRC];
     const r1_tensor *weight; /* src[weight_src], or NULL */
     int32_t weight_src;
+    /* src[latent_src] is the rows of this latent cache, kept mirrored on a device; or NULL. */
+    const r1_compute_latent *latent;
+    int32_t latent_src;
 } r1_host_op;
 
 static size_t r1_scale_bytes(const r1_tensor *w)
@@ -488,18 +528,138 @@ static size_t r1_scale_bytes(const r1_tensor *w)
     return w->scale ? (size_t)((r1_tensor__rows(w) + 127) / 128) * (size_t)w->scale_cols * 4 : 0;
 }
 
-static void r1_count_cpu_op(r1_compute *c)
+/* The mirror slot of a cache, or NULL when it has none. The caller holds mu. */
+static r1_latent_mirror *r1_latent_find(r1_compute_device *d, uint64_t cache_id)
 {
-    if (c->device == NULL)
+    for (int32_t i = 0; cache_id != 0 && i < R1_LATENT_MIRRORS; i++)
+        if (d->latent[i].cache_id == cache_id)
+            return &d->latent[i];
+    return NULL;
+}
+
+void r1_compute__drop_latent(r1_compute *c, uint64_t cache_id)
+{
+    r1_compute_device *d = c != NULL ? c->device : NULL;
+    if (d == NULL)
         return;
-    pthread_mutex_lock(&c->device->mu);
-    c->device->cpu_ops++;
-    pthread_mutex_unlock(&c->device->mu);
+    pthread_mutex_lock(&d->mu);
+    r1_latent_mirror *m = r1_latent_find(d, cache_id);
+    if (m != NULL) /* every op waited for its work, so no queued work reads the buffers */
+        r1_latent_mirror_free(c, m);
+    pthread_mutex_unlock(&d->mu);
+}
+
+int32_t r1_compute__has_device(const r1_compute *c)
+{
+    return c != NULL && c->device != NULL;
+}
+
+/* The host rows from lat->first_written on changed: the mirror (if any) holds fewer valid rows
+ * from now on, wherever the op then runs. The caller holds mu. */
+static void r1_latent_written(r1_compute_device *d, const r1_compute_latent *lat)
+{
+    r1_latent_mirror *m = r1_latent_find(d, lat->cache_id);
+    if (m != NULL && lat->layer >= 0 && lat->layer < m->n_layers &&
+        m->valid_rows[lat->layer] > lat->first_written)
+        m->valid_rows[lat->layer] = lat->first_written > 0 ? lat->first_written : 0;
+}
+
+/* The cache's mirror slot, taking a free one or the least recently used; NULL when the arrays
+ * for layer cannot be had. The caller holds mu. */
+static r1_latent_mirror *r1_latent_slot(r1_compute *c, const r1_compute_latent *lat,
+                                        int64_t row_floats)
+{
+    r1_compute_device *d = c->device;
+    r1_latent_mirror *m = r1_latent_find(d, lat->cache_id);
+    if (m != NULL && (m->n_ctx != lat->n_ctx || m->row_floats != row_floats))
+        r1_latent_mirror_free(c, m); /* the same cache cannot change shape; be safe anyway */
+    else if (m == NULL) {
+        m = &d->latent[0];
+        for (int32_t i = 1; i < R1_LATENT_MIRRORS && m->cache_id != 0; i++)
+            if (d->latent[i].cache_id == 0 || d->latent[i].last_use < m->last_use)
+                m = &d->latent[i];
+        r1_latent_mirror_free(c, m);
+    }
+    if (m->cache_id == 0) {
+        m->cache_id = lat->cache_id;
+        m->n_ctx = lat->n_ctx;
+        m->row_floats = row_floats;
+    }
+    if (lat->layer >= m->n_layers) {
+        const int64_t n = lat->layer + 1;
+        r1_buf **bufs = realloc(m->layer_buf, (size_t)n * sizeof *bufs);
+        if (bufs != NULL)
+            m->layer_buf = bufs;
+        size_t *bytes = realloc(m->layer_bytes, (size_t)n * sizeof *bytes);
+        if (bytes != NULL)
+            m->layer_bytes = bytes;
+        int64_t *valid = realloc(m->valid_rows, (size_t)n * sizeof *valid);
+        if (valid != NULL)
+            m->valid_rows = valid;
+        if (bufs == NULL || bytes == NULL || valid == NULL)
+            return NULL;
+        for (int64_t l = m->n_layers; l < n; l++) {
+            m->layer_buf[l] = NULL;
+            m->layer_bytes[l] = 0;
+            m->valid_rows[l] = 0;
+        }
+        m->n_layers = n;
+    }
+    m->last_use = ++d->latent_clock;
+    return m;
+}
+
+/* Places the latent operand of h on the device: the layer's mirror, with the rows it lacks of
+ * the op's n_keys recorded for upload. *placed 0 (and R1_OK) when no mirror can be had: the
+ * caller then uploads the rows into scratch. *valid_before is what to restore should the op
+ * fail. The caller holds mu. */
+static r1_status r1_latent_place(r1_compute *c, r1_host_op *h, int32_t *placed,
+                                 int64_t *valid_before)
+{
+    r1_compute_device *d = c->device;
+    const r1_compute_latent *lat = h->latent;
+    r1_dtensor *t = &h->op.src[h->latent_src];
+    const int64_t row_floats = t->shape[1], n_keys = t->shape[0];
+    *placed = 0;
+    if (lat->cache_id == 0 || lat->layer < 0 || n_keys > lat->n_ctx)
+        return R1_OK;
+    r1_latent_mirror *m = r1_latent_slot(c, lat, row_floats);
+    if (m == NULL)
+        return R1_OK;
+    const int64_t l = lat->layer;
+    const size_t row_bytes = (size_t)row_floats * sizeof(float);
+    if (m->layer_buf[l] == NULL) {
+        const size_t bytes = (size_t)m->n_ctx * row_bytes;
+        r1_status st = c->ops->alloc(c->dev, bytes, &m->layer_buf[l]);
+        if (st != R1_OK) { /* the device's memory is spoken for: upload per op, as before */
+            m->layer_buf[l] = NULL;
+            r1_error__clear();
+            return R1_OK;
+        }
+        m->layer_bytes[l] = bytes;
+        m->valid_rows[l] = 0;
+    }
+    const int64_t from = m->valid_rows[l];
+    *valid_before = from;
+    if (from < n_keys) {
+        r1_status st =
+            c->ops->upload(c->dev, m->layer_buf[l], (size_t)from * row_bytes,
+                           lat->rows + from * row_floats, (size_t)(n_keys - from) * row_bytes);
+        if (st != R1_OK)
+            return st;
+        d->latent_upload_bytes += (uint64_t)(n_keys - from) * row_bytes;
+        m->valid_rows[l] = n_keys;
+    }
+    t->buf = m->layer_buf[l];
+    t->offset = 0;
+    *placed = 1;
+    return R1_OK;
 }
 
 /* The op on a device without host access: every host operand (dst too, so the parts of its
  * rows the op does not write come back unchanged) goes up into scratch, the op runs, dst comes
- * back, and the call waits. *fallback as for r1_matmul_on_device. */
+ * back, and the call waits; a latent cache goes to its mirror instead (r1_latent_place), only
+ * the rows it lacks. *fallback as for r1_matmul_on_device. */
 static r1_status r1_op_on_device(r1_compute *c, r1_host_op *h, int32_t *fallback)
 {
     r1_compute_device *d = c->device;
@@ -514,13 +674,24 @@ static r1_status r1_op_on_device(r1_compute *c, r1_host_op *h, int32_t *fallback
         if (st == R1_OK)
             op->src[h->weight_src] = wd;
     }
+    /* Slot i is on the device already (a placed weight or latent mirror): no scratch, no copy. */
+    int32_t resident[1 + R1_OP_MAX_SRC] = {0};
+    if (h->weight != NULL)
+        resident[h->weight_src + 1] = 1;
+    int64_t latent_valid = 0;
+    if (st == R1_OK && h->latent != NULL) {
+        r1_latent_written(d, h->latent);
+        st = r1_latent_place(c, h, &resident[h->latent_src + 1], &latent_valid);
+    }
     for (int32_t i = 0; st == R1_OK && i <= op->n_src; i++)
-        if (h->weight == NULL || i != h->weight_src + 1)
+        if (!resident[i])
             st = r1_scratch(c, &d->op_buf[i], &d->op_bytes[i], h->bytes[i]);
     if (st == R1_ERR_NO_MEMORY || st == R1_ERR_BUDGET) {
         uint64_t seq = 0;
-        if (c->ops->submit(c->dev, &seq) == R1_OK)
-            c->ops->wait(c->dev, seq);
+        const int flushed =
+            c->ops->submit(c->dev, &seq) == R1_OK && c->ops->wait(c->dev, seq) == R1_OK;
+        if (!flushed && h->latent != NULL && resident[h->latent_src + 1])
+            r1_latent_find(d, h->latent->cache_id)->valid_rows[h->latent->layer] = latent_valid;
         d->cpu_ops++;
         pthread_mutex_unlock(&d->mu);
         r1_error__clear();
@@ -528,12 +699,14 @@ static r1_status r1_op_on_device(r1_compute *c, r1_host_op *h, int32_t *fallback
         return R1_OK;
     }
     for (int32_t i = 0; st == R1_OK && i <= op->n_src; i++) {
-        if (h->weight != NULL && i == h->weight_src + 1)
+        if (resident[i])
             continue;
         r1_dtensor *t = i == 0 ? &op->dst : &op->src[i - 1];
         t->buf = d->op_buf[i];
         t->offset = 0;
         st = c->ops->upload(c->dev, d->op_buf[i], 0, h->host[i], h->bytes[i]);
+        if (st == R1_OK && h->latent != NULL && i == h->latent_src + 1)
+            d->latent_upload_bytes += h->bytes[i];
     }
     uint64_t seq = 0;
     if (st == R1_OK)
@@ -548,6 +721,12 @@ static r1_status r1_op_on_device(r1_compute *c, r1_host_op *h, int32_t *fallback
         st = c->ops->wait(c->dev, seq);
     if (st == R1_OK)
         d->device_ops++;
+    else if (h->latent != NULL && resident[h->latent_src + 1]) {
+        /* The rows recorded for upload may never have arrived. */
+        r1_latent_mirror *m = r1_latent_find(d, h->latent->cache_id);
+        if (m != NULL)
+            m->valid_rows[h->latent->layer] = latent_valid;
+    }
     pthread_mutex_unlock(&d->mu);
     return st;
 }
@@ -609,8 +788,12 @@ static r1_status r1_run_host_op(r1_compute *c, r1_host_op *h)
             t->buf = t->scale_buf = NULL;
             t->offset = t->scale_offset = 0;
         }
-    } else {
-        r1_count_cpu_op(c);
+    } else if (c->device != NULL) {
+        pthread_mutex_lock(&c->device->mu);
+        c->device->cpu_ops++;
+        if (h->latent != NULL) /* the host rows changed all the same */
+            r1_latent_written(c->device, h->latent);
+        pthread_mutex_unlock(&c->device->mu);
     }
     return r1_op_on_host(c, h);
 }
@@ -645,23 +828,48 @@ static void r1_host_operand(r1_host_op *h, int32_t slot, const void *p, size_t b
         h->op.src[slot - 1] = shape;
 }
 
-r1_status r1_compute__mla_decode(r1_compute *c, const r1_op_mla_decode_params *p, const float *q,
-                                 const float *lat, const r1_tensor *kv_b, float *out)
+/* An attention op's operands: out (n_out rows of out_cols), q (n_q rows of q_cols), the first
+ * n_keys rows of the latent cache, kv_b_proj as the weight. */
+static r1_status r1_mla_op(r1_compute *c, r1_host_op *h, float *out, int64_t n_out,
+                           int64_t out_cols, const float *q, int64_t n_q, int64_t q_cols,
+                           const r1_compute_latent *lat, int64_t n_keys, int64_t row_floats,
+                           const r1_tensor *kv_b)
 {
-    const int64_t H = p->n_heads, dqk = p->qk_nope_dim + p->qk_rope_dim;
-    const int64_t dl = p->kv_lora_rank + p->qk_rope_dim;
-    r1_host_op h;
-    r1_host_op_init(&h, R1_OP_MLA_DECODE, 3, p);
-    r1_host_operand(&h, 0, out, (size_t)(H * p->v_dim) * sizeof(float), r1_f32_2d(H, p->v_dim));
-    r1_host_operand(&h, 1, q, (size_t)(H * dqk) * sizeof(float), r1_f32_2d(H, dqk));
-    r1_host_operand(&h, 2, lat, (size_t)(p->n_keys * dl) * sizeof(float), r1_f32_2d(p->n_keys, dl));
-    r1_host_operand(&h, 3, NULL, 0,
+    r1_host_operand(h, 0, out, (size_t)(n_out * out_cols) * sizeof(float),
+                    r1_f32_2d(n_out, out_cols));
+    r1_host_operand(h, 1, q, (size_t)(n_q * q_cols) * sizeof(float), r1_f32_2d(n_q, q_cols));
+    r1_host_operand(h, 2, lat->rows, (size_t)(n_keys * row_floats) * sizeof(float),
+                    r1_f32_2d(n_keys, row_floats));
+    r1_host_operand(h, 3, NULL, 0,
                     (r1_dtensor){.dtype = kv_b->dtype,
                                  .n_dims = 2,
                                  .shape = {r1_tensor__rows(kv_b), r1_tensor__cols(kv_b)}});
-    h.weight = kv_b;
-    h.weight_src = 2;
-    return r1_run_host_op(c, &h);
+    h->weight = kv_b;
+    h->weight_src = 2;
+    h->latent = lat;
+    h->latent_src = 1;
+    return r1_run_host_op(c, h);
+}
+
+r1_status r1_compute__mla_decode(r1_compute *c, const r1_op_mla_decode_params *p, const float *q,
+                                 const r1_compute_latent *lat, const r1_tensor *kv_b, float *out)
+{
+    r1_host_op h;
+    r1_host_op_init(&h, R1_OP_MLA_DECODE, 3, p);
+    return r1_mla_op(c, &h, out, p->n_heads, p->v_dim, q, p->n_heads,
+                     p->qk_nope_dim + p->qk_rope_dim, lat, p->n_keys,
+                     p->kv_lora_rank + p->qk_rope_dim, kv_b);
+}
+
+r1_status r1_compute__mla_prefill(r1_compute *c, const r1_op_mla_prefill_params *p, const float *q,
+                                  const r1_compute_latent *lat, const r1_tensor *kv_b, float *out)
+{
+    const int64_t H = p->n_heads;
+    r1_host_op h;
+    r1_host_op_init(&h, R1_OP_MLA_PREFILL, 3, p);
+    return r1_mla_op(c, &h, out, p->n_tokens, H * p->v_dim, q, p->n_tokens,
+                     H * (p->qk_nope_dim + p->qk_rope_dim), lat, p->pos0 + p->n_tokens,
+                     p->kv_lora_rank + p->qk_rope_dim, kv_b);
 }
 
 /* An op over rows of n floats: dst y (p->y_stride) from a (p->x_stride) and b, whose extent

@@ -60,6 +60,10 @@ typedef struct r1_compute_device_counters {
     uint64_t cpu_products;    /* products the hybrid rule sent to the CPU */
     uint64_t device_ops;      /* the other ops (norms, rotary, attention, routing ...) */
     uint64_t cpu_ops;         /* ... and those the hybrid rule sent to the CPU */
+    /* Latent-cache bytes sent to the device by the attention ops: the rows written since a
+     * mirror's last upload, or a whole cache where no mirror could be had. */
+    uint64_t latent_upload_bytes;
+    uint64_t latent_device_bytes; /* device memory the latent mirrors hold now */
 } r1_compute_device_counters;
 int32_t r1_compute__device_counters(r1_compute *c, r1_compute_device_counters *out);
 
@@ -67,11 +71,37 @@ int32_t r1_compute__device_counters(r1_compute *c, r1_compute_device_counters *o
 r1_status r1_compute__matmul(r1_compute *c, const r1_tensor *w, const float *x, int64_t n_tokens,
                              float *y);
 
+/* One layer's latent cache as the attention ops read it. A device without host access keeps a
+ * mirror of it per (cache_id, layer), sized for n_ctx rows and counted against the device's
+ * memory, and uploads only the rows from first_written on (or those it never had): the caller
+ * names the first row it wrote since its previous attention op on this cache and layer, so a
+ * rewind or a reset that rewrites lower rows is seen. Where no mirror can be had, every op
+ * uploads all its rows, as it does for cache_id 0 (a cache without identity, as in tests). */
+typedef struct r1_compute_latent {
+    const float *rows; /* (n_ctx, rkv + dr) host float32 */
+    uint64_t cache_id; /* r1_kv_cache.id: never reused within a process; 0: no mirror */
+    int64_t layer;
+    int64_t n_ctx;
+    int64_t first_written;
+} r1_compute_latent;
+
+/* Frees the device mirrors of a cache that is going away (no-op without a device). */
+void r1_compute__drop_latent(r1_compute *c, uint64_t cache_id);
+
+/* 1 when ops run on a device without host access (uploads and downloads around each op). */
+int32_t r1_compute__has_device(const r1_compute *c);
+
 /* One decoded token's absorbed MLA for all heads of a layer (R1_OP_MLA_DECODE, backend.h): q
- * (H, dn + dr) with rope applied, the layer's latent cache lat (p->n_keys rows of rkv + dr),
- * kv_b_proj of any dtype; out (H, dv), host float32. */
+ * (H, dn + dr) with rope applied, the layer's latent cache (its first p->n_keys rows of rkv +
+ * dr), kv_b_proj of any dtype; out (H, dv), host float32. */
 r1_status r1_compute__mla_decode(r1_compute *c, const r1_op_mla_decode_params *p, const float *q,
-                                 const float *lat, const r1_tensor *kv_b, float *out);
+                                 const r1_compute_latent *lat, const r1_tensor *kv_b, float *out);
+
+/* A prompt chunk's absorbed, causal MLA for all heads of a layer (R1_OP_MLA_PREFILL): q
+ * (p->n_tokens, H, dn + dr) with rope applied, the latent cache (its first p->pos0 +
+ * p->n_tokens rows), kv_b_proj of any dtype; out (p->n_tokens, H, dv), host float32. */
+r1_status r1_compute__mla_prefill(r1_compute *c, const r1_op_mla_prefill_params *p, const float *q,
+                                  const r1_compute_latent *lat, const r1_tensor *kv_b, float *out);
 
 /* The rest of a layer, each one backend op (backend.h documents operands and parameters) over
  * host float32 arrays: run on the device when it supports the op (operands go up, the result

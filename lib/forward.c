@@ -4,6 +4,7 @@
  * embedding lookup, gathering an expert's tokens, copies into the latent cache). */
 #include "forward.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -235,7 +236,11 @@ void r1_forward__unbind(r1_forward *f)
 
 r1_status r1_kv_cache__create(r1_kv_cache *kv, const r1_model_config *cfg, int64_t n_ctx)
 {
+    /* Never reused, unlike an address: a new cache can never be taken for a freed one whose
+     * rows a device still mirrors. */
+    static _Atomic uint64_t last_id;
     memset(kv, 0, sizeof *kv);
+    kv->id = atomic_fetch_add(&last_id, 1) + 1;
     const size_t per = (size_t)cfg->num_hidden_layers * (size_t)n_ctx;
     kv->lat = malloc(per * (size_t)(cfg->kv_lora_rank + cfg->qk_rope_head_dim) * sizeof(float));
     if (kv->lat == NULL) {
@@ -548,7 +553,10 @@ static r1_status r1_attention(r1_forward *f, r1_forward_scratch *s, r1_kv_cache 
         (st = r1_compute__rope(f->compute, &qp, s->rope_cs, s->q + dn)) != R1_OK)
         return st;
 
-    /* One decoded token: the whole attention of the layer is one op (compute.c). */
+    /* One decoded token, or a chunk on a device: the whole attention of the layer is one op
+     * (compute.c), over the latent cache a device mirrors, rows from pos0 on being new. */
+    const r1_compute_latent cache = {
+        .rows = lat, .cache_id = kv->id, .layer = l, .n_ctx = kv->n_ctx, .first_written = pos0};
     if (T == 1) {
         const r1_op_mla_decode_params mp = {
             .n_heads = H,
@@ -559,7 +567,27 @@ static r1_status r1_attention(r1_forward *f, r1_forward_scratch *s, r1_kv_cache 
             .n_keys = pos0 + 1,
             .softmax_scale = f->rope.softmax_scale,
         };
-        if ((st = r1_compute__mla_decode(f->compute, &mp, s->q, lat, &w->kv_b, s->oh)) != R1_OK)
+        if ((st = r1_compute__mla_decode(f->compute, &mp, s->q, &cache, &w->kv_b, s->oh)) != R1_OK)
+            return st;
+        if (f->prof != NULL)
+            f->prof->weight_bytes += r1_weight_bytes(&w->kv_b);
+        return r1_mm(f, &w->o, s->oh, T, s->attn);
+    }
+    /* A device without host access takes the chunk as one op and saves the round trips of the
+     * products below. The CPU backend keeps them: they reuse the W_UK copies made at bind time
+     * and its own layout of kv_b; its op repeats the same steps for chunks a device refuses. */
+    if (r1_compute__has_device(f->compute)) {
+        const r1_op_mla_prefill_params pp = {
+            .n_heads = H,
+            .qk_nope_dim = dn,
+            .qk_rope_dim = dr,
+            .v_dim = dv,
+            .kv_lora_rank = rkv,
+            .n_tokens = T,
+            .pos0 = pos0,
+            .softmax_scale = f->rope.softmax_scale,
+        };
+        if ((st = r1_compute__mla_prefill(f->compute, &pp, s->q, &cache, &w->kv_b, s->oh)) != R1_OK)
             return st;
         if (f->prof != NULL)
             f->prof->weight_bytes += r1_weight_bytes(&w->kv_b);

@@ -74,7 +74,8 @@ void r1_forward__set_uk_copy_limit(uint64_t bytes);
  * position holds both, so the scores of every key are one matrix product. */
 typedef struct r1_kv_cache {
     int64_t n_ctx;
-    float *lat; /* (layers, n_ctx, kv_lora_rank + qk_rope_head_dim) */
+    float *lat;  /* (layers, n_ctx, kv_lora_rank + qk_rope_head_dim) */
+    uint64_t id; /* unique within the process: a device keys its mirror of lat by it */
 } r1_kv_cache;
 
 r1_status r1_kv_cache__create(r1_kv_cache *kv, const r1_model_config *cfg, int64_t n_ctx);

@@ -53,6 +53,8 @@ R1_API void r1_session_destroy(r1_session *s)
     r1_generate__free(s);
     free(s->tokens);
     free(s->logits);
+    /* The device's copy of the cache goes with it (its id is never seen again anyway). */
+    r1_compute__drop_latent(r1_model__compute(s->model), s->kv.id);
     r1_kv_cache__destroy(&s->kv);
     r1_forward_scratch__destroy(s->scratch);
     if (s->prof != NULL)

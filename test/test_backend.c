@@ -1,10 +1,13 @@
 /* test_backend.c: the backend registry, availability queries and the CPU backend's memory ops. */
 #include <check.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "backend.h"
+#include "compute.h"
+#include "dtype.h"
 #include "r1.h"
 
 START_TEST(test_backend_cpu_always_listed_and_available)
@@ -124,6 +127,78 @@ START_TEST(test_backend_cpu_rejects_bad_device_index)
 }
 END_TEST
 
+static float next_float(unsigned *state)
+{
+    *state = *state * 1103515245u + 12345u;
+    return (float)((*state >> 8) & 0xffff) / 32768.0f - 1.0f;
+}
+
+START_TEST(test_backend_cpu_mla_prefill_is_causal_decode)
+{
+    /* Each query of a prefill chunk at pos0 attends to the cache rows up to its own position:
+     * its output is the decode op's over those rows (summed in other orders). */
+    enum { H = 3, DN = 16, DR = 8, DV = 12, RKV = 64, DL = RKV + DR, DQK = DN + DR };
+    enum { POS0 = 5, T = 70, N_KEYS = POS0 + T }; /* past the 64-row head groups */
+    unsigned seed = 7;
+    float *kv_b_data = malloc((size_t)(H * (DN + DV) * RKV) * sizeof(float));
+    float *q = malloc((size_t)(T * H * DQK) * sizeof(float));
+    float *lat = malloc((size_t)(N_KEYS * DL) * sizeof(float));
+    float *out = malloc((size_t)(T * H * DV) * sizeof(float));
+    for (int i = 0; i < H * (DN + DV) * RKV; i++)
+        kv_b_data[i] = next_float(&seed);
+    for (int i = 0; i < T * H * DQK; i++)
+        q[i] = next_float(&seed);
+    for (int i = 0; i < N_KEYS * DL; i++)
+        lat[i] = next_float(&seed);
+    r1_tensor kv_b;
+    memset(&kv_b, 0, sizeof kv_b);
+    kv_b.dtype = R1_DTYPE_F32;
+    kv_b.n_dims = 2;
+    kv_b.shape[0] = H * (DN + DV);
+    kv_b.shape[1] = RKV;
+    kv_b.data = kv_b_data;
+    kv_b.nbytes = (size_t)(H * (DN + DV) * RKV) * sizeof(float);
+    r1_compute c;
+    ck_assert_int_eq(r1_compute__open(&c, "cpu", NULL), R1_OK);
+    const r1_op_mla_prefill_params p = {.n_heads = H,
+                                        .qk_nope_dim = DN,
+                                        .qk_rope_dim = DR,
+                                        .v_dim = DV,
+                                        .kv_lora_rank = RKV,
+                                        .n_tokens = T,
+                                        .pos0 = POS0,
+                                        .softmax_scale = 0.125};
+    const r1_compute_latent cache = {.rows = lat, .n_ctx = N_KEYS};
+    ck_assert_msg(r1_compute__mla_prefill(&c, &p, q, &cache, &kv_b, out) == R1_OK, "%s",
+                  r1_last_error());
+    double worst = 0;
+    for (int t = 0; t < T; t++) {
+        const r1_op_mla_decode_params dp = {.n_heads = H,
+                                            .qk_nope_dim = DN,
+                                            .qk_rope_dim = DR,
+                                            .v_dim = DV,
+                                            .kv_lora_rank = RKV,
+                                            .n_keys = POS0 + t + 1,
+                                            .softmax_scale = 0.125};
+        float one[H * DV];
+        ck_assert_int_eq(r1_compute__mla_decode(&c, &dp, q + t * H * DQK, &cache, &kv_b, one),
+                         R1_OK);
+        for (int i = 0; i < H * DV; i++) {
+            const double d = fabs((double)out[t * H * DV + i] - one[i]);
+            worst = d > worst ? d : worst;
+        }
+    }
+    ck_assert_msg(worst < 1e-5, "prefill against decode: %g", worst);
+    /* shapes that do not match kv_b_proj are refused with a message */
+    r1_op_mla_prefill_params bad = p;
+    bad.v_dim = DV + 1;
+    ck_assert_int_eq(r1_compute__mla_prefill(&c, &bad, q, &cache, &kv_b, out), R1_ERR_INVALID_ARG);
+    ck_assert_ptr_nonnull(strstr(r1_last_error(), "kv_b_proj"));
+    r1_compute__close(&c);
+    free(kv_b_data), free(q), free(lat), free(out);
+}
+END_TEST
+
 static Suite *backend_suite(void)
 {
     Suite *s = suite_create("backend");
@@ -137,6 +212,7 @@ static Suite *backend_suite(void)
     tcase_add_test(cpu, test_backend_registry_tables_are_complete);
     tcase_add_test(cpu, test_backend_cpu_buffers_round_trip);
     tcase_add_test(cpu, test_backend_cpu_rejects_bad_device_index);
+    tcase_add_test(cpu, test_backend_cpu_mla_prefill_is_causal_decode);
     suite_add_tcase(s, cpu);
     return s;
 }

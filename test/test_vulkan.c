@@ -399,6 +399,12 @@ static float *copy_floats(const float *v, size_t n)
     return c;
 }
 
+/* A latent cache without identity: the op uploads its rows each time (no device mirror). */
+static r1_compute_latent rows_only(const float *rows, int64_t n_rows)
+{
+    return (r1_compute_latent){.rows = rows, .n_ctx = n_rows};
+}
+
 typedef struct op_pair {
     r1_compute cpu, vk;
     r1_compute_device_counters before;
@@ -711,13 +717,86 @@ START_TEST(test_vulkan_op_mla_decode_every_dtype)
                 float *lat = rand_floats((size_t)(p.n_keys * dl), 61, 1.0f);
                 const size_t n_out = (size_t)(H * p.v_dim);
                 float *want = calloc(n_out, 4), *got = calloc(n_out, 4);
-                ck_assert_int_eq(r1_compute__mla_decode(&o.cpu, &p, q, lat, &kv_b, want), R1_OK);
-                ck_assert_msg(r1_compute__mla_decode(&o.vk, &p, q, lat, &kv_b, got) == R1_OK, "%s",
-                              r1_last_error());
+                const r1_compute_latent cache = rows_only(lat, p.n_keys);
+                ck_assert_int_eq(r1_compute__mla_decode(&o.cpu, &p, q, &cache, &kv_b, want), R1_OK);
+                ck_assert_msg(r1_compute__mla_decode(&o.vk, &p, q, &cache, &kv_b, got) == R1_OK,
+                              "%s", r1_last_error());
                 double d = rel_diff(got, want, n_out);
                 note_op(R1_OP_MLA_DECODE, d);
                 ck_assert_msg(d < OP_BOUND, "mla %s shape %zu, %lld keys: %g",
                               r1_dtype__traits(dt)->name, si, (long long)p.n_keys, d);
+                free(q), free(lat), free(want), free(got), free(data), free(scale);
+                n_ops++;
+            }
+    op_pair_close(&o, n_ops);
+}
+END_TEST
+
+START_TEST(test_vulkan_op_mla_prefill_every_dtype)
+{
+    if (!have_vulkan())
+        return;
+    op_pair o;
+    op_pair_open(&o);
+    /* heads, nope, rope, v, latent rank; kv_b rows past a 128-row fp8 scale block */
+    const int64_t shapes[][5] = {{1, 16, 8, 16, 32}, {3, 16, 8, 12, 64}, {5, 40, 16, 24, 160}};
+    /* (queries, pos0): a first chunk, a later one, a chunk over keys across the shader's
+     * chunks of 512, and chunks past the CPU's group (64 rows) and query block (128) sizes */
+    const int64_t chunks[][2] = {{2, 0}, {9, 0}, {6, 25}, {3, 600}, {70, 5}, {130, 3}};
+    uint64_t n_ops = 0;
+    for (int32_t dt = 0; dt < R1_DTYPE_COUNT; dt++)
+        for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
+            for (size_t ci = 0; ci < sizeof chunks / sizeof chunks[0]; ci++) {
+                if (ci >= 4 && si != 1) /* the long chunks once per type: lavapipe is slow */
+                    continue;
+                const r1_op_mla_prefill_params p = {.n_heads = shapes[si][0],
+                                                    .qk_nope_dim = shapes[si][1],
+                                                    .qk_rope_dim = shapes[si][2],
+                                                    .v_dim = shapes[si][3],
+                                                    .kv_lora_rank = shapes[si][4],
+                                                    .n_tokens = chunks[ci][0],
+                                                    .pos0 = chunks[ci][1],
+                                                    .softmax_scale = 0.1875};
+                const int64_t H = p.n_heads, T = p.n_tokens, n_keys = p.pos0 + T;
+                const int64_t dl = p.kv_lora_rank + p.qk_rope_dim;
+                r1_tensor kv_b;
+                void *data;
+                float *scale;
+                make_weight(dt, H * (p.qk_nope_dim + p.v_dim), p.kv_lora_rank,
+                            (unsigned)(dt * 10 + si), &kv_b, &data, &scale);
+                float *q = rand_floats((size_t)(T * H * (p.qk_nope_dim + p.qk_rope_dim)), 62, 1.0f);
+                float *lat = rand_floats((size_t)(n_keys * dl), 63, 1.0f);
+                const size_t n_out = (size_t)(T * H * p.v_dim);
+                float *want = calloc(n_out, 4), *got = calloc(n_out, 4);
+                const r1_compute_latent cache = rows_only(lat, n_keys);
+                ck_assert_int_eq(r1_compute__mla_prefill(&o.cpu, &p, q, &cache, &kv_b, want),
+                                 R1_OK);
+                ck_assert_msg(r1_compute__mla_prefill(&o.vk, &p, q, &cache, &kv_b, got) == R1_OK,
+                              "%s", r1_last_error());
+                double d = rel_diff(got, want, n_out);
+                note_op(R1_OP_MLA_PREFILL, d);
+                ck_assert_msg(d < OP_BOUND, "mla prefill %s shape %zu, %lld queries at %lld: %g",
+                              r1_dtype__traits(dt)->name, si, (long long)T, (long long)p.pos0, d);
+                /* A query's output is the decode op's over the keys up to its position. */
+                if (ci == 2) {
+                    const r1_op_mla_decode_params dp = {.n_heads = H,
+                                                        .qk_nope_dim = p.qk_nope_dim,
+                                                        .qk_rope_dim = p.qk_rope_dim,
+                                                        .v_dim = p.v_dim,
+                                                        .kv_lora_rank = p.kv_lora_rank,
+                                                        .n_keys = p.pos0 + 2,
+                                                        .softmax_scale = p.softmax_scale};
+                    const int64_t dqk = p.qk_nope_dim + p.qk_rope_dim;
+                    float *one = calloc((size_t)(H * p.v_dim), 4);
+                    const r1_compute_latent keys = rows_only(lat, dp.n_keys);
+                    ck_assert_int_eq(
+                        r1_compute__mla_decode(&o.cpu, &dp, q + H * dqk, &keys, &kv_b, one), R1_OK);
+                    d = rel_diff(got + H * p.v_dim, one, (size_t)(H * p.v_dim));
+                    ck_assert_msg(d < OP_BOUND, "prefill query 1 against decode: %g", d);
+                    d = rel_diff(want + H * p.v_dim, one, (size_t)(H * p.v_dim));
+                    ck_assert_msg(d < OP_BOUND, "cpu prefill query 1 against decode: %g", d);
+                    free(one);
+                }
                 free(q), free(lat), free(want), free(got), free(data), free(scale);
                 n_ops++;
             }
@@ -763,8 +842,9 @@ START_TEST(test_vulkan_op_refused_runs_on_cpu)
     make_weight(R1_DTYPE_F32, 8, 1024, 3, &kv_b, &data, &scale);
     float *q = rand_floats(12, 71, 1.0f), *lat = rand_floats(3 * 1032, 72, 1.0f);
     float want[4], got[4];
-    ck_assert_int_eq(r1_compute__mla_decode(&o.cpu, &mp, q, lat, &kv_b, want), R1_OK);
-    ck_assert_int_eq(r1_compute__mla_decode(&o.vk, &mp, q, lat, &kv_b, got), R1_OK);
+    const r1_compute_latent cache = rows_only(lat, 3);
+    ck_assert_int_eq(r1_compute__mla_decode(&o.cpu, &mp, q, &cache, &kv_b, want), R1_OK);
+    ck_assert_int_eq(r1_compute__mla_decode(&o.vk, &mp, q, &cache, &kv_b, got), R1_OK);
     ck_assert(rel_diff(got, want, 4) == 0); /* the same code ran */
     ck_assert_int_eq(r1_compute__device_counters(&o.vk, &k), 1);
     ck_assert_uint_eq(k.cpu_ops, 1);
@@ -798,10 +878,14 @@ START_TEST(test_vulkan_op_bounds_reached)
 {
     if (!have_vulkan())
         return;
-    static const char *names[R1_OP_KIND_END] = {
-        [R1_OP_MLA_DECODE] = "mla_decode",  [R1_OP_RMSNORM] = "rmsnorm", [R1_OP_ROPE] = "rope",
-        [R1_OP_SOFTMAX] = "softmax",        [R1_OP_SWIGLU] = "swiglu",   [R1_OP_ROUTER] = "router",
-        [R1_OP_MOE_COMBINE] = "moe_combine"};
+    static const char *names[R1_OP_KIND_END] = {[R1_OP_MLA_DECODE] = "mla_decode",
+                                                [R1_OP_RMSNORM] = "rmsnorm",
+                                                [R1_OP_ROPE] = "rope",
+                                                [R1_OP_SOFTMAX] = "softmax",
+                                                [R1_OP_SWIGLU] = "swiglu",
+                                                [R1_OP_ROUTER] = "router",
+                                                [R1_OP_MOE_COMBINE] = "moe_combine",
+                                                [R1_OP_MLA_PREFILL] = "mla_prefill"};
     for (int32_t k = R1_OP_MLA_DECODE; k < R1_OP_KIND_END; k++)
         printf("vulkan op %s: largest relative difference to the CPU backend %.3g (bound %g)\n",
                names[k], op_worst[k], k == R1_OP_ROUTER ? 1e-6 : OP_BOUND);
@@ -914,6 +998,141 @@ START_TEST(test_vulkan_small_device_expert_budget)
 }
 END_TEST
 
+/* ---- the latent cache on the device --------------------------------------------------- */
+
+static r1_session *open_session(r1_model *m)
+{
+    r1_session_opts *so = NULL;
+    ck_assert_int_eq(r1_session_opts_create(&so), R1_OK);
+    ck_assert_int_eq(r1_session_opts_set_context(so, 64), R1_OK);
+    r1_session *s = NULL;
+    ck_assert_msg(r1_session_create(&s, m, so) == R1_OK, "%s", r1_last_error());
+    r1_session_opts_destroy(so);
+    return s;
+}
+
+/* Evaluates ids and returns a copy of the last row's logits. */
+static float *eval_last(r1_session *s, const int32_t *ids, int n, size_t *vocab)
+{
+    ck_assert_msg(r1_session_eval(s, ids, (size_t)n) == R1_OK, "%s", r1_last_error());
+    const float *row = NULL;
+    ck_assert_int_eq(r1_session_logits(s, -1, &row, vocab), R1_OK);
+    return copy_floats(row, *vocab);
+}
+
+static uint64_t latent_uploaded(r1_model *m)
+{
+    r1_compute_device_counters k;
+    ck_assert_int_eq(r1_compute__device_counters(r1_model__compute(m), &k), 1);
+    return k.latent_upload_bytes;
+}
+
+START_TEST(test_vulkan_latent_uploads_only_new_rows)
+{
+    if (!have_vulkan())
+        return;
+    /* The device keeps each layer's latent cache: a prompt uploads its rows once (by the
+     * prefill attention op), then each decoded token uploads exactly its own row per layer. */
+    r1_model *vk = load(MODELS[_i], "q8_0", "vulkan", 0);
+    const r1_model_config *cfg = r1_model__config(vk);
+    const uint64_t row_bytes = (uint64_t)(cfg->kv_lora_rank + cfg->qk_rope_head_dim) * 4;
+    const uint64_t per_token = row_bytes * (uint64_t)cfg->num_hidden_layers;
+    r1_compute_device_counters k0, k;
+    ck_assert_int_eq(r1_compute__device_counters(r1_model__compute(vk), &k0), 1);
+    r1_session *s = open_session(vk);
+    size_t vocab = 0;
+    free(eval_last(s, IDS, N_IDS, &vocab));
+    ck_assert_uint_eq(latent_uploaded(vk) - k0.latent_upload_bytes, N_IDS * per_token);
+    enum { N_DECODE = 7 };
+    for (int t = 0; t < N_DECODE; t++) {
+        const uint64_t before = latent_uploaded(vk);
+        free(eval_last(s, &IDS[t], 1, &vocab));
+        ck_assert_uint_eq(latent_uploaded(vk) - before, per_token);
+    }
+    ck_assert_int_eq(r1_compute__device_counters(r1_model__compute(vk), &k), 1);
+    ck_assert_uint_eq(k.latent_upload_bytes - k0.latent_upload_bytes,
+                      (N_IDS + N_DECODE) * per_token);
+    ck_assert_uint_eq(k.cpu_ops, k0.cpu_ops); /* no attention op (nor any other) fell back */
+    /* one buffer per layer, sized for the session's context, released with the session */
+    ck_assert_uint_ge(k.latent_device_bytes, 64 * per_token);
+    r1_session_destroy(s);
+    ck_assert_int_eq(r1_compute__device_counters(r1_model__compute(vk), &k), 1);
+    ck_assert_uint_eq(k.latent_device_bytes, 0);
+    r1_model_destroy(vk);
+    assert_no_validation_errors();
+}
+END_TEST
+
+/* Runs the same steps on a CPU and a Vulkan session and compares the last logits. */
+typedef struct twin {
+    r1_session *cpu, *vk;
+    const char *what;
+} twin;
+
+static void twin_eval(twin *t, const int32_t *ids, int n, const char *step)
+{
+    size_t vocab = 0, vocab2 = 0;
+    float *want = eval_last(t->cpu, ids, n, &vocab);
+    float *got = eval_last(t->vk, ids, n, &vocab2);
+    ck_assert_uint_eq(vocab, vocab2);
+    double d = rel_diff(got, want, vocab);
+    note_diff(d);
+    ck_assert_msg(d < PARITY_BOUND, "%s, %s: relative difference %g", t->what, step, d);
+    free(want);
+    free(got);
+}
+
+START_TEST(test_vulkan_latent_rewrites_are_seen)
+{
+    if (!have_vulkan())
+        return;
+    /* A reset, a truncation, other sessions and a session made after one was destroyed all
+     * rewrite cache rows the device already holds; none may read a stale row. */
+    static const int32_t OTHER[] = {90, 4, 61, 33, 7, 25, 50, 11};
+    enum { N_OTHER = (int)(sizeof OTHER / sizeof OTHER[0]), N_MANY = 6 };
+    r1_model *cpu = load("tiny-v3", "src", "cpu", 0);
+    r1_model *vk = load("tiny-v3", "src", "vulkan", 0);
+    twin a = {open_session(cpu), open_session(vk), "first session"};
+    twin_eval(&a, IDS, N_IDS, "prompt");
+    for (int t = 0; t < 3; t++)
+        twin_eval(&a, &OTHER[t], 1, "decode");
+    ck_assert_int_eq(r1_session_reset(a.cpu), R1_OK);
+    ck_assert_int_eq(r1_session_reset(a.vk), R1_OK);
+    twin_eval(&a, OTHER, N_OTHER, "second prompt after a reset");
+    twin_eval(&a, &IDS[3], 1, "decode after a reset");
+    ck_assert_int_eq(r1_session_truncate(a.cpu, 4), R1_OK);
+    ck_assert_int_eq(r1_session_truncate(a.vk, 4), R1_OK);
+    twin_eval(&a, IDS + 6, 5, "chunk after truncating");
+    twin_eval(&a, &IDS[0], 1, "decode after truncating");
+    /* More sessions at once than the device keeps mirrors of: they take each other's slots */
+    twin many[N_MANY];
+    for (int i = 0; i < N_MANY; i++) {
+        many[i] = (twin){open_session(cpu), open_session(vk), "one of many sessions"};
+        twin_eval(&many[i], i % 2 ? IDS : OTHER, 3 + i, "prompt");
+    }
+    for (int i = 0; i < N_MANY; i++)
+        twin_eval(&many[i], &IDS[i], 1, "decode");
+    twin_eval(&a, &IDS[1], 1, "decode after the others");
+    for (int i = 0; i < N_MANY; i++) {
+        r1_session_destroy(many[i].cpu);
+        r1_session_destroy(many[i].vk);
+    }
+    r1_session_destroy(a.cpu);
+    r1_session_destroy(a.vk);
+    twin b = {open_session(cpu), open_session(vk), "a session made after others were destroyed"};
+    twin_eval(&b, &OTHER[2], 1, "one token");
+    twin_eval(&b, IDS, 4, "a chunk");
+    r1_session_destroy(b.cpu);
+    r1_session_destroy(b.vk);
+    r1_compute_device_counters k;
+    ck_assert_int_eq(r1_compute__device_counters(r1_model__compute(vk), &k), 1);
+    ck_assert_uint_eq(k.cpu_ops, 0);
+    r1_model_destroy(vk);
+    r1_model_destroy(cpu);
+    assert_no_validation_errors();
+}
+END_TEST
+
 typedef struct shared_run {
     r1_model *model;
     int decode;
@@ -984,8 +1203,13 @@ START_TEST(test_vulkan_budget_too_small_falls_back_to_cpu)
     ck_assert_int_eq(r1_compute__device_counters(r1_model__compute(vk), &k), 1);
     ck_assert_uint_gt(k.cpu_products, 0); /* what did not fit ran on the CPU */
     ck_assert_uint_gt(k.dense.host_only, 0);
-    printf("vulkan fallback: %llu products on the device, %llu on the CPU\n",
-           (unsigned long long)k.device_products, (unsigned long long)k.cpu_products);
+    /* the attention ops too (kv_b_proj stayed on the host): the CPU's prefill op gives the
+     * CPU forward pass's logits */
+    ck_assert_uint_gt(k.cpu_ops, 0);
+    printf("vulkan fallback: %llu products and %llu other ops on the device, %llu and %llu on the "
+           "CPU; logits %.3g\n",
+           (unsigned long long)k.device_products, (unsigned long long)k.device_ops,
+           (unsigned long long)k.cpu_products, (unsigned long long)k.cpu_ops, d);
     free(want);
     free(got);
     r1_model_destroy(vk);
@@ -1036,10 +1260,13 @@ static Suite *vulkan_suite(void)
     tcase_add_test(tc, test_vulkan_op_router);
     tcase_add_test(tc, test_vulkan_op_moe_combine);
     tcase_add_test(tc, test_vulkan_op_mla_decode_every_dtype);
+    tcase_add_test(tc, test_vulkan_op_mla_prefill_every_dtype);
     tcase_add_test(tc, test_vulkan_op_refused_runs_on_cpu);
     tcase_add_test(tc, test_vulkan_op_bounds_reached);
     tcase_add_loop_test(tc, test_vulkan_models_match_cpu, 0, 10);
     tcase_add_loop_test(tc, test_vulkan_small_device_expert_budget, 0, 2);
+    tcase_add_loop_test(tc, test_vulkan_latent_uploads_only_new_rows, 0, 2);
+    tcase_add_test(tc, test_vulkan_latent_rewrites_are_seen);
     tcase_add_test(tc, test_vulkan_model_shared_across_threads);
     tcase_add_test(tc, test_vulkan_budget_too_small_falls_back_to_cpu);
     tcase_add_test(tc, test_vulkan_validation_was_active);

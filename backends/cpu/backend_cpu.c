@@ -154,11 +154,15 @@ size_t r1_cpu__buf_bytes(const r1_buf *buf)
 static int32_t cpu_supports(r1_dev *dev, const r1_op *op)
 {
     (void)dev;
+    if (op != NULL && op->kind == R1_OP_MLA_PREFILL)
+        return r1_cpu__mla_prefill_supported(op);
     return r1_cpu__op_supported(op);
 }
 
 static r1_status cpu_run(r1_dev *dev, const r1_op *op)
 {
+    if (op != NULL && op->kind == R1_OP_MLA_PREFILL)
+        return r1_cpu__mla_prefill_run(dev->pool, op);
     return r1_cpu__op_run(dev->pool, op);
 }
 

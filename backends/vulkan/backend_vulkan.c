@@ -1,7 +1,7 @@
 /* backend_vulkan.c: the Vulkan backend: instance and device selection, device buffers with a
  * memory budget, staged transfers, command recording with a timeline semaphore (fences where
  * the device lacks one), and the shaders of a layer: quantised matrix products, decode
- * attention, RMSNorm, rotary, softmax, SwiGLU, routing and MoE combine. */
+ * and prefill attention, RMSNorm, rotary, softmax, SwiGLU, routing and MoE combine. */
 #define VK_NO_PROTOTYPES
 #include <vulkan/vulkan.h>
 
@@ -1220,12 +1220,12 @@ static const uint32_t *r1_vk_spirv(int32_t pipe, size_t *bytes, const char **nam
         R1_VK_SPV(R1_VK_P_MATMUL + R1_DTYPE_FP8_E4M3, r1_vk_spv_matmul_fp8_e4m3, "fp8 matmul")
         R1_VK_SPV(R1_VK_P_MATMUL + R1_DTYPE_Q8_0, r1_vk_spv_matmul_q8_0, "q8_0 matmul")
         R1_VK_SPV(R1_VK_P_MATMUL + R1_DTYPE_Q4_0, r1_vk_spv_matmul_q4_0, "q4_0 matmul")
-        R1_VK_SPV(R1_VK_P_MLA + R1_DTYPE_F32, r1_vk_spv_mla_decode_f32, "f32 mla decode")
-        R1_VK_SPV(R1_VK_P_MLA + R1_DTYPE_F16, r1_vk_spv_mla_decode_f16, "f16 mla decode")
-        R1_VK_SPV(R1_VK_P_MLA + R1_DTYPE_BF16, r1_vk_spv_mla_decode_bf16, "bf16 mla decode")
-        R1_VK_SPV(R1_VK_P_MLA + R1_DTYPE_FP8_E4M3, r1_vk_spv_mla_decode_fp8_e4m3, "fp8 mla decode")
-        R1_VK_SPV(R1_VK_P_MLA + R1_DTYPE_Q8_0, r1_vk_spv_mla_decode_q8_0, "q8_0 mla decode")
-        R1_VK_SPV(R1_VK_P_MLA + R1_DTYPE_Q4_0, r1_vk_spv_mla_decode_q4_0, "q4_0 mla decode")
+        R1_VK_SPV(R1_VK_P_MLA + R1_DTYPE_F32, r1_vk_spv_mla_f32, "f32 mla")
+        R1_VK_SPV(R1_VK_P_MLA + R1_DTYPE_F16, r1_vk_spv_mla_f16, "f16 mla")
+        R1_VK_SPV(R1_VK_P_MLA + R1_DTYPE_BF16, r1_vk_spv_mla_bf16, "bf16 mla")
+        R1_VK_SPV(R1_VK_P_MLA + R1_DTYPE_FP8_E4M3, r1_vk_spv_mla_fp8_e4m3, "fp8 mla")
+        R1_VK_SPV(R1_VK_P_MLA + R1_DTYPE_Q8_0, r1_vk_spv_mla_q8_0, "q8_0 mla")
+        R1_VK_SPV(R1_VK_P_MLA + R1_DTYPE_Q4_0, r1_vk_spv_mla_q4_0, "q4_0 mla")
         R1_VK_SPV(R1_VK_P_RMSNORM, r1_vk_spv_rmsnorm, "rmsnorm")
         R1_VK_SPV(R1_VK_P_ROPE, r1_vk_spv_rope, "rope")
         R1_VK_SPV(R1_VK_P_SOFTMAX, r1_vk_spv_softmax, "softmax")
@@ -1439,34 +1439,61 @@ static const char *r1_vk_rows_refusal(const r1_dev *dev, const r1_op *op, int32_
     return NULL;
 }
 
+/* The attention ops' parameters in one form: decode is a chunk of one query. */
+typedef struct r1_vk_mla_shape {
+    int64_t H, dn, dr, dv, rkv;
+    int64_t n_tokens, n_keys; /* n_keys: the rows the chunk's last query sees */
+    double scale;
+} r1_vk_mla_shape;
+
+static int r1_vk_mla_shape_of(const r1_op *op, r1_vk_mla_shape *out)
+{
+    if (op->params == NULL)
+        return 0;
+    if (op->kind == R1_OP_MLA_DECODE) {
+        const r1_op_mla_decode_params *p = op->params;
+        *out = (r1_vk_mla_shape){p->n_heads, p->qk_nope_dim,  p->qk_rope_dim,
+                                 p->v_dim,   p->kv_lora_rank, 1,
+                                 p->n_keys,  p->softmax_scale};
+        return 1;
+    }
+    const r1_op_mla_prefill_params *p = op->params;
+    if (p->pos0 < 0 || p->n_tokens <= 0)
+        return 0;
+    *out =
+        (r1_vk_mla_shape){p->n_heads,      p->qk_nope_dim, p->qk_rope_dim,        p->v_dim,
+                          p->kv_lora_rank, p->n_tokens,    p->pos0 + p->n_tokens, p->softmax_scale};
+    return 1;
+}
+
 static const char *r1_vk_mla_refusal(const r1_dev *dev, const r1_op *op)
 {
-    const r1_op_mla_decode_params *p = op->params;
-    if (p == NULL || op->n_src != 3)
-        return "decode attention takes q, the latent cache and kv_b_proj";
+    r1_vk_mla_shape m;
+    if (!r1_vk_mla_shape_of(op, &m) || op->n_src != 3)
+        return "attention takes q, the latent cache and kv_b_proj";
     const r1_dtensor *w = &op->src[2];
     if (op->src[0].dtype != R1_DTYPE_F32 || op->src[1].dtype != R1_DTYPE_F32 ||
         op->dst.dtype != R1_DTYPE_F32 || w->dtype < 0 || w->dtype >= R1_DTYPE_COUNT ||
         r1_dtype__traits(w->dtype) == NULL)
         return "float32 activations and a known kv_b_proj type";
-    const int64_t H = p->n_heads, dn = p->qk_nope_dim, dr = p->qk_rope_dim, dv = p->v_dim;
-    const int64_t rkv = p->kv_lora_rank;
-    if (H <= 0 || dn <= 0 || dr < 0 || dv <= 0 || rkv <= 0 || p->n_keys <= 0 ||
-        !(p->softmax_scale > 0) || w->n_dims != 2 || w->shape[0] != H * (dn + dv) ||
-        w->shape[1] != rkv)
+    if (m.H <= 0 || m.dn <= 0 || m.dr < 0 || m.dv <= 0 || m.rkv <= 0 || m.n_keys <= 0 ||
+        !(m.scale > 0) || w->n_dims != 2 || w->shape[0] != m.H * (m.dn + m.dv) ||
+        w->shape[1] != m.rkv)
         return "kv_b_proj does not match the heads";
-    if (rkv + dr > 1024) /* MAX_LATENT in shaders/mla_decode.comp */
+    if (m.rkv + m.dr > 1024) /* MAX_LATENT in shaders/mla.comp */
         return "a latent row longer than 1024";
-    size_t row_bytes = r1_dtype__row_bytes(w->dtype, rkv);
+    size_t row_bytes = r1_dtype__row_bytes(w->dtype, m.rkv);
     uint64_t w_bytes = (uint64_t)w->shape[0] * row_bytes + w->offset;
     if (row_bytes == 0 || w_bytes > UINT32_MAX || w_bytes > dev->props.limits.maxStorageBufferRange)
         return "kv_b_proj exceeds the device's storage buffer range";
-    if (!r1_vk_floats_fit(dev, (uint64_t)(H * (dn + dr)), op->src[0].offset) ||
-        !r1_vk_floats_fit(dev, (uint64_t)p->n_keys * (uint64_t)(rkv + dr), op->src[1].offset) ||
-        !r1_vk_floats_fit(dev, (uint64_t)(H * dv), op->dst.offset))
+    if (!r1_vk_floats_fit(dev, (uint64_t)(m.n_tokens * m.H * (m.dn + m.dr)), op->src[0].offset) ||
+        !r1_vk_floats_fit(dev, (uint64_t)m.n_keys * (uint64_t)(m.rkv + m.dr), op->src[1].offset) ||
+        !r1_vk_floats_fit(dev, (uint64_t)(m.n_tokens * m.H * m.dv), op->dst.offset))
         return "the latent cache exceeds the device's storage buffer range";
-    if ((uint64_t)H > dev->props.limits.maxComputeWorkGroupCount[0])
+    if ((uint64_t)m.H > dev->props.limits.maxComputeWorkGroupCount[0])
         return "too many heads";
+    if ((uint64_t)m.n_tokens > dev->props.limits.maxComputeWorkGroupCount[1])
+        return "too many queries in one chunk";
     return NULL;
 }
 
@@ -1501,7 +1528,8 @@ static const char *r1_vk_refusal(const r1_dev *dev, const r1_op *op)
             return "a weight in a layout other than rows";
     switch (op->kind) {
     case R1_OP_MATMUL: return r1_vk_matmul_refusal(dev, op);
-    case R1_OP_MLA_DECODE: return r1_vk_mla_refusal(dev, op);
+    case R1_OP_MLA_DECODE:
+    case R1_OP_MLA_PREFILL: return r1_vk_mla_refusal(dev, op);
     case R1_OP_RMSNORM: {
         const char *why = r1_vk_rows_refusal(dev, op, 2);
         const r1_op_rows_params *p = op->params;
@@ -1623,28 +1651,31 @@ static r1_status r1_vk_run_matmul(r1_dev *dev, const r1_op *op)
                           groups_y, groups_z);
 }
 
-/* The push constants of shaders/mla_decode.comp. */
+/* The push constants of shaders/mla.comp. */
 typedef struct r1_vk_mla_params {
-    uint32_t n_heads, dn, dr, dv, rkv, n_keys, row_bytes, w_offset, s_offset, scale_cols;
-    uint32_t q_offset, lat_offset, o_offset;
+    uint32_t n_heads, dn, dr, dv, rkv, n_keys, n_tokens, row_bytes, w_offset, s_offset;
+    uint32_t scale_cols, q_offset, lat_offset, o_offset;
     float scale;
 } r1_vk_mla_params;
 
+/* Decode and prefill attention: one workgroup per head and query. */
 static r1_status r1_vk_run_mla(r1_dev *dev, const r1_op *op)
 {
-    const r1_op_mla_decode_params *p = op->params;
+    r1_vk_mla_shape m;
+    if (!r1_vk_mla_shape_of(op, &m)) /* refused before this; the compiler cannot know */
+        return r1_error__set(R1_ERR_INVALID_ARG, "vulkan: attention without parameters");
     const r1_dtensor *w = &op->src[2];
     const int fp8 = r1_dtype__traits(w->dtype)->has_block_scale;
-    const int64_t H = p->n_heads, rkv = p->kv_lora_rank, dl = rkv + p->qk_rope_dim;
-    const size_t row_bytes = r1_dtype__row_bytes(w->dtype, rkv);
-    const int64_t scale_cols = (rkv + R1_FP8_SCALE_BLOCK - 1) / R1_FP8_SCALE_BLOCK;
+    const int64_t dl = m.rkv + m.dr;
+    const size_t row_bytes = r1_dtype__row_bytes(w->dtype, m.rkv);
+    const int64_t scale_cols = (m.rkv + R1_FP8_SCALE_BLOCK - 1) / R1_FP8_SCALE_BLOCK;
     const int64_t scale_rows = (w->shape[0] + R1_FP8_SCALE_BLOCK - 1) / R1_FP8_SCALE_BLOCK;
     r1_status st =
-        r1_vk_operand(&op->src[0], (uint64_t)(H * (p->qk_nope_dim + p->qk_rope_dim)), "mla query");
+        r1_vk_operand(&op->src[0], (uint64_t)(m.n_tokens * m.H * (m.dn + m.dr)), "mla query");
     if (st == R1_OK)
-        st = r1_vk_operand(&op->src[1], (uint64_t)(p->n_keys * dl), "mla latent cache");
+        st = r1_vk_operand(&op->src[1], (uint64_t)(m.n_keys * dl), "mla latent cache");
     if (st == R1_OK)
-        st = r1_vk_operand(&op->dst, (uint64_t)(H * p->v_dim), "mla output");
+        st = r1_vk_operand(&op->dst, (uint64_t)(m.n_tokens * m.H * m.dv), "mla output");
     if (st == R1_OK && w->buf == NULL)
         st = r1_error__set(R1_ERR_INVALID_ARG, "vulkan: kv_b_proj has no buffer");
     if (st == R1_OK)
@@ -1657,12 +1688,13 @@ static r1_status r1_vk_run_mla(r1_dev *dev, const r1_op *op)
     if (st != R1_OK)
         return st;
     r1_vk_mla_params params = {
-        .n_heads = (uint32_t)H,
-        .dn = (uint32_t)p->qk_nope_dim,
-        .dr = (uint32_t)p->qk_rope_dim,
-        .dv = (uint32_t)p->v_dim,
-        .rkv = (uint32_t)rkv,
-        .n_keys = (uint32_t)p->n_keys,
+        .n_heads = (uint32_t)m.H,
+        .dn = (uint32_t)m.dn,
+        .dr = (uint32_t)m.dr,
+        .dv = (uint32_t)m.dv,
+        .rkv = (uint32_t)m.rkv,
+        .n_keys = (uint32_t)m.n_keys,
+        .n_tokens = (uint32_t)m.n_tokens,
         .row_bytes = (uint32_t)row_bytes,
         .w_offset = (uint32_t)w->offset,
         .s_offset = (uint32_t)(fp8 ? w->scale_offset / 4 : 0),
@@ -1670,12 +1702,12 @@ static r1_status r1_vk_run_mla(r1_dev *dev, const r1_op *op)
         .q_offset = (uint32_t)(op->src[0].offset / 4),
         .lat_offset = (uint32_t)(op->src[1].offset / 4),
         .o_offset = (uint32_t)(op->dst.offset / 4),
-        .scale = (float)p->softmax_scale,
+        .scale = (float)m.scale,
     };
     r1_buf *bufs[R1_VK_BINDINGS] = {w->buf, fp8 ? w->scale_buf : w->buf, op->src[0].buf,
                                     op->src[1].buf, op->dst.buf};
-    return r1_vk_dispatch(dev, R1_VK_P_MLA + w->dtype, bufs, &params, sizeof params, (uint32_t)H, 1,
-                          1);
+    return r1_vk_dispatch(dev, R1_VK_P_MLA + w->dtype, bufs, &params, sizeof params, (uint32_t)m.H,
+                          (uint32_t)m.n_tokens, 1);
 }
 
 typedef struct r1_vk_rmsnorm_params {
@@ -1903,7 +1935,8 @@ static r1_status vk_run(r1_dev *dev, const r1_op *op)
         return r1_error__set(R1_ERR_UNSUPPORTED, "vulkan: %s", why);
     switch (op->kind) {
     case R1_OP_MATMUL: return r1_vk_run_matmul(dev, op);
-    case R1_OP_MLA_DECODE: return r1_vk_run_mla(dev, op);
+    case R1_OP_MLA_DECODE:
+    case R1_OP_MLA_PREFILL: return r1_vk_run_mla(dev, op);
     case R1_OP_RMSNORM: return r1_vk_run_rmsnorm(dev, op);
     case R1_OP_ROPE: return r1_vk_run_rope(dev, op);
     case R1_OP_SOFTMAX: return r1_vk_run_softmax(dev, op);

@@ -1,10 +1,12 @@
 #version 450
 #extension GL_GOOGLE_include_directive : require
-// mla_decode.comp: R1_OP_MLA_DECODE (lib/backend.h), one decoded token's absorbed MLA for one
-// head per workgroup (spec §2.6): the query moved into the latent space through W_UK (the
-// head's first qk_nope rows of kv_b_proj, read in its stored type), scores against every row of
-// the latent cache, softmax, the value sum over the latents, and W_UV. Built once per kv_b
-// weight type (WEIGHT_TYPE, as matmul.comp).
+// mla.comp: R1_OP_MLA_DECODE and R1_OP_MLA_PREFILL (lib/backend.h), the absorbed MLA of spec
+// §2.6 for one head of one query per workgroup (x: the head, y: the query): the query moved into
+// the latent space through W_UK (the head's first qk_nope rows of kv_b_proj, read in its stored
+// type), scores against the latent cache rows up to the query's own position (the causal mask:
+// query t of n_tokens sees n_keys - n_tokens + t + 1 rows), softmax, the value sum over the
+// latents, and W_UV. Decode is the case n_tokens = 1. Built once per kv_b weight type
+// (WEIGHT_TYPE, as matmul.comp).
 //
 // The keys go through shared memory in chunks of CHUNK with a running maximum and sum (the
 // online softmax), so the context length is bounded by the buffers only; with n_keys <= CHUNK
@@ -23,7 +25,8 @@ layout(std430, binding = 3) readonly buffer Lat { float lat[]; };
 layout(std430, binding = 4) writeonly buffer Out { float o[]; };
 
 layout(push_constant) uniform Params {
-    uint n_heads, dn, dr, dv, rkv, n_keys;
+    uint n_heads, dn, dr, dv, rkv;
+    uint n_keys, n_tokens; // n_keys: the rows the last query sees
     uint row_bytes, w_offset; // kv_b rows; w_offset in bytes
     uint s_offset, scale_cols;
     uint q_offset, lat_offset, o_offset; // floats
@@ -38,10 +41,11 @@ shared float prob[CHUNK];
 
 void main()
 {
-    uint h = gl_WorkGroupID.x;
+    uint h = gl_WorkGroupID.x, t = gl_WorkGroupID.y;
     uint tid = gl_LocalInvocationID.x, group = gl_WorkGroupSize.x;
     uint dl = p.rkv + p.dr, row0 = h * (p.dn + p.dv);
-    uint qb = p.q_offset + h * (p.dn + p.dr);
+    uint qb = p.q_offset + (t * p.n_heads + h) * (p.dn + p.dr);
+    uint n_keys = p.n_keys - p.n_tokens + t + 1u;
 
     // The query in the latent space: W_UK^h^T q_nope, then the rope dims as they are.
     for (uint r = tid; r < p.rkv; r += group) {
@@ -58,8 +62,8 @@ void main()
     barrier();
 
     float m = -1.0 / 0.0, l = 0.0;
-    for (uint j0 = 0u; j0 < p.n_keys; j0 += CHUNK) {
-        uint nc = min(uint(CHUNK), p.n_keys - j0);
+    for (uint j0 = 0u; j0 < n_keys; j0 += CHUNK) {
+        uint nc = min(uint(CHUNK), n_keys - j0);
         float cmax = -1.0 / 0.0;
         for (uint j = tid; j < nc; j += group) {
             uint kb = p.lat_offset + (j0 + j) * dl;
@@ -99,6 +103,6 @@ void main()
         float acc = 0.0;
         for (uint r = 0u; r < p.rkv; r++)
             acc += weight(row, base, r) * olat[r];
-        o[p.o_offset + h * p.dv + c] = acc;
+        o[p.o_offset + (t * p.n_heads + h) * p.dv + c] = acc;
     }
 }
