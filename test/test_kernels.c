@@ -904,6 +904,47 @@ START_TEST(test_kernels_softmax_matches_double)
 }
 END_TEST
 
+/* axpy_rows at every level against one fmaf per row and element in row order, bit for bit
+ * (the attention op relies on it giving what an axpy per row gives), over widths that take
+ * every vector body and tail, with rows further apart than they are wide. */
+START_TEST(test_kernels_axpy_rows_levels_agree)
+{
+    enum { ROWS = 19, LD = 531 };
+    const int64_t widths[] = {1, 7, 8, 15, 16, 33, 64, 100, 512};
+    static float x[ROWS * LD], y0[LD], want[LD], got[LD];
+    float alpha[ROWS];
+    rng_state = 11;
+    for (int i = 0; i < ROWS * LD; i++)
+        x[i] = rng_f();
+    for (int i = 0; i < LD; i++)
+        y0[i] = rng_f();
+    for (int r = 0; r < ROWS; r++)
+        alpha[r] = rng_f();
+    const r1_cpu_kernel_table *tables[4];
+    level_tables(tables);
+    for (size_t wi = 0; wi < sizeof widths / sizeof widths[0]; wi++)
+        for (int64_t n_rows = 0; n_rows <= ROWS; n_rows += 6) {
+            const int64_t n = widths[wi];
+            for (int64_t i = 0; i < n; i++) {
+                want[i] = y0[i];
+                for (int64_t r = 0; r < n_rows; r++)
+                    want[i] = fmaf(alpha[r], x[r * LD + i], want[i]);
+            }
+            for (int t = 0; t < 4; t++) {
+                if (tables[t] == NULL)
+                    continue;
+                memcpy(got, y0, sizeof got);
+                tables[t]->axpy_rows(alpha, x, LD, n_rows, n, got);
+                ck_assert_msg(memcmp(got, want, (size_t)n * sizeof(float)) == 0,
+                              "%s axpy_rows differs at n %lld, %lld rows", tables[t]->name,
+                              (long long)n, (long long)n_rows);
+                ck_assert_msg(memcmp(got + n, y0 + n, (size_t)(LD - n) * sizeof(float)) == 0,
+                              "%s axpy_rows wrote past n %lld", tables[t]->name, (long long)n);
+            }
+        }
+}
+END_TEST
+
 START_TEST(test_kernels_vector_ops)
 {
     float a[37], b[37], y[37];
@@ -963,6 +1004,7 @@ static Suite *kernels_suite(void)
     tcase_add_test(ew, test_kernels_silu_mul_is_stable);
     tcase_add_test(ew, test_kernels_softmax_matches_double);
     tcase_add_test(ew, test_kernels_vector_ops);
+    tcase_add_test(ew, test_kernels_axpy_rows_levels_agree);
     suite_add_tcase(s, ew);
     return s;
 }

@@ -16,6 +16,9 @@
 #include "kernels_levels.h"
 #include "softmax.h"
 
+/* Rows of W_UK dequantised per pass: 16 x 512 floats (32 KiB) stay in L1 while summed. */
+enum { R1_MLA_UK_ROWS = 16 };
+
 typedef struct r1_mla_ctx {
     const r1_cpu_kernel_table *k;
     r1_threadpool *pool;
@@ -44,25 +47,29 @@ static void r1_mla_head_task(void *ctx, int64_t h, int32_t worker)
     const int64_t dn = p->qk_nope_dim, dr = p->qk_rope_dim, dv = p->v_dim, rkv = p->kv_lora_rank;
     const int64_t dl = rkv + dr, n_keys = p->n_keys;
     const int64_t n_blocks = rkv / R1_QBLOCK;
-    size_t floats = (size_t)(dl + rkv + rkv + n_keys);
+    const int64_t uk_rows = dn < R1_MLA_UK_ROWS ? dn : R1_MLA_UK_ROWS;
+    size_t floats = (size_t)(dl + uk_rows * rkv + rkv + n_keys);
     size_t bytes = floats * sizeof(float) + (size_t)n_blocks * sizeof(r1_cpu_qx_block) + 64;
     float *qlat = r1_threadpool__scratch(c->pool, worker, bytes);
     if (qlat == NULL) {
         atomic_store(&c->failed, 1);
         return;
     }
-    float *wrow = qlat + dl, *olat = wrow + rkv, *scores = olat + rkv;
+    float *wrows = qlat + dl, *olat = wrows + uk_rows * rkv, *scores = olat + rkv;
     r1_cpu_qx_block *xq =
         (r1_cpu_qx_block *)(void *)(((uintptr_t)(scores + n_keys) + 63) & ~(uintptr_t)63);
     const float *qh = c->q + h * (dn + dr);
     const int64_t row0 = h * (dn + dv);
 
-    /* The query in the latent space: W_UK^h^T q_nope, one dequantised row of W_UK at a time. */
+    /* The query in the latent space: W_UK^h^T q_nope, rows of W_UK dequantised a few at a time
+     * and summed into it in row order (an axpy per row, with qlat kept in registers). */
     memset(qlat, 0, (size_t)rkv * sizeof(float));
-    for (int64_t i = 0; i < dn; i++) {
-        c->k->dequant[c->dtype](c->kv_b + (size_t)(row0 + i) * c->row_bytes,
-                                r1_mla_scale_row(c, row0 + i), wrow, rkv);
-        c->k->axpy(qh[i], wrow, rkv, qlat);
+    for (int64_t i0 = 0; i0 < dn; i0 += uk_rows) {
+        const int64_t n = dn - i0 < uk_rows ? dn - i0 : uk_rows;
+        for (int64_t i = 0; i < n; i++)
+            c->k->dequant[c->dtype](c->kv_b + (size_t)(row0 + i0 + i) * c->row_bytes,
+                                    r1_mla_scale_row(c, row0 + i0 + i), wrows + i * rkv, rkv);
+        c->k->axpy_rows(qh + i0, wrows, rkv, n, rkv, qlat);
     }
     memcpy(qlat + rkv, qh + dn, (size_t)dr * sizeof(float));
 
@@ -71,8 +78,7 @@ static void r1_mla_head_task(void *ctx, int64_t h, int32_t worker)
         scores[j] = c->k->dot_f32(qlat, c->lat + j * dl, dl);
     r1_softmax__scaled(scores, n_keys, p->softmax_scale);
     memset(olat, 0, (size_t)rkv * sizeof(float));
-    for (int64_t j = 0; j < n_keys; j++)
-        c->k->axpy(scores[j], c->lat + j * dl, rkv, olat);
+    c->k->axpy_rows(scores, c->lat, dl, n_keys, rkv, olat);
 
     /* W_UV^h o_lat, with the kernels a matmul would use for this dtype (8-bit activations for
      * Q8_0/Q4_0 when that mode is on), so the result is what the product per head gave. */

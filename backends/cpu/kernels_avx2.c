@@ -89,6 +89,41 @@ static void r1_avx2_axpy(float alpha, const float *x, int64_t n, float *y)
         y[i] = fmaf(alpha, x[i], y[i]);
 }
 
+/* Four vectors of y at a time stay in registers over all the rows. */
+static void r1_avx2_axpy_rows(const float *alpha, const float *x, int64_t ld, int64_t n_rows,
+                              int64_t n, float *y)
+{
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m256 y0 = _mm256_loadu_ps(y + i), y1 = _mm256_loadu_ps(y + i + 8),
+               y2 = _mm256_loadu_ps(y + i + 16), y3 = _mm256_loadu_ps(y + i + 24);
+        for (int64_t r = 0; r < n_rows; r++) {
+            const __m256 a = _mm256_set1_ps(alpha[r]);
+            const float *xr = x + r * ld + i;
+            y0 = _mm256_fmadd_ps(a, _mm256_loadu_ps(xr), y0);
+            y1 = _mm256_fmadd_ps(a, _mm256_loadu_ps(xr + 8), y1);
+            y2 = _mm256_fmadd_ps(a, _mm256_loadu_ps(xr + 16), y2);
+            y3 = _mm256_fmadd_ps(a, _mm256_loadu_ps(xr + 24), y3);
+        }
+        _mm256_storeu_ps(y + i, y0);
+        _mm256_storeu_ps(y + i + 8, y1);
+        _mm256_storeu_ps(y + i + 16, y2);
+        _mm256_storeu_ps(y + i + 24, y3);
+    }
+    for (; i + 8 <= n; i += 8) {
+        __m256 y0 = _mm256_loadu_ps(y + i);
+        for (int64_t r = 0; r < n_rows; r++)
+            y0 = _mm256_fmadd_ps(_mm256_set1_ps(alpha[r]), _mm256_loadu_ps(x + r * ld + i), y0);
+        _mm256_storeu_ps(y + i, y0);
+    }
+    for (; i < n; i++) {
+        float acc = y[i];
+        for (int64_t r = 0; r < n_rows; r++)
+            acc = fmaf(alpha[r], x[r * ld + i], acc);
+        y[i] = acc;
+    }
+}
+
 static float r1_avx2_dot_f32(const float *a, const float *b, int64_t n)
 {
     return R1_DOT_PLAIN(r1_load8_f32, float, a, b, n);
@@ -579,6 +614,7 @@ static const r1_cpu_kernel_table r1_avx2_table = {
         },
     .dot_f32 = r1_avx2_dot_f32,
     .axpy = r1_avx2_axpy,
+    .axpy_rows = r1_avx2_axpy_rows,
     .quantize_x = r1_avx2_quantize_x,
     .dot_qx =
         {

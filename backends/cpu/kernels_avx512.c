@@ -94,6 +94,37 @@ static void r1_avx512_axpy(float alpha, const float *x, int64_t n, float *y)
     }
 }
 
+/* Four vectors of y at a time stay in registers over all the rows; the tail masked. */
+static void r1_avx512_axpy_rows(const float *alpha, const float *x, int64_t ld, int64_t n_rows,
+                                int64_t n, float *y)
+{
+    int64_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        __m512 y0 = _mm512_loadu_ps(y + i), y1 = _mm512_loadu_ps(y + i + 16),
+               y2 = _mm512_loadu_ps(y + i + 32), y3 = _mm512_loadu_ps(y + i + 48);
+        for (int64_t r = 0; r < n_rows; r++) {
+            const __m512 a = _mm512_set1_ps(alpha[r]);
+            const float *xr = x + r * ld + i;
+            y0 = _mm512_fmadd_ps(a, _mm512_loadu_ps(xr), y0);
+            y1 = _mm512_fmadd_ps(a, _mm512_loadu_ps(xr + 16), y1);
+            y2 = _mm512_fmadd_ps(a, _mm512_loadu_ps(xr + 32), y2);
+            y3 = _mm512_fmadd_ps(a, _mm512_loadu_ps(xr + 48), y3);
+        }
+        _mm512_storeu_ps(y + i, y0);
+        _mm512_storeu_ps(y + i + 16, y1);
+        _mm512_storeu_ps(y + i + 32, y2);
+        _mm512_storeu_ps(y + i + 48, y3);
+    }
+    for (; i < n; i += 16) {
+        const __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
+        __m512 y0 = _mm512_maskz_loadu_ps(m, y + i);
+        for (int64_t r = 0; r < n_rows; r++)
+            y0 = _mm512_fmadd_ps(_mm512_set1_ps(alpha[r]), _mm512_maskz_loadu_ps(m, x + r * ld + i),
+                                 y0);
+        _mm512_mask_storeu_ps(y + i, m, y0);
+    }
+}
+
 static float r1_avx512_row_f32(const void *row, const float *scale_row, const float *x, int64_t n)
 {
     (void)scale_row;
@@ -356,6 +387,7 @@ void r1_cpu__avx512vnni_r16_q4_0(const void *group, const r1_cpu_qx_block *x, in
             },                                                                                     \
         .dot_f32 = r1_avx512_dot_f32,                                                              \
         .axpy = r1_avx512_axpy,                                                                    \
+        .axpy_rows = r1_avx512_axpy_rows,                                                          \
         .quantize_x = r1_avx512_quantize_x,                                                        \
         .dot_qx =                                                                                  \
             {                                                                                      \

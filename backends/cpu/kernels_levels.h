@@ -47,6 +47,10 @@ typedef struct r1_cpu_kernel_table {
     float (*dot_f32)(const float *a, const float *b, int64_t n);
     /* y += alpha * x, one fused multiply-add per element where the level has one. */
     void (*axpy)(float alpha, const float *x, int64_t n, float *y);
+    /* y += alpha[r] * row r of x (n_rows rows of n, ld floats apart) for r in order: the same
+     * fused multiply-adds as n_rows axpy calls, with y loaded and stored once per element. */
+    void (*axpy_rows)(const float *alpha, const float *x, int64_t ld, int64_t n_rows, int64_t n,
+                      float *y);
     /* Q8_0 and Q4_0 only: the integer path on 8-bit activations (NULL for other dtypes). */
     r1_cpu_dot_qx_fn dot_qx[R1_DTYPE_COUNT];
     /* Q8_0 and Q4_0 only: the same on weights in the R16 layout. */

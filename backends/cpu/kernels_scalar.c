@@ -26,6 +26,17 @@ static void r1_scalar_axpy(float alpha, const float *x, int64_t n, float *y)
         y[i] = fmaf(alpha, x[i], y[i]);
 }
 
+static void r1_scalar_axpy_rows(const float *alpha, const float *x, int64_t ld, int64_t n_rows,
+                                int64_t n, float *y)
+{
+    for (int64_t i = 0; i < n; i++) {
+        float acc = y[i];
+        for (int64_t r = 0; r < n_rows; r++)
+            acc = fmaf(alpha[r], x[r * ld + i], acc);
+        y[i] = acc;
+    }
+}
+
 static float r1_scalar_row_f32(const void *row, const float *scale_row, const float *x, int64_t n)
 {
     (void)scale_row;
@@ -289,6 +300,7 @@ static const r1_cpu_kernel_table r1_scalar_table = {
         },
     .dot_f32 = r1_scalar_dot_f32,
     .axpy = r1_scalar_axpy,
+    .axpy_rows = r1_scalar_axpy_rows,
     .quantize_x = r1_cpu__quantize_x,
     .dot_qx =
         {
