@@ -2,9 +2,10 @@
  *
  * Decode used to issue two small products per head (the absorption into the latent space against
  * a float32 transposed copy of W_UK, and W_UV) plus the score and value products: about 35 pool
- * runs per layer, and 4 bytes per W_UK element read per token. Here each task is one head, from
- * the query to its output: W_UK and W_UV are read from kv_b_proj in the model's own dtype, the
- * latent cache is read by this head's scores and value sums, and the pool runs once. */
+ * runs per layer, and 4 bytes per W_UK element read per token. Here each task is a group of
+ * heads (one per thread), from the queries to their outputs: W_UK and W_UV are read from
+ * kv_b_proj in the model's own dtype, the latent cache is walked in blocks shared by the group's
+ * heads (read from memory once per pass and group, not once per head), and the pool runs once. */
 #include <math.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -16,8 +17,13 @@
 #include "kernels_levels.h"
 #include "softmax.h"
 
-/* Rows of W_UK dequantised per pass: 16 x 512 floats (32 KiB) stay in L1 while summed. */
-enum { R1_MLA_UK_ROWS = 16 };
+enum {
+    /* Rows of W_UK dequantised per pass: 16 x 512 floats (32 KiB) stay in L1 while summed. */
+    R1_MLA_UK_ROWS = 16,
+    /* Latent-cache rows per block: 128 x 576 floats (288 KiB) stay in L2 while a group of
+     * heads passes over them. */
+    R1_MLA_KEY_BLOCK = 128,
+};
 
 typedef struct r1_mla_ctx {
     const r1_cpu_kernel_table *k;
@@ -31,7 +37,8 @@ typedef struct r1_mla_ctx {
     size_t row_bytes;
     int32_t dtype;
     int32_t act_q8;
-    float *out; /* (H, dv) */
+    float *out;    /* (H, dv) */
+    int64_t group; /* heads per task */
     _Atomic int32_t failed;
 } r1_mla_ctx;
 
@@ -40,48 +47,35 @@ static const float *r1_mla_scale_row(const r1_mla_ctx *c, int64_t r)
     return c->kv_b_scale != NULL ? c->kv_b_scale + (r / R1_FP8_SCALE_BLOCK) * c->scale_cols : NULL;
 }
 
-static void r1_mla_head_task(void *ctx, int64_t h, int32_t worker)
+/* One head's query in the latent space, W_UK^h^T q_nope, then q_pe: rows of W_UK dequantised
+ * a few at a time into wrows and summed in row order (an axpy per row, with qlat kept in
+ * registers). */
+static void r1_mla_absorb(const r1_mla_ctx *c, int64_t h, float *wrows, float *qlat)
 {
-    r1_mla_ctx *c = ctx;
     const r1_op_mla_decode_params *p = c->p;
     const int64_t dn = p->qk_nope_dim, dr = p->qk_rope_dim, dv = p->v_dim, rkv = p->kv_lora_rank;
-    const int64_t dl = rkv + dr, n_keys = p->n_keys;
-    const int64_t n_blocks = rkv / R1_QBLOCK;
-    const int64_t uk_rows = dn < R1_MLA_UK_ROWS ? dn : R1_MLA_UK_ROWS;
-    size_t floats = (size_t)(dl + uk_rows * rkv + rkv + n_keys);
-    size_t bytes = floats * sizeof(float) + (size_t)n_blocks * sizeof(r1_cpu_qx_block) + 64;
-    float *qlat = r1_threadpool__scratch(c->pool, worker, bytes);
-    if (qlat == NULL) {
-        atomic_store(&c->failed, 1);
-        return;
-    }
-    float *wrows = qlat + dl, *olat = wrows + uk_rows * rkv, *scores = olat + rkv;
-    r1_cpu_qx_block *xq =
-        (r1_cpu_qx_block *)(void *)(((uintptr_t)(scores + n_keys) + 63) & ~(uintptr_t)63);
     const float *qh = c->q + h * (dn + dr);
     const int64_t row0 = h * (dn + dv);
-
-    /* The query in the latent space: W_UK^h^T q_nope, rows of W_UK dequantised a few at a time
-     * and summed into it in row order (an axpy per row, with qlat kept in registers). */
     memset(qlat, 0, (size_t)rkv * sizeof(float));
-    for (int64_t i0 = 0; i0 < dn; i0 += uk_rows) {
-        const int64_t n = dn - i0 < uk_rows ? dn - i0 : uk_rows;
+    for (int64_t i0 = 0; i0 < dn; i0 += R1_MLA_UK_ROWS) {
+        const int64_t n = dn - i0 < R1_MLA_UK_ROWS ? dn - i0 : R1_MLA_UK_ROWS;
         for (int64_t i = 0; i < n; i++)
             c->k->dequant[c->dtype](c->kv_b + (size_t)(row0 + i0 + i) * c->row_bytes,
                                     r1_mla_scale_row(c, row0 + i0 + i), wrows + i * rkv, rkv);
         c->k->axpy_rows(qh + i0, wrows, rkv, n, rkv, qlat);
     }
     memcpy(qlat + rkv, qh + dn, (size_t)dr * sizeof(float));
+}
 
-    /* Scores against every cached row, the softmax, then the value sum over the latents. */
-    for (int64_t j = 0; j < n_keys; j++)
-        scores[j] = c->k->dot_f32(qlat, c->lat + j * dl, dl);
-    r1_softmax__scaled(scores, n_keys, p->softmax_scale);
-    memset(olat, 0, (size_t)rkv * sizeof(float));
-    c->k->axpy_rows(scores, c->lat, dl, n_keys, rkv, olat);
-
-    /* W_UV^h o_lat, with the kernels a matmul would use for this dtype (8-bit activations for
-     * Q8_0/Q4_0 when that mode is on), so the result is what the product per head gave. */
+/* One head's output, W_UV^h o_lat, with the kernels a matmul would use for this dtype (8-bit
+ * activations for Q8_0/Q4_0 when that mode is on), so the result is what the product per head
+ * gave. */
+static void r1_mla_values_out(const r1_mla_ctx *c, int64_t h, const float *olat,
+                              r1_cpu_qx_block *xq)
+{
+    const r1_op_mla_decode_params *p = c->p;
+    const int64_t dn = p->qk_nope_dim, dv = p->v_dim, rkv = p->kv_lora_rank;
+    const int64_t n_blocks = rkv / R1_QBLOCK, row0 = h * (dn + dv);
     float *o = c->out + h * dv;
     const uint8_t *uv = c->kv_b + (size_t)(row0 + dn) * c->row_bytes;
     if (c->act_q8 && c->k->dot_qx[c->dtype] != NULL) {
@@ -96,6 +90,56 @@ static void r1_mla_head_task(void *ctx, int64_t h, int32_t worker)
             o[r] = c->k->dot[c->dtype](uv + (size_t)r * c->row_bytes,
                                        r1_mla_scale_row(c, row0 + dn + r), olat, rkv);
     }
+}
+
+/* A group of heads: the latent cache is walked in blocks of keys that stay in L2 while every
+ * head of the group uses them, once for the scores and once for the value sums, instead of once
+ * per head. Each head's arithmetic is the same whatever the grouping (scores one dot per key,
+ * value sums in key order), so the result does not depend on the thread count. */
+static void r1_mla_group_task(void *ctx, int64_t g, int32_t worker)
+{
+    r1_mla_ctx *c = ctx;
+    const r1_op_mla_decode_params *p = c->p;
+    const int64_t rkv = p->kv_lora_rank, dl = rkv + p->qk_rope_dim, n_keys = p->n_keys;
+    const int64_t h0 = g * c->group, nh = p->n_heads - h0 < c->group ? p->n_heads - h0 : c->group;
+    const int64_t per_head = dl + rkv + n_keys; /* qlat, olat, scores */
+    size_t floats = (size_t)(R1_MLA_UK_ROWS * rkv + nh * per_head);
+    size_t bytes =
+        floats * sizeof(float) + (size_t)(rkv / R1_QBLOCK) * sizeof(r1_cpu_qx_block) + 64;
+    float *wrows = r1_threadpool__scratch(c->pool, worker, bytes);
+    if (wrows == NULL) {
+        atomic_store(&c->failed, 1);
+        return;
+    }
+    float *heads = wrows + R1_MLA_UK_ROWS * rkv;
+    r1_cpu_qx_block *xq =
+        (r1_cpu_qx_block *)(void *)(((uintptr_t)(heads + nh * per_head) + 63) & ~(uintptr_t)63);
+    /* Head i of the group: its query in the latent space at heads + i * per_head, then its
+     * latent output (rkv), then its scores (n_keys). */
+    for (int64_t i = 0; i < nh; i++)
+        r1_mla_absorb(c, h0 + i, wrows, heads + i * per_head);
+    for (int64_t j0 = 0; j0 < n_keys; j0 += R1_MLA_KEY_BLOCK) {
+        const int64_t j1 = j0 + R1_MLA_KEY_BLOCK < n_keys ? j0 + R1_MLA_KEY_BLOCK : n_keys;
+        for (int64_t i = 0; i < nh; i++) {
+            const float *qlat = heads + i * per_head;
+            float *scores = heads + i * per_head + dl + rkv;
+            for (int64_t j = j0; j < j1; j++)
+                scores[j] = c->k->dot_f32(qlat, c->lat + j * dl, dl);
+        }
+    }
+    for (int64_t i = 0; i < nh; i++) {
+        r1_softmax__scaled(heads + i * per_head + dl + rkv, n_keys, p->softmax_scale);
+        memset(heads + i * per_head + dl, 0, (size_t)rkv * sizeof(float));
+    }
+    for (int64_t j0 = 0; j0 < n_keys; j0 += R1_MLA_KEY_BLOCK) {
+        const int64_t nb = n_keys - j0 < R1_MLA_KEY_BLOCK ? n_keys - j0 : R1_MLA_KEY_BLOCK;
+        for (int64_t i = 0; i < nh; i++) {
+            float *olat = heads + i * per_head + dl;
+            c->k->axpy_rows(olat + rkv + j0, c->lat + j0 * dl, dl, nb, rkv, olat);
+        }
+    }
+    for (int64_t i = 0; i < nh; i++)
+        r1_mla_values_out(c, h0 + i, heads + i * per_head + dl, xq);
 }
 
 r1_status r1_cpu__mla_decode(r1_threadpool *pool, const r1_op_mla_decode_params *p, const float *q,
@@ -129,7 +173,10 @@ r1_status r1_cpu__mla_decode(r1_threadpool *pool, const r1_op_mla_decode_params 
         .act_q8 = r1_cpu__act_q8_enabled() && rkv % R1_QBLOCK == 0,
         .out = out,
     };
-    r1_threadpool__run(pool, p->n_heads, r1_mla_head_task, &c);
+    /* One group of heads per thread: each reads the cache once per pass. */
+    const int64_t n_threads = r1_threadpool__size(pool) > 0 ? r1_threadpool__size(pool) : 1;
+    c.group = (p->n_heads + n_threads - 1) / n_threads;
+    r1_threadpool__run(pool, (p->n_heads + c.group - 1) / c.group, r1_mla_group_task, &c);
     if (atomic_load(&c.failed))
         return r1_error__set(R1_ERR_NO_MEMORY, "mla decode: cannot allocate a head's scratch");
     return R1_OK;
