@@ -459,20 +459,6 @@ static r1_status r1_mm(r1_forward *f, const r1_tensor *w, const float *x, int64_
 
 /* ---- attention ---------------------------------------------------------------------------- */
 
-/* A float32 matrix as a weight, so the backend multiplies by it like by any other. */
-static r1_tensor r1_f32_matrix(const float *data, int64_t rows, int64_t cols)
-{
-    r1_tensor t;
-    memset(&t, 0, sizeof t);
-    t.dtype = R1_DTYPE_F32;
-    t.n_dims = 2;
-    t.shape[0] = rows;
-    t.shape[1] = cols;
-    t.data = data;
-    t.nbytes = (size_t)(rows * cols) * sizeof(float);
-    return t;
-}
-
 /* Rows [r0, r0 + n) of a weight as a weight of its own; 0 when its block scales do not start
  * at r0 (FP8 scales cover 128 rows). */
 static int r1_row_view(const r1_tensor *w, int64_t r0, int64_t n, r1_tensor *out)
@@ -490,20 +476,6 @@ static int r1_row_view(const r1_tensor *w, int64_t r0, int64_t n, r1_tensor *out
     if (w->scale != NULL)
         out->scale = w->scale + (r0 / R1_FP8_SCALE_BLOCK) * w->scale_cols;
     return 1;
-}
-
-/* dst (cols, rows) = src (rows, cols with a row stride of ld)^T, in tiles that stay in cache. */
-static void r1_transpose(const float *src, int64_t rows, int64_t cols, int64_t ld, float *dst)
-{
-    enum { TILE = 32 };
-    for (int64_t r0 = 0; r0 < rows; r0 += TILE)
-        for (int64_t c0 = 0; c0 < cols; c0 += TILE) {
-            const int64_t r1 = r0 + TILE < rows ? r0 + TILE : rows;
-            const int64_t c1 = c0 + TILE < cols ? c0 + TILE : cols;
-            for (int64_t r = r0; r < r1; r++)
-                for (int64_t c = c0; c < c1; c++)
-                    dst[c * rows + r] = src[r * ld + c];
-        }
 }
 
 /* MLA in the weight-absorbed form (spec §2.6) for T new tokens at pos0...: caches the latent
@@ -615,7 +587,7 @@ static r1_status r1_attention(r1_forward *f, r1_forward_scratch *s, r1_kv_cache 
             memcpy(s->gq + t * dn, src, (size_t)dn * sizeof(float));
             memcpy(qh + t * dl + rkv, src + dn, (size_t)dr * sizeof(float));
         }
-        const r1_tensor uk = r1_f32_matrix(uk_t + h * rkv * dn, rkv, dn);
+        const r1_tensor uk = r1_tensor__f32_matrix(uk_t + h * rkv * dn, rkv, dn);
         st = w->uk_t != NULL ? r1_mm(f, &uk, s->gq, T, s->olat)
                              : r1_compute__matmul(f->compute, &uk, s->gq, T, s->olat);
         if (st != R1_OK)
@@ -632,9 +604,9 @@ static r1_status r1_attention(r1_forward *f, r1_forward_scratch *s, r1_kv_cache 
     for (int64_t t0 = 0; t0 < T; t0 += R1_ATTN_QUERY_BLOCK) {
         const int64_t nt = T - t0 < R1_ATTN_QUERY_BLOCK ? T - t0 : R1_ATTN_QUERY_BLOCK;
         const int64_t n_keys = pos0 + t0 + nt;
-        r1_transpose(lat, n_keys, rkv, dl, s->ckv_t);
-        const r1_tensor keys = r1_f32_matrix(lat, n_keys, dl);
-        const r1_tensor values_t = r1_f32_matrix(s->ckv_t, rkv, n_keys);
+        r1_tensor__transpose_f32(lat, n_keys, rkv, dl, s->ckv_t);
+        const r1_tensor keys = r1_tensor__f32_matrix(lat, n_keys, dl);
+        const r1_tensor values_t = r1_tensor__f32_matrix(s->ckv_t, rkv, n_keys);
         for (int64_t h0 = 0; h0 < H; h0 += group) {
             const int64_t nh = h0 + group <= H ? group : H - h0, rows = nh * nt;
             st = r1_compute__matmul(f->compute, &keys, qry + (h0 * T + t0) * dl, rows, s->scores);

@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dtype.h"
+
 enum { R1_MAX_DIMS = 4 };
 
 /* Shapes are in PyTorch order, outermost first: a Linear weight is (out_features, in_features),
@@ -33,6 +35,33 @@ static inline int64_t r1_tensor__rows(const r1_tensor *t)
     for (int32_t i = 0; i + 1 < t->n_dims; i++)
         r *= t->shape[i];
     return r;
+}
+
+/* A float32 matrix (rows, cols) as a weight, so a product multiplies by it like by any other
+ * (an activation used as a matrix: the latent cache, a transposed W_UK). */
+static inline r1_tensor r1_tensor__f32_matrix(const float *data, int64_t rows, int64_t cols)
+{
+    r1_tensor t = {.dtype = R1_DTYPE_F32,
+                   .n_dims = 2,
+                   .shape = {rows, cols},
+                   .data = data,
+                   .nbytes = (size_t)(rows * cols) * sizeof(float)};
+    return t;
+}
+
+/* dst (cols, rows) = src (rows, cols with a row stride of ld)^T, in tiles that stay in cache. */
+static inline void r1_tensor__transpose_f32(const float *src, int64_t rows, int64_t cols,
+                                            int64_t ld, float *dst)
+{
+    enum { TILE = 32 };
+    for (int64_t r0 = 0; r0 < rows; r0 += TILE)
+        for (int64_t c0 = 0; c0 < cols; c0 += TILE) {
+            const int64_t r1 = r0 + TILE < rows ? r0 + TILE : rows;
+            const int64_t c1 = c0 + TILE < cols ? c0 + TILE : cols;
+            for (int64_t r = r0; r < r1; r++)
+                for (int64_t c = c0; c < c1; c++)
+                    dst[c * rows + r] = src[r * ld + c];
+        }
 }
 
 #endif

@@ -18,19 +18,6 @@
  * only (lib/forward.c uses the same two numbers). */
 enum { R1_PREFILL_GROUP_ROWS = 64, R1_PREFILL_QUERY_BLOCK = 128 };
 
-static r1_tensor r1_f32_matrix(const float *data, int64_t rows, int64_t cols)
-{
-    r1_tensor t;
-    memset(&t, 0, sizeof t);
-    t.dtype = R1_DTYPE_F32;
-    t.n_dims = 2;
-    t.shape[0] = rows;
-    t.shape[1] = cols;
-    t.data = data;
-    t.nbytes = (size_t)(rows * cols) * sizeof(float);
-    return t;
-}
-
 static const float *r1_scale_row(const r1_tensor *w, int64_t r)
 {
     return w->scale ? w->scale + (r / R1_FP8_SCALE_BLOCK) * w->scale_cols : NULL;
@@ -42,20 +29,6 @@ static void r1_weight_row(const r1_tensor *w, int64_t r, float *out)
     const size_t rb = r1_dtype__row_bytes(w->dtype, cols);
     r1_dtype__dequantize_row(w->dtype, (const uint8_t *)w->data + (size_t)r * rb,
                              r1_scale_row(w, r), out, cols);
-}
-
-/* dst (cols, rows) = src (rows, cols with a row stride of ld)^T, in tiles that stay in cache. */
-static void r1_transpose(const float *src, int64_t rows, int64_t cols, int64_t ld, float *dst)
-{
-    enum { TILE = 32 };
-    for (int64_t r0 = 0; r0 < rows; r0 += TILE)
-        for (int64_t c0 = 0; c0 < cols; c0 += TILE) {
-            const int64_t r1 = r0 + TILE < rows ? r0 + TILE : rows;
-            const int64_t c1 = c0 + TILE < cols ? c0 + TILE : cols;
-            for (int64_t r = r0; r < r1; r++)
-                for (int64_t c = c0; c < c1; c++)
-                    dst[c * rows + r] = src[r * ld + c];
-        }
 }
 
 /* Working memory of one call, in floats. */
@@ -88,7 +61,7 @@ static r1_status r1_prefill_queries(r1_threadpool *pool, const r1_op_mla_prefill
             memcpy(s->gq + t * dn, src, (size_t)dn * sizeof(float));
             memcpy(qh + t * dl + rkv, src + dn, (size_t)dr * sizeof(float));
         }
-        const r1_tensor uk = r1_f32_matrix(s->uk, rkv, dn);
+        const r1_tensor uk = r1_tensor__f32_matrix(s->uk, rkv, dn);
         r1_status st = r1_cpu__matmul(pool, &uk, s->gq, T, s->olat);
         if (st != R1_OK)
             return st;
@@ -111,9 +84,9 @@ static r1_status r1_prefill_attend(r1_threadpool *pool, const r1_op_mla_prefill_
     for (int64_t t0 = 0; t0 < T; t0 += R1_PREFILL_QUERY_BLOCK) {
         const int64_t nt = T - t0 < R1_PREFILL_QUERY_BLOCK ? T - t0 : R1_PREFILL_QUERY_BLOCK;
         const int64_t n_keys = p->pos0 + t0 + nt;
-        r1_transpose(lat, n_keys, rkv, dl, s->ckv_t);
-        const r1_tensor keys = r1_f32_matrix(lat, n_keys, dl);
-        const r1_tensor values_t = r1_f32_matrix(s->ckv_t, rkv, n_keys);
+        r1_tensor__transpose_f32(lat, n_keys, rkv, dl, s->ckv_t);
+        const r1_tensor keys = r1_tensor__f32_matrix(lat, n_keys, dl);
+        const r1_tensor values_t = r1_tensor__f32_matrix(s->ckv_t, rkv, n_keys);
         for (int64_t h0 = 0; h0 < H; h0 += group) {
             const int64_t nh = h0 + group <= H ? group : H - h0, rows = nh * nt;
             r1_status st = r1_cpu__matmul(pool, &keys, s->qry + (h0 * T + t0) * dl, rows, s->score);
