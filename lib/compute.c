@@ -381,6 +381,24 @@ static r1_status r1_place_weight(r1_compute *c, const r1_tensor *w, size_t scale
 /* The product on a device without host access: the weight placed by r1_place_weight, the
  * activations through scratch buffers. *fallback is set (and R1_OK returned) when the device
  * has no room for it, so the caller runs it on the CPU. */
+/* Queues op, then the download of its result (n bytes of dst_buf into host), submits, marks
+ * the pinned expert (layer >= 0) used by that submission and waits for it. Under d->mu. */
+static r1_status r1_device_run_fetch(r1_compute *c, const r1_op *op, void *host, r1_buf *dst_buf,
+                                     size_t n, int64_t layer, int64_t expert)
+{
+    uint64_t seq = 0;
+    r1_status st = c->ops->run(c->dev, op);
+    if (st == R1_OK)
+        st = c->ops->download(c->dev, host, dst_buf, 0, n);
+    if (st == R1_OK)
+        st = c->ops->submit(c->dev, &seq);
+    if (st == R1_OK && layer >= 0)
+        r1_device_expert_cache__used(c->device->experts, layer, expert, seq);
+    if (st == R1_OK)
+        st = c->ops->wait(c->dev, seq);
+    return st;
+}
+
 static r1_status r1_matmul_on_device(r1_compute *c, r1_op *op, const r1_tensor *w, const float *x,
                                      float *y, int32_t *fallback)
 {
@@ -410,7 +428,6 @@ static r1_status r1_matmul_on_device(r1_compute *c, r1_op *op, const r1_tensor *
         *fallback = 1;
         return R1_OK;
     }
-    uint64_t seq = 0;
     if (st == R1_OK) {
         op->src[0].buf = d->x;
         op->src[1] = wd;
@@ -418,15 +435,7 @@ static r1_status r1_matmul_on_device(r1_compute *c, r1_op *op, const r1_tensor *
         st = c->ops->upload(c->dev, d->x, 0, x, x_bytes);
     }
     if (st == R1_OK)
-        st = c->ops->run(c->dev, op);
-    if (st == R1_OK)
-        st = c->ops->download(c->dev, y, d->y, 0, y_bytes);
-    if (st == R1_OK)
-        st = c->ops->submit(c->dev, &seq);
-    if (st == R1_OK && layer >= 0)
-        r1_device_expert_cache__used(d->experts, layer, expert, seq);
-    if (st == R1_OK)
-        st = c->ops->wait(c->dev, seq);
+        st = r1_device_run_fetch(c, op, y, d->y, y_bytes, layer, expert);
     if (st == R1_OK)
         d->device_products++;
     pthread_mutex_unlock(&d->mu);
@@ -708,17 +717,9 @@ static r1_status r1_op_on_device(r1_compute *c, r1_host_op *h, int32_t *fallback
         if (st == R1_OK && h->latent != NULL && i == h->latent_src + 1)
             d->latent_upload_bytes += h->bytes[i];
     }
-    uint64_t seq = 0;
     if (st == R1_OK)
-        st = c->ops->run(c->dev, op);
-    if (st == R1_OK)
-        st = c->ops->download(c->dev, (void *)(uintptr_t)h->host[0], d->op_buf[0], 0, h->bytes[0]);
-    if (st == R1_OK)
-        st = c->ops->submit(c->dev, &seq);
-    if (st == R1_OK && layer >= 0)
-        r1_device_expert_cache__used(d->experts, layer, expert, seq);
-    if (st == R1_OK)
-        st = c->ops->wait(c->dev, seq);
+        st = r1_device_run_fetch(c, op, (void *)(uintptr_t)h->host[0], d->op_buf[0], h->bytes[0],
+                                 layer, expert);
     if (st == R1_OK)
         d->device_ops++;
     else if (h->latent != NULL && resident[h->latent_src + 1]) {
