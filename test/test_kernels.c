@@ -574,7 +574,9 @@ START_TEST(test_kernels_r16_levels_agree)
                 if (tables[t] == NULL)
                     continue;
                 ck_assert_ptr_nonnull(tables[t]->dot_r16[dt]);
-                tables[t]->dot_r16[dt](packed, xq, nb, out[t]);
+                const void *group[1] = {packed};
+                float *dst[1] = {out[t]};
+                tables[t]->dot_r16[dt](group, 1, xq, nb, dst);
                 for (int r = 0; r < 16; r++)
                     ck_assert_msg(fabs(out[t][r] - ref[r]) <= 1e-5 * mag[r] + 1e-30,
                                   "%s table %d blocks %lld row %d: %.9g vs %.9g",
@@ -590,6 +592,70 @@ START_TEST(test_kernels_r16_levels_agree)
             free(x);
             free(w);
             free(packed);
+        }
+}
+END_TEST
+
+/* The R16 kernels on several groups at once (the streaming form decode uses): every group's
+ * 16 sums are the bits that group gives alone, at every level and for every group count, with
+ * block counts that leave each tail of the four-block loop. */
+START_TEST(test_kernels_r16_streams_match_single_groups)
+{
+    const int64_t block_counts[] = {1, 2, 3, 4, 7, 64};
+    const r1_cpu_kernel_table *tables[4];
+    level_tables(tables);
+    for (int32_t dt = R1_DTYPE_Q8_0; dt <= R1_DTYPE_Q4_0; dt++)
+        for (size_t bc = 0; bc < sizeof block_counts / sizeof block_counts[0]; bc++) {
+            const int64_t nb = block_counts[bc], cols = nb * 32, rows = 16 * R1_CPU_R16_STREAMS;
+            const size_t rb = r1_dtype__row_bytes(dt, cols), gb = rb * 16;
+            uint8_t *w = malloc(rb * (size_t)rows), *packed = malloc(rb * (size_t)rows);
+            float *src = malloc(sizeof(float) * (size_t)cols),
+                  *x = malloc(sizeof(float) * (size_t)cols);
+            r1_cpu_qx_block *xq = malloc(sizeof *xq * (size_t)nb);
+            ck_assert(w != NULL && packed != NULL && src != NULL && x != NULL && xq != NULL);
+            rng_state = 4242 + (uint64_t)(dt * 100 + (int)bc);
+            for (int64_t c = 0; c < cols; c++)
+                x[c] = rng_f();
+            for (int64_t r = 0; r < rows; r++) {
+                for (int64_t c = 0; c < cols; c++)
+                    src[c] = rng_f() * (float)(1 + r % 5);
+                if (dt == R1_DTYPE_Q8_0)
+                    r1_quantize__q8_0(src, (r1_block_q8_0 *)(void *)(w + rb * (size_t)r), cols);
+                else
+                    r1_quantize__q4_0(src, (r1_block_q4_0 *)(void *)(w + rb * (size_t)r), cols);
+            }
+            r1_layout__to_r16(dt, w, rows, cols, packed);
+            r1_cpu__quantize_x(x, xq, cols);
+            float alone[R1_CPU_R16_STREAMS][16], together[R1_CPU_R16_STREAMS][16];
+            for (int t = 0; t < 4; t++) {
+                if (tables[t] == NULL)
+                    continue;
+                for (int g = 0; g < R1_CPU_R16_STREAMS; g++) {
+                    const void *one[1] = {packed + gb * (size_t)g};
+                    float *dst[1] = {alone[g]};
+                    tables[t]->dot_r16[dt](one, 1, xq, nb, dst);
+                }
+                for (int32_t n = 1; n <= R1_CPU_R16_STREAMS; n++) {
+                    /* the groups in reverse order: a set need not be ascending in memory */
+                    const void *set[R1_CPU_R16_STREAMS];
+                    float *dst[R1_CPU_R16_STREAMS];
+                    for (int32_t g = 0; g < n; g++) {
+                        set[g] = packed + gb * (size_t)(n - 1 - g);
+                        dst[g] = together[n - 1 - g];
+                    }
+                    memset(together, 0xff, sizeof together);
+                    tables[t]->dot_r16[dt](set, n, xq, nb, dst);
+                    for (int32_t g = 0; g < n; g++)
+                        ck_assert_msg(memcmp(together[g], alone[g], sizeof alone[g]) == 0,
+                                      "%s table %d blocks %lld: group %d of %d differs from alone",
+                                      r1_dtype__traits(dt)->name, t, (long long)nb, (int)g, (int)n);
+                }
+            }
+            free(xq);
+            free(x);
+            free(src);
+            free(packed);
+            free(w);
         }
 }
 END_TEST
@@ -1002,6 +1068,7 @@ static Suite *kernels_suite(void)
     tcase_add_test(mm, test_kernels_qx_levels_agree);
     tcase_add_test(mm, test_kernels_r16_layout_roundtrip);
     tcase_add_test(mm, test_kernels_r16_levels_agree);
+    tcase_add_test(mm, test_kernels_r16_streams_match_single_groups);
     tcase_add_test(mm, test_kernels_force_level_selects_table);
     tcase_add_test(mm, test_kernels_dequant_tables_match_dtype_c);
     tcase_add_test(mm, test_kernels_matmul_rejects_bad_arguments);

@@ -30,6 +30,9 @@ enum {
      * element's sgemm call (and its arithmetic) is the same for any thread count. */
     R1_MM_PANEL_ROWS = 64,
     R1_MM_BLAS_MIN_TOKENS = 4,
+    /* Up to this many tokens an R16 product reads its weights as parallel streams (decode);
+     * above it the arithmetic per weight byte, not the memory, sets the pace. */
+    R1_MM_STREAM_MAX_TOKENS = 4,
 };
 
 const r1_cpu_kernel_table *r1_cpu__kernels_active(void)
@@ -164,6 +167,34 @@ static void r1_mm_rows_task(void *ctx, int64_t task, int32_t worker)
 
 enum { R1_MM_QX_ROW_GROUP = 16 }; /* rows kept in L1/L2 while every token passes over them */
 
+/* Groups [g0, g0 + n) of an R16 weight. With few tokens the product is bound by how fast the
+ * weights stream in, so the range is cut into R1_CPU_R16_STREAMS equal runs read side by side
+ * (kernels_levels.h); with more, each group is reused from L1 by every token in turn. */
+static void r1_mm_r16_range(const r1_mm_ctx *c, int64_t g0, int64_t n)
+{
+    const r1_cpu_dot_r16_fn dot16 = c->k->dot_r16[c->dtype];
+    const int64_t n_blocks = c->cols / R1_QBLOCK;
+    const int64_t streams = c->n_tokens <= R1_MM_STREAM_MAX_TOKENS ? R1_CPU_R16_STREAMS : 1;
+    const int64_t run = n / streams;
+    const void *groups[R1_CPU_R16_STREAMS];
+    float *out[R1_CPU_R16_STREAMS];
+    for (int64_t i = 0; i < run; i++)
+        for (int64_t t = 0; t < c->n_tokens; t++) {
+            for (int64_t k = 0; k < streams; k++) {
+                const int64_t g = g0 + k * run + i;
+                groups[k] = c->w + (size_t)g * c->group_bytes;
+                out[k] = c->y + t * c->rows + g * R1_R16_ROWS;
+            }
+            dot16(groups, (int32_t)streams, c->xq + t * n_blocks, n_blocks, out);
+        }
+    for (int64_t g = g0 + streams * run; g < g0 + n; g++) /* fewer than `streams` left */
+        for (int64_t t = 0; t < c->n_tokens; t++) {
+            groups[0] = c->w + (size_t)g * c->group_bytes;
+            out[0] = c->y + t * c->rows + g * R1_R16_ROWS;
+            dot16(groups, 1, c->xq + t * n_blocks, n_blocks, out);
+        }
+}
+
 /* The integer path: the task's rows in groups that every token reuses from cache. */
 static void r1_mm_rows_qx_task(void *ctx, int64_t task, int32_t worker)
 {
@@ -173,13 +204,7 @@ static void r1_mm_rows_qx_task(void *ctx, int64_t task, int32_t worker)
     int64_t r1 = r0 + c->rows_per_task < c->rows ? r0 + c->rows_per_task : c->rows;
     int64_t n_blocks = c->cols / R1_QBLOCK;
     if (c->layout == R1_LAYOUT_R16) {
-        /* A group of 16 interleaved rows is the kernel's unit; every token reuses it from
-         * cache. */
-        r1_cpu_dot_r16_fn dot16 = c->k->dot_r16[c->dtype];
-        for (int64_t g = r0; g < r1; g += R1_R16_ROWS)
-            for (int64_t t = 0; t < c->n_tokens; t++)
-                dot16(c->w + (size_t)(g / R1_R16_ROWS) * c->group_bytes, c->xq + t * n_blocks,
-                      n_blocks, c->y + t * c->rows + g);
+        r1_mm_r16_range(c, r0 / R1_R16_ROWS, (r1 - r0) / R1_R16_ROWS);
         return;
     }
     r1_cpu_dot_qx_fn dot = c->k->dot_qx[c->dtype];

@@ -438,16 +438,18 @@ static inline __attribute__((always_inline)) void r1_avx2_r16(int32_t is_q4_0, c
                                                     _mm256_add_ps(acc[h][2], acc[h][3])));
 }
 
-static void r1_avx2_r16_q8_0(const void *group, const r1_cpu_qx_block *x, int64_t n_blocks,
-                             float *out)
+static void r1_avx2_r16_q8_0(const void *const *groups, int32_t n_groups, const r1_cpu_qx_block *x,
+                             int64_t n_blocks, float *const *out)
 {
-    r1_avx2_r16(0, group, x, n_blocks, out);
+    for (int32_t g = 0; g < n_groups; g++)
+        r1_avx2_r16(0, groups[g], x, n_blocks, out[g]);
 }
 
-static void r1_avx2_r16_q4_0(const void *group, const r1_cpu_qx_block *x, int64_t n_blocks,
-                             float *out)
+static void r1_avx2_r16_q4_0(const void *const *groups, int32_t n_groups, const r1_cpu_qx_block *x,
+                             int64_t n_blocks, float *const *out)
 {
-    r1_avx2_r16(1, group, x, n_blocks, out);
+    for (int32_t g = 0; g < n_groups; g++)
+        r1_avx2_r16(1, groups[g], x, n_blocks, out[g]);
 }
 
 /* Eight signed bytes (four elements of rows r and r + 1) times the rows' scales (d8 holds rows

@@ -332,16 +332,16 @@ static void r1_avx512_qx_q4_0(const void *rows, size_t row_bytes, int32_t n_rows
     r1_qx_rows(1, rows, row_bytes, n_rows, x, n_blocks, out);
 }
 
-static void r1_avx512_r16_q8_0(const void *group, const r1_cpu_qx_block *x, int64_t n_blocks,
-                               float *out)
+static void r1_avx512_r16_q8_0(const void *const *groups, int32_t n_groups,
+                               const r1_cpu_qx_block *x, int64_t n_blocks, float *const *out)
 {
-    r1_r16_rows(0, group, x, n_blocks, out);
+    r1_r16_groups(0, groups, n_groups, x, n_blocks, out);
 }
 
-static void r1_avx512_r16_q4_0(const void *group, const r1_cpu_qx_block *x, int64_t n_blocks,
-                               float *out)
+static void r1_avx512_r16_q4_0(const void *const *groups, int32_t n_groups,
+                               const r1_cpu_qx_block *x, int64_t n_blocks, float *const *out)
 {
-    r1_r16_rows(1, group, x, n_blocks, out);
+    r1_r16_groups(1, groups, n_groups, x, n_blocks, out);
 }
 
 static void r1_avx512_dequant_r16_q8_0(const void *group, int64_t cols, float *out)
@@ -359,10 +359,10 @@ void r1_cpu__avx512vnni_qx_q8_0(const void *rows, size_t row_bytes, int32_t n_ro
                                 const r1_cpu_qx_block *x, int64_t n_blocks, float *out);
 void r1_cpu__avx512vnni_qx_q4_0(const void *rows, size_t row_bytes, int32_t n_rows,
                                 const r1_cpu_qx_block *x, int64_t n_blocks, float *out);
-void r1_cpu__avx512vnni_r16_q8_0(const void *group, const r1_cpu_qx_block *x, int64_t n_blocks,
-                                 float *out);
-void r1_cpu__avx512vnni_r16_q4_0(const void *group, const r1_cpu_qx_block *x, int64_t n_blocks,
-                                 float *out);
+void r1_cpu__avx512vnni_r16_q8_0(const void *const *groups, int32_t n_groups,
+                                 const r1_cpu_qx_block *x, int64_t n_blocks, float *const *out);
+void r1_cpu__avx512vnni_r16_q4_0(const void *const *groups, int32_t n_groups,
+                                 const r1_cpu_qx_block *x, int64_t n_blocks, float *const *out);
 
 #define R1_AVX512_TABLE(table_name, qx_q8_0, qx_q4_0, r16_q8_0, r16_q4_0)                          \
     static const r1_cpu_kernel_table table_name = {                                                \

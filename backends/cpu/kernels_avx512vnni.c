@@ -20,19 +20,19 @@ void r1_cpu__avx512vnni_qx_q4_0(const void *rows, size_t row_bytes, int32_t n_ro
     r1_qx_rows(1, rows, row_bytes, n_rows, x, n_blocks, out);
 }
 
-void r1_cpu__avx512vnni_r16_q8_0(const void *group, const r1_cpu_qx_block *x, int64_t n_blocks,
-                                 float *out);
-void r1_cpu__avx512vnni_r16_q4_0(const void *group, const r1_cpu_qx_block *x, int64_t n_blocks,
-                                 float *out);
+void r1_cpu__avx512vnni_r16_q8_0(const void *const *groups, int32_t n_groups,
+                                 const r1_cpu_qx_block *x, int64_t n_blocks, float *const *out);
+void r1_cpu__avx512vnni_r16_q4_0(const void *const *groups, int32_t n_groups,
+                                 const r1_cpu_qx_block *x, int64_t n_blocks, float *const *out);
 
-void r1_cpu__avx512vnni_r16_q8_0(const void *group, const r1_cpu_qx_block *x, int64_t n_blocks,
-                                 float *out)
+void r1_cpu__avx512vnni_r16_q8_0(const void *const *groups, int32_t n_groups,
+                                 const r1_cpu_qx_block *x, int64_t n_blocks, float *const *out)
 {
-    r1_r16_rows(0, group, x, n_blocks, out);
+    r1_r16_groups(0, groups, n_groups, x, n_blocks, out);
 }
 
-void r1_cpu__avx512vnni_r16_q4_0(const void *group, const r1_cpu_qx_block *x, int64_t n_blocks,
-                                 float *out)
+void r1_cpu__avx512vnni_r16_q4_0(const void *const *groups, int32_t n_groups,
+                                 const r1_cpu_qx_block *x, int64_t n_blocks, float *const *out)
 {
-    r1_r16_rows(1, group, x, n_blocks, out);
+    r1_r16_groups(1, groups, n_groups, x, n_blocks, out);
 }

@@ -28,13 +28,16 @@ enum { R1_CPU_QX_MAX_ROWS = 4 };
 typedef void (*r1_cpu_dot_qx_fn)(const void *rows, size_t row_bytes, int32_t n_rows,
                                  const r1_cpu_qx_block *x, int64_t n_blocks, float *out);
 
-/* The dot products of the 16 rows of one R16 group (lib/weight_layout.h) with a quantised
- * activation of n_blocks blocks, into out[0..15]. Every level computes each row the same way:
+/* The dot products of the 16 rows of each of n_groups (1..R1_CPU_R16_STREAMS) R16 groups
+ * (lib/weight_layout.h), groups[i] into out[i][0..15], with one quantised activation of
+ * n_blocks blocks. A level may read the groups side by side (more streams from memory at once);
+ * each group's result is what it would be alone. Every level computes each row the same way:
  * the block's exact integer sum (with Q8_0's +128 and Q4_0's -8 offsets undone through
- * x->sum), then acc = fma(float(sum), d_w * d_x, acc) block after block, acc starting at 0;
- * so all levels agree bit for bit. */
-typedef void (*r1_cpu_dot_r16_fn)(const void *group, const r1_cpu_qx_block *x, int64_t n_blocks,
-                                  float *out);
+ * x->sum), then acc[b % 4] = fma(float(sum), d_w * d_x, acc[b % 4]) block after block, the
+ * four starting at 0 and summed (0 + 1) + (2 + 3); so all levels agree bit for bit. */
+enum { R1_CPU_R16_STREAMS = 4 };
+typedef void (*r1_cpu_dot_r16_fn)(const void *const *groups, int32_t n_groups,
+                                  const r1_cpu_qx_block *x, int64_t n_blocks, float *const *out);
 
 /* The 16 rows of one R16 group dequantised to float (16 x cols, row-major): exactly the
  * values of r1_layout__r16_dequant_group(), which is the scalar level's. */

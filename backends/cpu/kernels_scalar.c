@@ -225,16 +225,18 @@ static void r1_scalar_r16(int32_t dt, const void *group, const r1_cpu_qx_block *
         out[r] = (acc[r][0] + acc[r][1]) + (acc[r][2] + acc[r][3]);
 }
 
-static void r1_scalar_r16_q8_0(const void *group, const r1_cpu_qx_block *x, int64_t n_blocks,
-                               float *out)
+static void r1_scalar_r16_q8_0(const void *const *groups, int32_t n_groups,
+                               const r1_cpu_qx_block *x, int64_t n_blocks, float *const *out)
 {
-    r1_scalar_r16(R1_DTYPE_Q8_0, group, x, n_blocks, out);
+    for (int32_t g = 0; g < n_groups; g++)
+        r1_scalar_r16(R1_DTYPE_Q8_0, groups[g], x, n_blocks, out[g]);
 }
 
-static void r1_scalar_r16_q4_0(const void *group, const r1_cpu_qx_block *x, int64_t n_blocks,
-                               float *out)
+static void r1_scalar_r16_q4_0(const void *const *groups, int32_t n_groups,
+                               const r1_cpu_qx_block *x, int64_t n_blocks, float *const *out)
 {
-    r1_scalar_r16(R1_DTYPE_Q4_0, group, x, n_blocks, out);
+    for (int32_t g = 0; g < n_groups; g++)
+        r1_scalar_r16(R1_DTYPE_Q4_0, groups[g], x, n_blocks, out[g]);
 }
 
 static void r1_scalar_dequant_r16_q8_0(const void *group, int64_t cols, float *out)
