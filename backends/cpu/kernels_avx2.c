@@ -409,47 +409,66 @@ static inline __m256i r1_avx2_r16_block(int32_t is_q4_0, const uint8_t *w,
     return s;
 }
 
-static inline __attribute__((always_inline)) void r1_avx2_r16(int32_t is_q4_0, const void *group,
-                                                              const r1_cpu_qx_block *x,
-                                                              int64_t n_blocks, float *out)
+/* n_groups (1 or R1_CPU_R16_STREAMS, a constant once inlined) groups side by side, block b of
+ * each before block b + 1 of any: more streams from memory at once, as the AVX-512 kernel reads
+ * them (kernels_qx_avx512.h); each group's arithmetic is the same whatever n_groups. */
+static inline __attribute__((always_inline)) void
+r1_avx2_r16_set(int32_t is_q4_0, const void *const *groups, int32_t n_groups,
+                const r1_cpu_qx_block *x, int64_t n_blocks, float *const *out)
 {
-    const uint16_t *scales = group;
-    const uint8_t *w = (const uint8_t *)group + (size_t)n_blocks * 16 * 2;
-    const size_t wb = is_q4_0 ? 256 : 512;
-    __m256 acc[2][4];
-    for (int h = 0; h < 2; h++)
-        for (int k = 0; k < 4; k++)
-            acc[h][k] = _mm256_setzero_ps();
+    const size_t wb = is_q4_0 ? 256 : 512, ahead = n_groups > 1 ? 2048 : 4096;
+    __m256 acc[R1_CPU_R16_STREAMS][2][4];
+    for (int32_t g = 0; g < n_groups; g++)
+        for (int h = 0; h < 2; h++)
+            for (int k = 0; k < 4; k++)
+                acc[g][h][k] = _mm256_setzero_ps();
     for (int64_t b = 0; b < n_blocks; b++) {
-        const uint8_t *wblock = w + (size_t)b * wb;
-        for (size_t line = 0; line < wb; line += 64)
-            _mm_prefetch((const char *)wblock + 4096 + line, _MM_HINT_T0);
         const __m256 xd = _mm256_set1_ps(x[b].d);
-        for (int h = 0; h < 2; h++) {
-            __m256i s = r1_avx2_r16_block(is_q4_0, wblock + 32 * h, x + b);
-            __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(
-                                         (const __m128i *)(const void *)(scales + b * 16 + 8 * h))),
-                                     xd);
-            acc[h][b & 3] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), d, acc[h][b & 3]);
+        for (int32_t g = 0; g < n_groups; g++) {
+            const uint16_t *scales = groups[g];
+            const uint8_t *wblock =
+                (const uint8_t *)groups[g] + (size_t)n_blocks * 16 * 2 + (size_t)b * wb;
+            for (size_t line = 0; line < wb; line += 64)
+                _mm_prefetch((const char *)wblock + ahead + line, _MM_HINT_T0);
+            for (int h = 0; h < 2; h++) {
+                __m256i s = r1_avx2_r16_block(is_q4_0, wblock + 32 * h, x + b);
+                __m256 d =
+                    _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(
+                                      (const __m128i *)(const void *)(scales + b * 16 + 8 * h))),
+                                  xd);
+                acc[g][h][b & 3] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), d, acc[g][h][b & 3]);
+            }
         }
     }
-    for (int h = 0; h < 2; h++)
-        _mm256_storeu_ps(out + 8 * h, _mm256_add_ps(_mm256_add_ps(acc[h][0], acc[h][1]),
-                                                    _mm256_add_ps(acc[h][2], acc[h][3])));
+    for (int32_t g = 0; g < n_groups; g++)
+        for (int h = 0; h < 2; h++)
+            _mm256_storeu_ps(out[g] + 8 * h,
+                             _mm256_add_ps(_mm256_add_ps(acc[g][h][0], acc[g][h][1]),
+                                           _mm256_add_ps(acc[g][h][2], acc[g][h][3])));
+}
+
+static inline __attribute__((always_inline)) void
+r1_avx2_r16(int32_t is_q4_0, const void *const *groups, int32_t n_groups, const r1_cpu_qx_block *x,
+            int64_t n_blocks, float *const *out)
+{
+    if (n_groups == R1_CPU_R16_STREAMS) {
+        r1_avx2_r16_set(is_q4_0, groups, R1_CPU_R16_STREAMS, x, n_blocks, out);
+        return;
+    }
+    for (int32_t g = 0; g < n_groups; g++)
+        r1_avx2_r16_set(is_q4_0, groups + g, 1, x, n_blocks, out + g);
 }
 
 static void r1_avx2_r16_q8_0(const void *const *groups, int32_t n_groups, const r1_cpu_qx_block *x,
                              int64_t n_blocks, float *const *out)
 {
-    for (int32_t g = 0; g < n_groups; g++)
-        r1_avx2_r16(0, groups[g], x, n_blocks, out[g]);
+    r1_avx2_r16(0, groups, n_groups, x, n_blocks, out);
 }
 
 static void r1_avx2_r16_q4_0(const void *const *groups, int32_t n_groups, const r1_cpu_qx_block *x,
                              int64_t n_blocks, float *const *out)
 {
-    for (int32_t g = 0; g < n_groups; g++)
-        r1_avx2_r16(1, groups[g], x, n_blocks, out[g]);
+    r1_avx2_r16(1, groups, n_groups, x, n_blocks, out);
 }
 
 /* Eight signed bytes (four elements of rows r and r + 1) times the rows' scales (d8 holds rows
