@@ -816,9 +816,11 @@ END_TEST
  * in test_forward.c), serially and on the pool. */
 START_TEST(test_kernels_mla_decode_matches_double)
 {
-    const int32_t dt = _i;
-    /* More keys than one of the op's key blocks (128), and a last block part full. */
-    enum { H = 3, DN = 32, DR = 16, DV = 32, RKV = 64, NK = 300, DL = RKV + DR };
+    const int32_t dt = _i / 2;
+    /* More keys than one of the op's key blocks (128), and a last block part full; then more
+     * than R1_MLA_SPLIT_KEYS (1024), which takes the split-key path. */
+    enum { H = 3, DN = 32, DR = 16, DV = 32, RKV = 64, NK_MAX = 1300, DL = RKV + DR };
+    const int NK = _i % 2 ? NK_MAX : 300;
     const r1_op_mla_decode_params p = {.n_heads = H,
                                        .qk_nope_dim = DN,
                                        .qk_rope_dim = DR,
@@ -829,7 +831,7 @@ START_TEST(test_kernels_mla_decode_matches_double)
     rng_state = 777 + (uint32_t)dt;
     test_weight kv_b;
     weight_make(&kv_b, dt, H * (DN + DV), RKV);
-    static float lat[NK * DL];
+    static float lat[NK_MAX * DL];
     float q[H * (DN + DR)], got[H * DV], serial[H * DV];
     for (int i = 0; i < H * (DN + DR); i++)
         q[i] = rng_f();
@@ -838,7 +840,7 @@ START_TEST(test_kernels_mla_decode_matches_double)
     double want[H * DV], mx = 0;
     for (int h = 0; h < H; h++) {
         const double *wk = kv_b.deq + (size_t)h * (DN + DV) * RKV;
-        double qlat[RKV] = {0}, sc[NK], olat[RKV] = {0}, m = -INFINITY, z = 0;
+        double qlat[RKV] = {0}, sc[NK_MAX], olat[RKV] = {0}, m = -INFINITY, z = 0;
         for (int i = 0; i < DN; i++)
             for (int r = 0; r < RKV; r++)
                 qlat[r] += wk[i * RKV + r] * q[h * (DN + DR) + i];
@@ -870,9 +872,11 @@ START_TEST(test_kernels_mla_decode_matches_double)
         memset(got, 0, sizeof got);
         ck_assert_int_eq(r1_cpu__mla_decode(pools[k], &p, q, lat, &kv_b.t, got), R1_OK);
         for (int i = 0; i < H * DV; i++)
-            ck_assert_msg(fabs(got[i] - want[i]) <= 1e-5 * mx, "%s: o[%d] = %.9g, reference %.9g",
-                          r1_dtype__traits(dt)->name, i, (double)got[i], want[i]);
-        /* Heads grouped per thread change nothing: the same bits as on the caller alone. */
+            ck_assert_msg(fabs(got[i] - want[i]) <= 1e-5 * mx,
+                          "%s, %d keys: o[%d] = %.9g, reference %.9g", r1_dtype__traits(dt)->name,
+                          NK, i, (double)got[i], want[i]);
+        /* Heads grouped per thread, or key blocks spread over threads, change nothing: the
+         * same bits as on the caller alone. */
         if (k == 0)
             memcpy(serial, got, sizeof got);
         else
@@ -1073,7 +1077,7 @@ static Suite *kernels_suite(void)
     tcase_add_test(mm, test_kernels_dequant_tables_match_dtype_c);
     tcase_add_test(mm, test_kernels_matmul_rejects_bad_arguments);
     tcase_add_test(mm, test_kernels_cpu_backend_runs_matmul_op);
-    tcase_add_loop_test(mm, test_kernels_mla_decode_matches_double, 0, R1_DTYPE_COUNT);
+    tcase_add_loop_test(mm, test_kernels_mla_decode_matches_double, 0, 2 * R1_DTYPE_COUNT);
     suite_add_tcase(s, mm);
     TCase *ew = tcase_create("element-wise");
     tcase_add_test(ew, test_kernels_rmsnorm_matches_double);

@@ -5,10 +5,12 @@
  * runs per layer, and 4 bytes per W_UK element read per token. Here each task is a group of
  * heads (one per thread), from the queries to their outputs: W_UK and W_UV are read from
  * kv_b_proj in the model's own dtype, the latent cache is walked in blocks shared by the group's
- * heads (read from memory once per pass and group, not once per head), and the pool runs once. */
+ * heads, and the pool runs once. Long caches are split by keys instead (R1_MLA_SPLIT_KEYS), so
+ * that each cache row is read from memory once per layer. */
 #include <math.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cpu_kernels.h"
@@ -23,6 +25,14 @@ enum {
     /* Latent-cache rows per block: 128 x 576 floats (288 KiB) stay in L2 while a group of
      * heads passes over them. */
     R1_MLA_KEY_BLOCK = 128,
+    /* Above this many keys (for V2-Lite, 2.3 MiB of cache per layer: more than one core's L2
+     * on the 2-core VM of docs/performance.md) the cache is walked once per layer: key blocks are
+     * the tasks, each block's scores, softmax terms and value sums made for every head while it
+     * sits in L2, and the blocks' partial results merged per head (the log-sum-exp of split-key
+     * attention). Below it, a group of heads per thread (fewer pool runs); the threads then read
+     * the same blocks at the same time and the second read hits the shared cache. A fixed count,
+     * not a thread count: the path, hence every bit of the result, is the same on any pool. */
+    R1_MLA_SPLIT_KEYS = 1024,
 };
 
 typedef struct r1_mla_ctx {
@@ -39,6 +49,10 @@ typedef struct r1_mla_ctx {
     int32_t act_q8;
     float *out;    /* (H, dv) */
     int64_t group; /* heads per task */
+    /* Split keys only: every head's latent query (H, dl), then per key block and head its
+     * partial result (rkv value sums, the block's max score, its sum of exponentials). */
+    float *qlat;
+    float *part;
     _Atomic int32_t failed;
 } r1_mla_ctx;
 
@@ -142,6 +156,132 @@ static void r1_mla_group_task(void *ctx, int64_t g, int32_t worker)
         r1_mla_values_out(c, h0 + i, heads + i * per_head + dl, xq);
 }
 
+/* ---- split keys (more than R1_MLA_SPLIT_KEYS) ------------------------------------------ */
+
+enum { R1_MLA_PART_EXTRA = 2 }; /* a partial's max score and sum of exponentials */
+
+static size_t r1_mla_part_floats(const r1_op_mla_decode_params *p)
+{
+    return (size_t)(p->kv_lora_rank + R1_MLA_PART_EXTRA);
+}
+
+/* A group of heads' latent queries into c->qlat. */
+static void r1_mla_absorb_task(void *ctx, int64_t g, int32_t worker)
+{
+    r1_mla_ctx *c = ctx;
+    const r1_op_mla_decode_params *p = c->p;
+    const int64_t rkv = p->kv_lora_rank, dl = rkv + p->qk_rope_dim;
+    const int64_t h0 = g * c->group, nh = p->n_heads - h0 < c->group ? p->n_heads - h0 : c->group;
+    float *wrows =
+        r1_threadpool__scratch(c->pool, worker, (size_t)(R1_MLA_UK_ROWS * rkv) * sizeof(float));
+    if (wrows == NULL) {
+        atomic_store(&c->failed, 1);
+        return;
+    }
+    for (int64_t i = 0; i < nh; i++)
+        r1_mla_absorb(c, h0 + i, wrows, c->qlat + (h0 + i) * dl);
+}
+
+/* Key block kb for every head: scores, exponentials against the block's own max, and value sums,
+ * the block read from memory once and reused from L2 by each head. */
+static void r1_mla_block_task(void *ctx, int64_t kb, int32_t worker)
+{
+    r1_mla_ctx *c = ctx;
+    const r1_op_mla_decode_params *p = c->p;
+    const int64_t rkv = p->kv_lora_rank, dl = rkv + p->qk_rope_dim, j0 = kb * R1_MLA_KEY_BLOCK;
+    const int64_t nb = p->n_keys - j0 < R1_MLA_KEY_BLOCK ? p->n_keys - j0 : R1_MLA_KEY_BLOCK;
+    const float *block = c->lat + j0 * dl;
+    float *e = r1_threadpool__scratch(c->pool, worker, R1_MLA_KEY_BLOCK * sizeof(float));
+    if (e == NULL) {
+        atomic_store(&c->failed, 1);
+        return;
+    }
+    const float sc = (float)p->softmax_scale;
+    for (int64_t h = 0; h < p->n_heads; h++) {
+        float *part =
+            c->part + ((size_t)kb * (size_t)p->n_heads + (size_t)h) * r1_mla_part_floats(p);
+        float mx = -INFINITY;
+        for (int64_t j = 0; j < nb; j++) {
+            e[j] = c->k->dot_f32(c->qlat + h * dl, block + j * dl, dl);
+            mx = e[j] > mx ? e[j] : mx;
+        }
+        double sum = 0;
+        for (int64_t j = 0; j < nb; j++)
+            sum += (e[j] = expf((e[j] - mx) * sc));
+        memset(part, 0, (size_t)rkv * sizeof(float));
+        c->k->axpy_rows(e, block, dl, nb, rkv, part);
+        part[rkv] = mx;
+        part[rkv + 1] = (float)sum;
+    }
+}
+
+/* A group of heads: the blocks' partials merged in block order (each weighed by exp of its max
+ * less the overall max, over the total), then W_UV. */
+static void r1_mla_merge_task(void *ctx, int64_t g, int32_t worker)
+{
+    r1_mla_ctx *c = ctx;
+    const r1_op_mla_decode_params *p = c->p;
+    const int64_t rkv = p->kv_lora_rank, H = p->n_heads;
+    const int64_t n_blocks = (p->n_keys + R1_MLA_KEY_BLOCK - 1) / R1_MLA_KEY_BLOCK;
+    const int64_t h0 = g * c->group, nh = H - h0 < c->group ? H - h0 : c->group;
+    const size_t pf = r1_mla_part_floats(p);
+    float *olat = r1_threadpool__scratch(c->pool, worker,
+                                         (size_t)rkv * sizeof(float) + 64 +
+                                             (size_t)(rkv / R1_QBLOCK) * sizeof(r1_cpu_qx_block));
+    if (olat == NULL) {
+        atomic_store(&c->failed, 1);
+        return;
+    }
+    r1_cpu_qx_block *xq =
+        (r1_cpu_qx_block *)(void *)(((uintptr_t)(olat + rkv) + 63) & ~(uintptr_t)63);
+    for (int64_t h = h0; h < h0 + nh; h++) {
+        const float *first = c->part + (size_t)h * pf;
+        float mx = -INFINITY;
+        for (int64_t b = 0; b < n_blocks; b++)
+            mx = first[(size_t)b * (size_t)H * pf + (size_t)rkv] > mx
+                     ? first[(size_t)b * (size_t)H * pf + (size_t)rkv]
+                     : mx;
+        double total = 0;
+        for (int64_t b = 0; b < n_blocks; b++) {
+            const float *part = first + (size_t)b * (size_t)H * pf;
+            total += exp((double)(part[rkv] - mx) * p->softmax_scale) * (double)part[rkv + 1];
+        }
+        memset(olat, 0, (size_t)rkv * sizeof(float));
+        for (int64_t b = 0; b < n_blocks; b++) {
+            const float *part = first + (size_t)b * (size_t)H * pf;
+            const float wgt = (float)(exp((double)(part[rkv] - mx) * p->softmax_scale) / total);
+            c->k->axpy(wgt, part, rkv, olat);
+        }
+        r1_mla_values_out(c, h, olat, xq);
+    }
+}
+
+/* The three runs of the split-key path. The queries and partials are the op's own allocation
+ * (the workers write disjoint parts of it): a serial run's tasks take the caller's scratch. */
+static r1_status r1_mla_split_keys(r1_mla_ctx *c)
+{
+    const r1_op_mla_decode_params *p = c->p;
+    const int64_t H = p->n_heads, dl = p->kv_lora_rank + p->qk_rope_dim;
+    const int64_t n_blocks = (p->n_keys + R1_MLA_KEY_BLOCK - 1) / R1_MLA_KEY_BLOCK;
+    const size_t qlat_floats = (size_t)(H * dl);
+    const size_t part_floats = (size_t)n_blocks * (size_t)H * r1_mla_part_floats(p);
+    float *buf = malloc((qlat_floats + part_floats) * sizeof(float));
+    if (buf == NULL)
+        return r1_error__set(R1_ERR_NO_MEMORY,
+                             "mla decode: cannot allocate the partial results of %lld key blocks",
+                             (long long)n_blocks);
+    c->qlat = buf;
+    c->part = buf + qlat_floats;
+    const int64_t n_groups = (H + c->group - 1) / c->group;
+    r1_threadpool__run(c->pool, n_groups, r1_mla_absorb_task, c);
+    if (!atomic_load(&c->failed))
+        r1_threadpool__run(c->pool, n_blocks, r1_mla_block_task, c);
+    if (!atomic_load(&c->failed))
+        r1_threadpool__run(c->pool, n_groups, r1_mla_merge_task, c);
+    free(buf);
+    return R1_OK;
+}
+
 r1_status r1_cpu__mla_decode(r1_threadpool *pool, const r1_op_mla_decode_params *p, const float *q,
                              const float *lat, const r1_tensor *kv_b, float *out)
 {
@@ -176,7 +316,13 @@ r1_status r1_cpu__mla_decode(r1_threadpool *pool, const r1_op_mla_decode_params 
     /* One group of heads per thread: each reads the cache once per pass. */
     const int64_t n_threads = r1_threadpool__size(pool) > 0 ? r1_threadpool__size(pool) : 1;
     c.group = (p->n_heads + n_threads - 1) / n_threads;
-    r1_threadpool__run(pool, (p->n_heads + c.group - 1) / c.group, r1_mla_group_task, &c);
+    if (p->n_keys > R1_MLA_SPLIT_KEYS) {
+        r1_status st = r1_mla_split_keys(&c);
+        if (st != R1_OK)
+            return st;
+    } else {
+        r1_threadpool__run(pool, (p->n_heads + c.group - 1) / c.group, r1_mla_group_task, &c);
+    }
     if (atomic_load(&c.failed))
         return r1_error__set(R1_ERR_NO_MEMORY, "mla decode: cannot allocate a head's scratch");
     return R1_OK;
