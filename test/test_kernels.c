@@ -11,6 +11,7 @@
 #include "../backends/cpu/cpu_features.h"
 #include "../backends/cpu/cpu_kernels.h"
 #include "../backends/cpu/cpu_ops.h"
+#include "../backends/cpu/kernels_exp.h"
 #include "../backends/cpu/kernels_levels.h"
 #include "../backends/cpu/threadpool.h"
 #include "dtype.h"
@@ -956,6 +957,70 @@ START_TEST(test_kernels_silu_mul_is_stable)
 }
 END_TEST
 
+/* The exp of kernels_exp.h against double: relative error under 3e-7 while the result is a
+ * normal float, that plus half a subnormal step below (the final rounding), exactly 0 under
+ * -104. */
+START_TEST(test_kernels_exp_matches_double)
+{
+    double worst = 0;
+    for (int64_t i = 0; i <= 2000000; i++) {
+        const float x = -110.0f * (float)i / 2000000.0f;
+        const double want = exp((double)x);
+        const float got = r1_exp_nonpositive(x);
+        if (x < R1_EXP_UNDERFLOW) {
+            ck_assert_msg(got == 0.0f, "exp(%.9g) = %.9g, want 0", (double)x, (double)got);
+        } else if (want >= 1.17549435e-38) {
+            const double rel = fabs(got - want) / want;
+            worst = rel > worst ? rel : worst;
+            ck_assert_msg(rel < 3e-7, "exp(%.9g) = %.9g, reference %.17g", (double)x, (double)got,
+                          want);
+        } else {
+            ck_assert_msg(fabs(got - want) <= 3e-7 * want + 0.5 * 1.40129846e-45 * 1.0001,
+                          "exp(%.9g) = %.9g, reference %.17g", (double)x, (double)got, want);
+        }
+    }
+    ck_assert(worst > 0); /* the loop ran over the normal range */
+    ck_assert(r1_exp_nonpositive(0.0f) == 1.0f);
+    ck_assert(r1_exp_nonpositive(-INFINITY) == 0.0f);
+}
+END_TEST
+
+/* silu_mul gives the same bits on every level, vector bodies and tails alike, over the whole
+ * range of a (both branches, the underflow edge, infinities). */
+START_TEST(test_kernels_silu_mul_levels_agree)
+{
+    enum { N = 4099 };
+    static float a[N], b[N], y[4][N];
+    rng_state = 31337;
+    for (int i = 0; i < N; i++) {
+        a[i] = i % 7 == 0 ? -104.0f - (float)(i % 13) * 0.25f : rng_f() * 120.0f;
+        b[i] = rng_f() * 3.0f;
+    }
+    a[1] = INFINITY;
+    a[2] = -INFINITY;
+    a[3] = 0.0f;
+    a[4] = -0.0f;
+    const r1_cpu_kernel_table *tables[4];
+    level_tables(tables);
+    for (int t = 0; t < 4; t++) {
+        if (tables[t] == NULL)
+            continue;
+        ck_assert_ptr_nonnull(tables[t]->silu_mul);
+        for (int64_t n = 1; n <= 40; n++) /* every tail length */
+            tables[t]->silu_mul(a, b, n, y[t]);
+        tables[t]->silu_mul(a, b, N, y[t]);
+        ck_assert_msg(memcmp(y[t], y[0], sizeof y[0]) == 0, "table %d differs from scalar", t);
+    }
+    for (int i = 5; i < N; i++) {
+        const double s = (double)a[i] / (1.0 + exp(-(double)a[i])) * (double)b[i];
+        ck_assert_msg(fabs(y[0][i] - s) <= 1e-6 * fabs(s) + 1e-37,
+                      "silu(%.9g) * %.9g = %.9g, %.17g", (double)a[i], (double)b[i],
+                      (double)y[0][i], s);
+    }
+    ck_assert(y[0][1] == INFINITY * b[1] || isnan(b[1] * 0.0f));
+}
+END_TEST
+
 START_TEST(test_kernels_softmax_matches_double)
 {
     float x[1000];
@@ -1082,6 +1147,8 @@ static Suite *kernels_suite(void)
     TCase *ew = tcase_create("element-wise");
     tcase_add_test(ew, test_kernels_rmsnorm_matches_double);
     tcase_add_test(ew, test_kernels_silu_mul_is_stable);
+    tcase_add_test(ew, test_kernels_exp_matches_double);
+    tcase_add_test(ew, test_kernels_silu_mul_levels_agree);
     tcase_add_test(ew, test_kernels_softmax_matches_double);
     tcase_add_test(ew, test_kernels_vector_ops);
     tcase_add_test(ew, test_kernels_axpy_rows_levels_agree);

@@ -41,19 +41,9 @@ void r1_cpu__rmsnorm_rows(const float *x, const float *g, float eps, int64_t n_r
         r1_cpu__rmsnorm(x + r * n, g, eps, n, y + r * n);
 }
 
-/* silu(a) = a * sigmoid(a), with sigmoid written so that exp never overflows. */
-static float r1_silu(float a)
-{
-    if (a >= 0.0f)
-        return a / (1.0f + expf(-a));
-    float e = expf(a);
-    return a * e / (1.0f + e);
-}
-
 void r1_cpu__silu_mul(const float *a, const float *b, int64_t n, float *y)
 {
-    for (int64_t i = 0; i < n; i++)
-        y[i] = r1_silu(a[i]) * b[i];
+    r1_cpu__kernels_active()->silu_mul(a, b, n, y);
 }
 
 void r1_cpu__softmax(float *x, int64_t n)

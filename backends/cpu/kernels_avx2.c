@@ -4,6 +4,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "kernels_exp.h"
 #include "kernels_levels.h"
 
 /* Fixed pairing order, so a row's result never depends on anything but its data. */
@@ -459,6 +460,47 @@ r1_avx2_r16(int32_t is_q4_0, const void *const *groups, int32_t n_groups, const 
         r1_avx2_r16_set(is_q4_0, groups + g, 1, x, n_blocks, out + g);
 }
 
+/* kernels_exp.h's operations on 8 lanes. */
+static inline __m256 r1_avx2_exp_nonpositive(__m256 x)
+{
+    const __m256 lo = _mm256_set1_ps(R1_EXP_UNDERFLOW);
+    const __m256 live = _mm256_cmp_ps(x, lo, _CMP_GE_OQ);
+    x = _mm256_max_ps(x, lo);
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(R1_EXP_LOG2E)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fmadd_ps(n, _mm256_set1_ps(-R1_EXP_LN2_HI), x);
+    r = _mm256_fmadd_ps(n, _mm256_set1_ps(-R1_EXP_LN2_LO), r);
+    __m256 p = _mm256_set1_ps(R1_EXP_C7);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(R1_EXP_C6));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(R1_EXP_C5));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(R1_EXP_C4));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(R1_EXP_C3));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(R1_EXP_C2));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    const __m256i bits = _mm256_slli_epi32(
+        _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(R1_EXP_BIAS)), 23);
+    const __m256 e =
+        _mm256_mul_ps(_mm256_mul_ps(p, _mm256_castsi256_ps(bits)), _mm256_set1_ps(R1_EXP_TWO_M64));
+    return _mm256_and_ps(live, e);
+}
+
+static void r1_avx2_silu_mul(const float *a, const float *b, int64_t n, float *y)
+{
+    const __m256 sign = _mm256_set1_ps(-0.0f), zero = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 va = _mm256_loadu_ps(a + i), vb = _mm256_loadu_ps(b + i);
+        const __m256 e = r1_avx2_exp_nonpositive(_mm256_or_ps(va, sign)); /* -|a| */
+        const __m256 num =
+            _mm256_blendv_ps(_mm256_mul_ps(va, e), va, _mm256_cmp_ps(va, zero, _CMP_GE_OQ));
+        const __m256 s = _mm256_div_ps(num, _mm256_add_ps(_mm256_set1_ps(1.0f), e));
+        _mm256_storeu_ps(y + i, _mm256_mul_ps(s, vb));
+    }
+    for (; i < n; i++)
+        y[i] = r1_silu_mul_one(a[i], b[i]);
+}
+
 static void r1_avx2_r16_q8_0(const void *const *groups, int32_t n_groups, const r1_cpu_qx_block *x,
                              int64_t n_blocks, float *const *out)
 {
@@ -637,6 +679,7 @@ static const r1_cpu_kernel_table r1_avx2_table = {
     .axpy = r1_avx2_axpy,
     .axpy_rows = r1_avx2_axpy_rows,
     .quantize_x = r1_avx2_quantize_x,
+    .silu_mul = r1_avx2_silu_mul,
     .dot_qx =
         {
             [R1_DTYPE_Q8_0] = r1_avx2_qx_q8_0,

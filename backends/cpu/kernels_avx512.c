@@ -3,6 +3,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "kernels_exp.h"
 #include "kernels_levels.h"
 #define R1_QX_VNNI 0
 #include "kernels_qx_avx512.h"
@@ -332,6 +333,45 @@ static void r1_avx512_qx_q4_0(const void *rows, size_t row_bytes, int32_t n_rows
     r1_qx_rows(1, rows, row_bytes, n_rows, x, n_blocks, out);
 }
 
+/* kernels_exp.h's operations on 16 lanes. */
+static inline __m512 r1_avx512_exp_nonpositive(__m512 x)
+{
+    const __m512 lo = _mm512_set1_ps(R1_EXP_UNDERFLOW);
+    const __mmask16 live = _mm512_cmp_ps_mask(x, lo, _CMP_GE_OQ);
+    x = _mm512_max_ps(x, lo);
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(R1_EXP_LOG2E)),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fmadd_ps(n, _mm512_set1_ps(-R1_EXP_LN2_HI), x);
+    r = _mm512_fmadd_ps(n, _mm512_set1_ps(-R1_EXP_LN2_LO), r);
+    __m512 p = _mm512_set1_ps(R1_EXP_C7);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(R1_EXP_C6));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(R1_EXP_C5));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(R1_EXP_C4));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(R1_EXP_C3));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(R1_EXP_C2));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    const __m512i bits = _mm512_slli_epi32(
+        _mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(R1_EXP_BIAS)), 23);
+    const __m512 e =
+        _mm512_mul_ps(_mm512_mul_ps(p, _mm512_castsi512_ps(bits)), _mm512_set1_ps(R1_EXP_TWO_M64));
+    return _mm512_maskz_mov_ps(live, e);
+}
+
+static void r1_avx512_silu_mul(const float *a, const float *b, int64_t n, float *y)
+{
+    const __m512 sign = _mm512_set1_ps(-0.0f), zero = _mm512_setzero_ps();
+    for (int64_t i = 0; i < n; i += 16) {
+        const __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : r1_tail_mask(n - i);
+        const __m512 va = _mm512_maskz_loadu_ps(m, a + i), vb = _mm512_maskz_loadu_ps(m, b + i);
+        const __m512 e = r1_avx512_exp_nonpositive(_mm512_or_ps(va, sign)); /* -|a| */
+        const __m512 num = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(va, zero, _CMP_GE_OQ),
+                                                _mm512_mul_ps(va, e), va);
+        const __m512 s = _mm512_div_ps(num, _mm512_add_ps(_mm512_set1_ps(1.0f), e));
+        _mm512_mask_storeu_ps(y + i, m, _mm512_mul_ps(s, vb));
+    }
+}
+
 static void r1_avx512_r16_q8_0(const void *const *groups, int32_t n_groups,
                                const r1_cpu_qx_block *x, int64_t n_blocks, float *const *out)
 {
@@ -389,6 +429,7 @@ void r1_cpu__avx512vnni_r16_q4_0(const void *const *groups, int32_t n_groups,
         .axpy = r1_avx512_axpy,                                                                    \
         .axpy_rows = r1_avx512_axpy_rows,                                                          \
         .quantize_x = r1_avx512_quantize_x,                                                        \
+        .silu_mul = r1_avx512_silu_mul,                                                            \
         .dot_qx =                                                                                  \
             {                                                                                      \
                 [R1_DTYPE_Q8_0] = qx_q8_0,                                                         \

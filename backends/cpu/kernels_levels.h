@@ -62,6 +62,9 @@ typedef struct r1_cpu_kernel_table {
     /* r1_cpu__quantize_x() vectorised: the same blocks bit for bit, so that no level's
      * integers differ from another's. */
     void (*quantize_x)(const float *x, r1_cpu_qx_block *out, int64_t n);
+    /* y[i] = silu(a[i]) * b[i] (kernels_exp.h: the same bits on every level); y may alias a
+     * or b. */
+    void (*silu_mul)(const float *a, const float *b, int64_t n, float *y);
 } r1_cpu_kernel_table;
 
 /* x (n elements, n % 32 == 0) to n / 32 blocks, the reference for every level's quantize_x.

@@ -3,6 +3,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "kernels_exp.h"
 #include "kernels_levels.h"
 #include "weight_layout.h"
 
@@ -225,6 +226,12 @@ static void r1_scalar_r16(int32_t dt, const void *group, const r1_cpu_qx_block *
         out[r] = (acc[r][0] + acc[r][1]) + (acc[r][2] + acc[r][3]);
 }
 
+static void r1_scalar_silu_mul(const float *a, const float *b, int64_t n, float *y)
+{
+    for (int64_t i = 0; i < n; i++)
+        y[i] = r1_silu_mul_one(a[i], b[i]);
+}
+
 static void r1_scalar_r16_q8_0(const void *const *groups, int32_t n_groups,
                                const r1_cpu_qx_block *x, int64_t n_blocks, float *const *out)
 {
@@ -304,6 +311,7 @@ static const r1_cpu_kernel_table r1_scalar_table = {
     .axpy = r1_scalar_axpy,
     .axpy_rows = r1_scalar_axpy_rows,
     .quantize_x = r1_cpu__quantize_x,
+    .silu_mul = r1_scalar_silu_mul,
     .dot_qx =
         {
             [R1_DTYPE_Q8_0] = r1_scalar_qx_q8_0,
