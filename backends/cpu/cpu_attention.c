@@ -313,7 +313,7 @@ r1_status r1_cpu__mla_decode(r1_threadpool *pool, const r1_op_mla_decode_params 
         .act_q8 = r1_cpu__act_q8_enabled() && rkv % R1_QBLOCK == 0,
         .out = out,
     };
-    /* One group of heads per thread: each reads the cache once per pass. */
+    /* One group of heads per thread (the absorption, W_UV and, for short caches, the whole op). */
     const int64_t n_threads = r1_threadpool__size(pool) > 0 ? r1_threadpool__size(pool) : 1;
     c.group = (p->n_heads + n_threads - 1) / n_threads;
     if (p->n_keys > R1_MLA_SPLIT_KEYS) {

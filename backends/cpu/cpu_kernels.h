@@ -47,8 +47,9 @@ int32_t r1_cpu__weight_layout(void);
 
 /* One decoded token's absorbed MLA for all heads of a layer (R1_OP_MLA_DECODE in backend.h):
  * q (H, dn + dr), the latent cache lat (n_keys, rkv + dr), kv_b_proj of any dtype; out (H, dv).
- * One pool task per head. R1_ERR_INVALID_ARG on shapes that do not fit, R1_ERR_NO_MEMORY when a
- * head's scratch cannot be had. */
+ * A group of heads per pool thread; above 1024 keys the cache is split by key blocks instead, so
+ * that each row is read once (cpu_attention.c). R1_ERR_INVALID_ARG on shapes that do not fit,
+ * R1_ERR_NO_MEMORY when a head's scratch cannot be had. */
 r1_status r1_cpu__mla_decode(r1_threadpool *pool, const r1_op_mla_decode_params *p, const float *q,
                              const float *lat, const r1_tensor *kv_b, float *out);
 
