@@ -235,20 +235,20 @@ static void r1_mla_merge_task(void *ctx, int64_t g, int32_t worker)
     r1_cpu_qx_block *xq =
         (r1_cpu_qx_block *)(void *)(((uintptr_t)(olat + rkv) + 63) & ~(uintptr_t)63);
     for (int64_t h = h0; h < h0 + nh; h++) {
+        /* Block b's partial for head h: first + b * stride. */
         const float *first = c->part + (size_t)h * pf;
+        const size_t stride = (size_t)H * pf;
         float mx = -INFINITY;
         for (int64_t b = 0; b < n_blocks; b++)
-            mx = first[(size_t)b * (size_t)H * pf + (size_t)rkv] > mx
-                     ? first[(size_t)b * (size_t)H * pf + (size_t)rkv]
-                     : mx;
+            mx = fmaxf(mx, first[(size_t)b * stride + (size_t)rkv]);
         double total = 0;
         for (int64_t b = 0; b < n_blocks; b++) {
-            const float *part = first + (size_t)b * (size_t)H * pf;
+            const float *part = first + (size_t)b * stride;
             total += exp((double)(part[rkv] - mx) * p->softmax_scale) * (double)part[rkv + 1];
         }
         memset(olat, 0, (size_t)rkv * sizeof(float));
         for (int64_t b = 0; b < n_blocks; b++) {
-            const float *part = first + (size_t)b * (size_t)H * pf;
+            const float *part = first + (size_t)b * stride;
             const float wgt = (float)(exp((double)(part[rkv] - mx) * p->softmax_scale) / total);
             c->k->axpy(wgt, part, rkv, olat);
         }

@@ -280,50 +280,26 @@ r1_r16_block(int32_t is_q4_0, const uint16_t *scales, const uint8_t *w, size_t w
     return _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), d, acc);
 }
 
-/* Four accumulators, block b into acc[b % 4] and summed (0 + 1) + (2 + 3) at the end, as every
- * level does (the results are bit-identical); named registers rather than an array indexed by
- * b & 3, which the compiler keeps on the stack. */
-static inline __attribute__((always_inline)) void r1_r16_rows(int32_t is_q4_0, const void *group,
-                                                              const r1_cpu_qx_block *x,
-                                                              int64_t n_blocks, float *out)
-{
-    const uint16_t *scales = group;
-    const uint8_t *w = (const uint8_t *)group + (size_t)n_blocks * 16 * 2;
-    const size_t wb = is_q4_0 ? 256 : 512, ahead = R1_R16_PREFETCH;
-    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    int64_t b = 0;
-    for (; b + 4 <= n_blocks; b += 4) {
-        a0 = r1_r16_block(is_q4_0, scales, w, wb, x, b, a0, ahead);
-        a1 = r1_r16_block(is_q4_0, scales, w, wb, x, b + 1, a1, ahead);
-        a2 = r1_r16_block(is_q4_0, scales, w, wb, x, b + 2, a2, ahead);
-        a3 = r1_r16_block(is_q4_0, scales, w, wb, x, b + 3, a3, ahead);
-    }
-    if (b < n_blocks)
-        a0 = r1_r16_block(is_q4_0, scales, w, wb, x, b, a0, ahead);
-    if (b + 1 < n_blocks)
-        a1 = r1_r16_block(is_q4_0, scales, w, wb, x, b + 1, a1, ahead);
-    if (b + 2 < n_blocks)
-        a2 = r1_r16_block(is_q4_0, scales, w, wb, x, b + 2, a2, ahead);
-    _mm512_storeu_ps(out, _mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
-}
-
-/* R1_CPU_R16_STREAMS groups side by side: block b of every group before block b + 1 of any, so
- * the core streams from that many places at once. One stream leaves the memory idle between
- * the misses a core can have in flight; measured with expert-shaped products alternated in one
- * process on a 2-core AVX-512 VM, four streams read Q4_0 at 21.0-23.1 GB/s against one
- * stream's 17.7-19.6, and Q8_0 at 24.4-24.5 against 20.5. Each group's arithmetic is
- * r1_r16_rows()'s, so its sums are the same bits. */
+/* n_groups groups (1 or R1_CPU_R16_STREAMS, a constant once inlined) side by side: block b of
+ * every group before block b + 1 of any, so the core streams from that many places at once. One
+ * stream leaves the memory idle between the misses a core can have in flight; measured with
+ * expert-shaped products alternated in one process on a 2-core AVX-512 VM, four streams read
+ * Q4_0 at 21.0-23.1 GB/s against one stream's 17.7-19.6, and Q8_0 at 24.4-24.5 against 20.5.
+ * Each group has four accumulators, block b into acc[b % 4], summed (0 + 1) + (2 + 3) at the
+ * end as every level does (the results are bit-identical, whatever n_groups); the loops are
+ * unrolled so that the accumulators stay in registers rather than an array on the stack. */
 static inline __attribute__((always_inline)) void
-r1_r16_rows_streams(int32_t is_q4_0, const void *const *groups, const r1_cpu_qx_block *x,
-                    int64_t n_blocks, float *const *out)
+r1_r16_set(int32_t is_q4_0, const void *const *groups, int32_t n_groups, const r1_cpu_qx_block *x,
+           int64_t n_blocks, float *const *out)
 {
     enum { G = R1_CPU_R16_STREAMS };
-    const size_t wb = is_q4_0 ? 256 : 512, ahead = R1_R16_STREAM_PREFETCH;
+    const size_t wb = is_q4_0 ? 256 : 512;
+    const size_t ahead = n_groups > 1 ? R1_R16_STREAM_PREFETCH : R1_R16_PREFETCH;
     const uint16_t *scales[G];
     const uint8_t *w[G];
     __m512 acc[G][4];
 #pragma GCC unroll 4
-    for (int g = 0; g < G; g++) {
+    for (int32_t g = 0; g < n_groups; g++) {
         scales[g] = groups[g];
         w[g] = (const uint8_t *)groups[g] + (size_t)n_blocks * 16 * 2;
         acc[g][0] = acc[g][1] = acc[g][2] = acc[g][3] = _mm512_setzero_ps();
@@ -333,17 +309,17 @@ r1_r16_rows_streams(int32_t is_q4_0, const void *const *groups, const r1_cpu_qx_
 #pragma GCC unroll 4
         for (int k = 0; k < 4; k++)
 #pragma GCC unroll 4
-            for (int g = 0; g < G; g++)
+            for (int32_t g = 0; g < n_groups; g++)
                 acc[g][k] = r1_r16_block(is_q4_0, scales[g], w[g], wb, x, b + k, acc[g][k], ahead);
     }
 #pragma GCC unroll 3
     for (int k = 0; k < 3; k++)
         if (b + k < n_blocks)
 #pragma GCC unroll 4
-            for (int g = 0; g < G; g++)
+            for (int32_t g = 0; g < n_groups; g++)
                 acc[g][k] = r1_r16_block(is_q4_0, scales[g], w[g], wb, x, b + k, acc[g][k], ahead);
 #pragma GCC unroll 4
-    for (int g = 0; g < G; g++)
+    for (int32_t g = 0; g < n_groups; g++)
         _mm512_storeu_ps(out[g], _mm512_add_ps(_mm512_add_ps(acc[g][0], acc[g][1]),
                                                _mm512_add_ps(acc[g][2], acc[g][3])));
 }
@@ -354,11 +330,11 @@ r1_r16_groups(int32_t is_q4_0, const void *const *groups, int32_t n_groups,
               const r1_cpu_qx_block *x, int64_t n_blocks, float *const *out)
 {
     if (n_groups == R1_CPU_R16_STREAMS) {
-        r1_r16_rows_streams(is_q4_0, groups, x, n_blocks, out);
+        r1_r16_set(is_q4_0, groups, R1_CPU_R16_STREAMS, x, n_blocks, out);
         return;
     }
     for (int32_t g = 0; g < n_groups; g++)
-        r1_r16_rows(is_q4_0, groups[g], x, n_blocks, out[g]);
+        r1_r16_set(is_q4_0, groups + g, 1, x, n_blocks, out + g);
 }
 
 /* Sixteen signed bytes (four elements of each of four rows 4q..4q+3) times their rows' scales,
