@@ -162,6 +162,28 @@ R1_API const char *r1_backend_name(int32_t index);
  */
 R1_API int32_t r1_backend_available(const char *name);
 
+/**
+ * @brief Describe the devices of a backend that can run here, for a person to read.
+ *
+ * One entry per device in the order r1_model_opts_set_device() indexes them, separated by
+ * "; ", each "INDEX: NAME (KIND)". KIND tells a real accelerator from an implementation that
+ * runs on the CPU: "discrete GPU", "integrated GPU", "virtual GPU", or "software renderer on
+ * the CPU, not a GPU" (Mesa's llvmpipe behind lavapipe, for instance). A backend that does not
+ * describe its devices gives their count ("1 device"). The text is not a stable format.
+ *
+ * @param name A backend name such as "cpu", "cuda" or "vulkan".
+ * @param buf Receives the text and a NUL; may be NULL when cap is 0.
+ * @param cap Capacity of buf in bytes, the NUL included.
+ * @param len_out Receives the length without the NUL (the needed length on
+ *        R1_ERR_BUFFER_TOO_SMALL).
+ * @return R1_OK; R1_ERR_BUFFER_TOO_SMALL; R1_ERR_NOT_FOUND (no such backend is built);
+ *         R1_ERR_UNSUPPORTED (the backend cannot run here: the reason is in r1_last_error(), as
+ *         for r1_backend_available()); R1_ERR_INVALID_ARG (NULL name or len_out).
+ * @note Thread-safe. Probes the backend like r1_backend_available() (once per process).
+ * @since 1.1
+ */
+R1_API r1_status r1_backend_describe(const char *name, char *buf, size_t cap, size_t *len_out);
+
 /* ============================================================================================ */
 /** @name Models
  *  Loading an .r1m model file (see docs/format.md), describing it, and its expert store.
@@ -426,14 +448,17 @@ typedef int32_t (*r1_progress_fn)(uint64_t done_bytes, uint64_t total_bytes, voi
  * modified. The output does not depend on @p n_threads.
  *
  * @param hf_dir_utf8 Checkpoint directory, UTF-8.
- * @param out_path_utf8 Output path, UTF-8 (replaced if it exists).
+ * @param out_path_utf8 Output path, UTF-8: a new path, or a regular file that is replaced
+ *        (anything else there, a symbolic link or a device for instance, is refused with
+ *        R1_ERR_INVALID_ARG).
  * @param quant_rules NULL to keep every weight's type; "q8_0" or "q4_0" for every eligible
  *        weight; or a comma-separated list such as "experts=q4_0,attn=q8_0" over the classes
  *        experts, shared, attn, dense, head with types q8_0, q4_0, keep. Embeddings, norms and
  *        the router are never quantised.
  * @param n_threads Compression threads (1 to 64; <= 0 means 1).
  * @param flags 0 or R1_CONVERT_NO_SHUFFLE.
- * @param progress Called on the calling thread after each tensor or batch of experts; may be
+ * @param progress Called on the calling thread after each tensor or batch of experts with the
+ *        source bytes consumed so far and their total, which the last call reaches; may be
  *        NULL.
  * @param user_data Passed to @p progress.
  * @return R1_OK; R1_ERR_INVALID_ARG; R1_ERR_NOT_FOUND (missing file); R1_ERR_IO;
@@ -457,7 +482,8 @@ R1_API r1_status r1_convert(const char *hf_dir_utf8, const char *out_path_utf8,
 typedef struct r1_session_opts r1_session_opts;
 
 /**
- * @brief Creates session options with the defaults (context 4096, logits of the last position).
+ * @brief Creates session options with the defaults (context 4096, or the model's
+ *        max_position_embeddings where that is smaller; logits of the last position).
  * @param out Receives the options; release with r1_session_opts_destroy().
  * @return R1_OK, R1_ERR_INVALID_ARG (NULL out) or R1_ERR_NO_MEMORY.
  * @note Thread-safe.
@@ -477,7 +503,8 @@ R1_API void r1_session_opts_destroy(r1_session_opts *opts);
  * @param opts The options.
  * @param n_ctx Positions, 1 up to the model's max_position_embeddings (checked at
  *        r1_session_create()). The cache costs (kv_lora_rank + qk_rope_head_dim) x layers x 4
- *        bytes per position.
+ *        bytes per position. Left unset (and with NULL options), a session gets 4096 positions,
+ *        or max_position_embeddings where that is smaller; a length set here is never shortened.
  * @return R1_OK or R1_ERR_INVALID_ARG.
  * @since 1.1
  */
@@ -497,8 +524,9 @@ R1_API r1_status r1_session_opts_set_logits_all(r1_session_opts *opts, int32_t o
  * @brief Creates a session on a model.
  * @param out Receives the session; release with r1_session_destroy().
  * @param model The model; the session keeps a reference, so the model may be destroyed first.
- * @param opts Options, or NULL for the defaults.
- * @return R1_OK; R1_ERR_INVALID_ARG (NULL argument, context above the model's maximum);
+ * @param opts Options, or NULL for the defaults (the context: 4096 positions, or the model's
+ *        max_position_embeddings where that is smaller).
+ * @return R1_OK; R1_ERR_INVALID_ARG (NULL argument, a context set above the model's maximum);
  *         R1_ERR_NO_MEMORY; R1_ERR_NOT_FOUND or R1_ERR_FORMAT when a weight the forward pass
  *         needs is missing or misshapen.
  * @note Thread-safe with respect to the model; the new session belongs to the calling thread.

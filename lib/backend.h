@@ -37,20 +37,20 @@ typedef struct r1_dtensor {
  * rule (supports() == 0: run it on the CPU backend) works at this granularity. */
 enum r1_op_kind {
     R1_OP_MATMUL = 1, /* dst(T, out) = src0(T, in) . src1(out, in)^T; src1 any weight dtype */
-    /* One decoded token's MLA in the absorbed form (spec §2.6), all heads of a layer: src0 the
-     * query (H, dn + dr) with rope applied, src1 the latent cache (n_keys, rkv + dr): c_kv then
+    /* One decoded token's MLA in the absorbed form (docs/model.md §2.6), all heads of a layer: src0
+     * the query (H, dn + dr) with rope applied, src1 the latent cache (n_keys, rkv + dr): c_kv then
      * the rotated k_pe per row, src2 kv_b_proj (H * (dn + dv), rkv), any weight dtype; dst the
      * heads' outputs (H, dv) before o_proj. Params: r1_op_mla_decode_params. */
     R1_OP_MLA_DECODE = 2,
     /* The rest of a layer, so a device can run all of it (docs/backends.md). Row strides are in
      * floats and let an op read or write a part of each row (the latent cache's c_kv, the rope
      * dims of every head). Every tensor below is float32 unless it says otherwise. */
-    /* RMSNorm of rows (spec §2.2): dst row r = src0 row r / sqrt(mean(src0 row r ^ 2) + eps) *
-     * src1, over the first n elements of each row; src1 the gain (n). dst may be src0 (same
+    /* RMSNorm of rows (docs/model.md §2.2): dst row r = src0 row r / sqrt(mean(src0 row r ^ 2) +
+     * eps) * src1, over the first n elements of each row; src1 the gain (n). dst may be src0 (same
      * buffer and offset). Params: r1_op_rows_params (eps used). */
     R1_OP_RMSNORM = 3,
-    /* Rotary embedding with the YaRN tables (spec §2.4, §3), in place: dst holds n_rows rows of
-     * n_vecs vectors (vector v of row r at r * row_stride + v * vec_stride), and the pairs
+    /* Rotary embedding with the YaRN tables (docs/model.md §2.4, §3), in place: dst holds n_rows
+     * rows of n_vecs vectors (vector v of row r at r * row_stride + v * vec_stride), and the pairs
      * (x[2m], x[2m+1]) for m < n_pairs of each vector are rotated by row r's angles; src0 the
      * tables (n_rows, 2 * n_pairs) as lib/rope.c's r1_rope__table writes them (cos, sin
      * interleaved, already times the YaRN mscale). Params: r1_op_rope_params. */
@@ -60,12 +60,12 @@ enum r1_op_kind {
      * min(n, causal_base + r % causal_period + 1) with one (causal_period > 0: prefill's
      * queries, one block of causal_period tokens per head). Params: r1_op_softmax_params. */
     R1_OP_SOFTMAX = 5,
-    /* SwiGLU's gate (spec §2.7): dst row r = silu(src0 row r) * src1 row r over n elements; the
-     * two sources may be one buffer (the gate and up halves of a merged product). dst must not
-     * overlap a source in another row. Params: r1_op_rows_params (x_stride for src0, b_stride for
-     * src1, y_stride for dst). */
+    /* SwiGLU's gate (docs/model.md §2.7): dst row r = silu(src0 row r) * src1 row r over n
+     * elements; the two sources may be one buffer (the gate and up halves of a merged product). dst
+     * must not overlap a source in another row. Params: r1_op_rows_params (x_stride for src0,
+     * b_stride for src1, y_stride for dst). */
     R1_OP_SWIGLU = 6,
-    /* MoE routing of n_rows tokens (spec §2.8, exactly as lib/router.c: scores in double,
+    /* MoE routing of n_rows tokens (docs/model.md §2.8, exactly as lib/router.c: scores in double,
      * group-limited top-k, ties toward the lower index, normalisation, routed_scaling_factor):
      * src0 the gate logits (n_rows, n_experts); src1 (optional, n_src = 2) the correction bias
      * (n_experts); dst (n_rows, 2 * top_k): the top_k combination weights, then the top_k expert
@@ -77,10 +77,10 @@ enum r1_op_kind {
      * with n_src = 1, dst row i += src0 row i (a residual or the shared expert). Params:
      * r1_op_rows_params (n_rows, n). */
     R1_OP_MOE_COMBINE = 8,
-    /* A prompt chunk's MLA in the absorbed form (spec §2.6), all heads of a layer: n_tokens new
-     * queries at positions pos0 .. pos0 + n_tokens - 1, each attending causally over the latent
-     * cache rows 0 .. its own position. src0 the queries (n_tokens, H, dn + dr) with rope
-     * applied, src1 the latent cache (pos0 + n_tokens, rkv + dr) as for R1_OP_MLA_DECODE (the
+    /* A prompt chunk's MLA in the absorbed form (docs/model.md §2.6), all heads of a layer:
+     * n_tokens new queries at positions pos0 .. pos0 + n_tokens - 1, each attending causally over
+     * the latent cache rows 0 .. its own position. src0 the queries (n_tokens, H, dn + dr) with
+     * rope applied, src1 the latent cache (pos0 + n_tokens, rkv + dr) as for R1_OP_MLA_DECODE (the
      * chunk's own rows already written), src2 kv_b_proj (H * (dn + dv), rkv), any weight dtype;
      * dst (n_tokens, H, dv) before o_proj. Per head and token: q_lat = W_UK^T q_nope, scores =
      * q_lat . c_kv + q_pe . k_pe times softmax_scale, causal softmax, ctx = P . c_kv, out =
@@ -152,7 +152,9 @@ typedef struct r1_backend_ops {
     uint32_t abi;     /* R1_BACKEND_ABI */
     const char *name; /* "cpu", "cuda", "vulkan" */
 
-    /* How many devices can be opened here; 0 = unusable, with the reason written to why. */
+    /* How many devices can be opened here; 0 = unusable, with the reason written to why. When
+     * usable it may describe the devices in why for r1_backend_describe(): "INDEX: NAME (KIND)"
+     * joined by "; ", KIND saying whether it is a GPU or runs on the CPU. */
     int32_t (*probe)(char *why, size_t why_len);
     r1_status (*open)(r1_dev **out, int32_t index);
     /* Opens the device a user named: a decimal index into the backend's device order or a

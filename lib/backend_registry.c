@@ -1,5 +1,6 @@
 /* backend_registry.c: the list of built-in backends and their cached availability probes. */
 #include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "backend.h"
@@ -13,7 +14,7 @@ enum { R1_N_BUILTIN = (int)(sizeof r1_builtin_backends / sizeof r1_builtin_backe
 static struct {
     int32_t done;
     int32_t devices;
-    char why[256];
+    char why[512]; /* the reason when unusable, else what the devices are (may be "") */
 } r1_probe_cache[R1_N_BUILTIN];
 static pthread_mutex_t r1_probe_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -100,4 +101,30 @@ R1_API int32_t r1_backend_available(const char *name)
     if (ops == NULL)
         return 0;
     return r1_backend_registry__probe(ops) > 0 ? 1 : 0;
+}
+
+R1_API r1_status r1_backend_describe(const char *name, char *buf, size_t cap, size_t *len_out)
+{
+    r1_error__clear();
+    if (len_out == NULL || (buf == NULL && cap > 0))
+        return r1_error__set(R1_ERR_INVALID_ARG, "len_out is NULL, or buf is NULL with cap > 0");
+    *len_out = 0;
+    const r1_backend_ops *ops = r1_backend_registry__find(name);
+    if (ops == NULL)
+        return name == NULL ? R1_ERR_INVALID_ARG : R1_ERR_NOT_FOUND;
+    int32_t devices = r1_backend_registry__probe(ops);
+    if (devices <= 0)
+        return R1_ERR_UNSUPPORTED; /* the probe's reason is the message */
+    char text[sizeof r1_probe_cache[0].why];
+    pthread_mutex_lock(&r1_probe_lock);
+    snprintf(text, sizeof text, "%s", r1_probe_cache[r1_registry_index(ops->name)].why);
+    pthread_mutex_unlock(&r1_probe_lock);
+    if (text[0] == '\0') /* a backend that does not describe its devices */
+        snprintf(text, sizeof text, "%d device%s", (int)devices, devices == 1 ? "" : "s");
+    size_t len = strlen(text);
+    *len_out = len;
+    if (cap < len + 1)
+        return r1_error__set(R1_ERR_BUFFER_TOO_SMALL, "the description needs %zu bytes", len + 1);
+    memcpy(buf, text, len + 1);
+    return R1_OK;
 }

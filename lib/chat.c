@@ -8,7 +8,7 @@
 
 /*
  * What the shipped chat_template strings produce for system, user and assistant text messages
- * (spec §6.4; test/ref/chat/render_template.js renders the real templates for the tests):
+ * (docs/model.md §6.4; test/ref/chat/render_template.js renders the real templates for the tests):
  *
  *   BOS + system prompt + for each turn: "<｜User｜>" + content
  *                                      | "<｜Assistant｜>" + answer + "<｜end▁of▁sentence｜>"

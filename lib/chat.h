@@ -8,7 +8,7 @@
 #include "r1.h"
 
 /* Template flavours. R1 strips earlier answers' reasoning and opens `<think>\n` in the
- * generation prompt; V3 does neither (spec §6.4). */
+ * generation prompt; V3 does neither (docs/model.md §6.4). */
 enum { R1_CHAT__FLAVOUR_R1 = 0, R1_CHAT__FLAVOUR_V3 = 1 };
 
 /* Message roles: the values of the planned public R1_ROLE_* constants (docs/api.md §6). */

@@ -492,7 +492,7 @@ static r1_status parse_index(r1_container *c, uint64_t index_off, uint64_t index
     return R1_OK;
 }
 
-/* Required tensors and their shapes, derived from the config (spec §5.2, §5.4, §4.1). */
+/* Required tensors and their shapes, derived from the config (docs/model.md §5.2, §5.4, §4.1). */
 static r1_status expect(r1_container *c, const char *name, int32_t n_dims, int64_t d0, int64_t d1)
 {
     int32_t i = r1_name_index__find(&c->tensor_ix, name, strlen(name));
@@ -617,7 +617,9 @@ static r1_status check_required(r1_container *c)
 
 static r1_status open_checked(r1_container *c, const char *path)
 {
-    c->fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: opening a FIFO for reading would wait for a writer forever; this way it opens
+     * at once and fails the regular-file check below. Regular files ignore the flag. */
+    c->fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (c->fd < 0)
         return r1_error__set(errno == ENOENT ? R1_ERR_NOT_FOUND : R1_ERR_IO, "cannot open '%s': %s",
                              path, strerror(errno));

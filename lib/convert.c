@@ -231,108 +231,6 @@ static void meta_str(meta_writer *m, const char *key, const char *s)
     meta_blob(m, key, R1M_META_STR, s, strlen(s));
 }
 
-/* ---- config.json ------------------------------------------------------------------------- */
-
-static cJSON *json_path(cJSON *root, const char *key)
-{
-    const char *dot = strchr(key, '.');
-    if (dot == NULL)
-        return cJSON_GetObjectItemCaseSensitive(root, key);
-    char head[64];
-    snprintf(head, sizeof head, "%.*s", (int)(dot - key), key);
-    cJSON *sub = cJSON_GetObjectItemCaseSensitive(root, head);
-    return cJSON_IsObject(sub) ? cJSON_GetObjectItemCaseSensitive(sub, dot + 1) : NULL;
-}
-
-static r1_status config_from_json(r1_model_config *cfg, const char *text, size_t len)
-{
-    memset(cfg, 0, sizeof *cfg);
-    cJSON *root = cJSON_ParseWithLength(text, len);
-    r1_status st = R1_OK;
-    if (!cJSON_IsObject(root)) {
-        st = r1_error__set(R1_ERR_FORMAT, "config.json is not a JSON object");
-        goto done;
-    }
-    /* The architecture first: an unsupported model fails as such, not on a missing field. */
-    cJSON *mt = cJSON_GetObjectItemCaseSensitive(root, "model_type");
-    if (!cJSON_IsString(mt)) {
-        st = r1_error__set(R1_ERR_FORMAT, "config.json has no model_type string");
-        goto done;
-    }
-    if ((st = r1_model_config__set_string(cfg, "model_type", mt->valuestring)) != R1_OK)
-        goto done;
-    size_t n;
-    const r1_config_field *f = r1_model_config__fields(&n);
-    for (size_t i = 0; i < n && st == R1_OK; i++) {
-        cJSON *v = json_path(root, f[i].key);
-        if (v && cJSON_IsArray(v) && f[i].kind == R1_CONFIG_I64) /* eos_token_id: [a, b] */
-            v = v->child;
-        if (f[i].kind == R1_CONFIG_STR) {
-            const char *text_v = cJSON_IsString(v) ? v->valuestring : NULL;
-            if (text_v == NULL && strcmp(f[i].key, "rope_scaling.type") == 0) {
-                cJSON *rt = json_path(root, "rope_scaling.rope_type");
-                text_v =
-                    cJSON_IsString(rt)
-                        ? rt->valuestring
-                        : (cJSON_IsObject(json_path(root, "rope_scaling")) ? "unknown" : "none");
-            }
-            if (text_v == NULL && strcmp(f[i].key, "model_type") == 0)
-                st = r1_error__set(R1_ERR_FORMAT, "config.json has no model_type");
-            else if (text_v == NULL)
-                text_v = strcmp(f[i].key, "topk_method") == 0 ? "greedy" : "softmax";
-            if (st == R1_OK)
-                st = r1_model_config__set_string(cfg, f[i].key, text_v);
-            continue;
-        }
-        double value;
-        if (v == NULL || cJSON_IsNull(v)) {
-            if (f[i].required) {
-                st = r1_error__set(R1_ERR_FORMAT, "config.json lacks '%s'", f[i].key);
-                break;
-            }
-            value = f[i].default_value;
-        } else if (cJSON_IsBool(v)) {
-            value = cJSON_IsTrue(v) ? 1 : 0;
-        } else if (cJSON_IsNumber(v)) {
-            value = v->valuedouble;
-        } else {
-            st = r1_error__set(R1_ERR_FORMAT, "config.json field '%s' is not a number", f[i].key);
-            break;
-        }
-        if (f[i].kind == R1_CONFIG_I64) {
-            if (!isfinite(value) || value != floor(value) || fabs(value) > 9.0e15) {
-                st = r1_error__set(R1_ERR_FORMAT, "config.json field '%s' = %g is not an integer",
-                                   f[i].key, value);
-                break;
-            }
-            *(int64_t *)((char *)cfg + f[i].offset) = (int64_t)value;
-        } else {
-            *(double *)((char *)cfg + f[i].offset) = value;
-        }
-    }
-    if (st != R1_OK)
-        goto done;
-    if (cfg->rope_mscale_all_dim == 0 && json_path(root, "rope_scaling.mscale_all_dim") == NULL)
-        cfg->rope_mscale_all_dim = cfg->rope_mscale;
-    cJSON *qc = cJSON_GetObjectItemCaseSensitive(root, "quantization_config");
-    if (cJSON_IsObject(qc)) {
-        cJSON *method = cJSON_GetObjectItemCaseSensitive(qc, "quant_method");
-        cJSON *bs = cJSON_GetObjectItemCaseSensitive(qc, "weight_block_size");
-        if (!cJSON_IsString(method) || strcmp(method->valuestring, "fp8") != 0 ||
-            !cJSON_IsArray(bs) || cJSON_GetArraySize(bs) != 2 || !cJSON_IsNumber(bs->child) ||
-            bs->child->valuedouble != 128 || !cJSON_IsNumber(bs->child->next) ||
-            bs->child->next->valuedouble != 128) {
-            st = r1_error__set(R1_ERR_UNSUPPORTED, "quantization_config is not fp8 with "
-                                                   "128x128 blocks");
-            goto done;
-        }
-        cfg->fp8_block_size = 128;
-    }
-done:
-    cJSON_Delete(root);
-    return st;
-}
-
 /* ---- output file -------------------------------------------------------------------------- */
 
 typedef struct out_file {
@@ -554,7 +452,7 @@ static int parse_expert_name(const char *name, int64_t *layer, int64_t *expert, 
     return 1;
 }
 
-/* MTP copies of the embedding and head (spec §4.1) are stored once when bit-identical. */
+/* MTP copies of the embedding and head (docs/model.md §4.1) are stored once when bit-identical. */
 static const r1_st_tensor *alias_source(conv *cv, const r1_st_tensor *t)
 {
     const char *main_name = NULL;
@@ -590,6 +488,7 @@ static r1_status write_dense(conv *cv, const r1_st_tensor *t)
         *w = cv->done[alias - cv->st->tensors];
         index_tensor(cv, t->name, w->dtype, t->n_dims, t->shape, w->offset, w->size, w->checksum);
         cv->rep.n_aliased++;
+        cv->src_done += t->nbytes; /* consumed, so the progress still reaches its total */
         return R1_OK;
     }
     const r1_st_tensor *scale = NULL;
@@ -635,9 +534,9 @@ static r1_status write_dense(conv *cv, const r1_st_tensor *t)
         if ((st = out_write(&cv->out, scale->data, (size_t)scale->nbytes)) != R1_OK)
             goto done;
         index_tensor(cv, sname, R1_DTYPE_F32, 2, scale->shape, off, scale->nbytes, sum);
-        cv->src_done += scale->nbytes;
     }
-    cv->src_done += t->nbytes;
+    /* a scale folded into a quantised weight is consumed too */
+    cv->src_done += t->nbytes + (scale ? scale->nbytes : 0);
     cv->rep.dense_bytes += cv->out.pos - off;
 done:
     free(scale_f32);
@@ -683,8 +582,10 @@ static r1_status write_dense_all(conv *cv)
                                   wname);
             continue; /* written with (or folded into) its weight */
         }
-        if (ends_with(t->name, "rotary_emb.inv_freq"))
-            continue; /* recomputed from the config */
+        if (ends_with(t->name, "rotary_emb.inv_freq")) {
+            cv->src_done += t->nbytes; /* recomputed from the config */
+            continue;
+        }
         if ((s = write_dense(cv, t)) == R1_OK)
             s = report_progress(cv);
     }
@@ -1114,6 +1015,32 @@ done:
     return st;
 }
 
+/* The output takes its name by rename(), which would replace whatever is there: a device node
+ * such as /dev/full (when run as root), a FIFO, or a symbolic link instead of its target. Only
+ * a new path or an existing regular file may be replaced. */
+static r1_status check_out_path(const char *out_path)
+{
+    struct stat sb;
+    if (lstat(out_path, &sb) != 0) {
+        if (errno == ENOENT)
+            return R1_OK;
+        return r1_error__set(R1_ERR_IO, "cannot check the output path '%s': %s", out_path,
+                             strerror(errno));
+    }
+    if (S_ISREG(sb.st_mode))
+        return R1_OK;
+    const char *what = S_ISLNK(sb.st_mode)    ? "a symbolic link"
+                       : S_ISDIR(sb.st_mode)  ? "a directory"
+                       : S_ISCHR(sb.st_mode)  ? "a character device"
+                       : S_ISBLK(sb.st_mode)  ? "a block device"
+                       : S_ISFIFO(sb.st_mode) ? "a FIFO"
+                                              : "not a regular file";
+    return r1_error__set(R1_ERR_INVALID_ARG,
+                         "the output path '%s' is %s; the converter writes only to a new path or "
+                         "replaces a regular file",
+                         out_path, what);
+}
+
 r1_status r1_convert__run(const char *hf_dir, const char *out_path, const r1_convert_opts *opts,
                           r1_convert_report *report)
 {
@@ -1130,12 +1057,13 @@ r1_status r1_convert__run(const char *hf_dir, const char *out_path, const r1_con
     r1_status st;
     if (hf_dir == NULL || out_path == NULL)
         return r1_error__set(R1_ERR_INVALID_ARG, "hf_dir and out_path must not be NULL");
-    if ((st = r1_convert__parse_rules(o.quant, &cv.rules)) != R1_OK)
+    if ((st = r1_convert__parse_rules(o.quant, &cv.rules)) != R1_OK ||
+        (st = check_out_path(out_path)) != R1_OK)
         return st;
     snprintf(path, sizeof path, "%s/config.json", hf_dir);
     if ((st = r1_safetensors__read_small(path, 16u << 20, &config_json, &config_len)) != R1_OK)
         goto done;
-    if ((st = config_from_json(&cv.cfg, config_json, config_len)) != R1_OK)
+    if ((st = r1_model_config__from_json(&cv.cfg, config_json, config_len)) != R1_OK)
         goto done;
     if ((st = r1_safetensors__open_dir(&cv.st, hf_dir)) != R1_OK)
         goto done;
@@ -1178,6 +1106,8 @@ r1_status r1_convert__run(const char *hf_dir, const char *out_path, const r1_con
         goto done;
     }
     r1_container__close(check);
+    if ((st = check_out_path(out_path)) != R1_OK) /* again: the conversion took a while */
+        goto done;
     if (rename(tmp, out_path) != 0) {
         st = r1_error__set(R1_ERR_IO, "cannot rename '%s' to '%s': %s", tmp, out_path,
                            strerror(errno));

@@ -3,6 +3,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 /* Long enough for a path plus a sentence; longer messages are truncated, never overflowed. */
 enum { R1_ERROR_MESSAGE_BYTES = 1024 };
@@ -11,10 +12,15 @@ static _Thread_local char r1_error_message[R1_ERROR_MESSAGE_BYTES];
 
 r1_status r1_error__set(r1_status st, const char *fmt, ...)
 {
+    /* Callers may quote the current message to add context ("...: %s", r1_error__message()),
+     * so format into a copy first: vsnprintf into a buffer that is also one of its arguments is
+     * undefined and garbles the message. */
+    char msg[R1_ERROR_MESSAGE_BYTES];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(r1_error_message, sizeof r1_error_message, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    memcpy(r1_error_message, msg, sizeof msg);
     return st;
 }
 

@@ -5,7 +5,8 @@
 #include "r1.h"
 
 /* Record a failure for the calling thread and return st, so callers can write
- * `return r1_error__set(R1_ERR_IO, "cannot open '%s': %s", path, strerror(errno));`. */
+ * `return r1_error__set(R1_ERR_IO, "cannot open '%s': %s", path, strerror(errno));`.
+ * An argument may be r1_error__message() itself, to put context before the current message. */
 r1_status r1_error__set(r1_status st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Forget the calling thread's message. Every public entry point calls this first, which is what

@@ -172,7 +172,15 @@ static r1_status load_blob(r1_expert_cache *ec, const r1_expert_blob *b, uint8_t
             goto done;
         }
         uint8_t *dst = tmp ? tmp : data;
-        size_t n = ZSTD_decompress(dst, raw, stored, (size_t)b->stored_size);
+        /* Our own context rather than ZSTD_decompress()'s hidden one, so that running out of
+         * memory for it reads as that and not as a damaged blob. */
+        ZSTD_DCtx *dctx = ZSTD_createDCtx();
+        if (dctx == NULL) {
+            st = r1_error__set(R1_ERR_NO_MEMORY, "out of memory for a zstd decompression context");
+            goto done;
+        }
+        size_t n = ZSTD_decompressDCtx(dctx, dst, raw, stored, (size_t)b->stored_size);
+        ZSTD_freeDCtx(dctx);
         if (ZSTD_isError(n) || n != raw) {
             st = r1_error__set(R1_ERR_FORMAT,
                                "expert (layer %d, expert %d) at offset %" PRIu64 ": zstd: %s",

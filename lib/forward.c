@@ -1,7 +1,8 @@
 /* forward.c: one chunk of tokens through every layer: MLA over the latent cache, dense MLP or
- * MoE, final norm and head (spec §2). Every step that computes is a backend op (lib/compute.c:
- * products, norms, rotary, attention, routing, combine); what stays here is bookkeeping (the
- * embedding lookup, gathering an expert's tokens, copies into the latent cache). */
+ * MoE, final norm and head (docs/model.md §2). Every step that computes is a backend op
+ * (lib/compute.c: products, norms, rotary, attention, routing, combine); what stays here is
+ * bookkeeping (the embedding lookup, gathering an expert's tokens, copies into the latent cache).
+ */
 #include "forward.h"
 
 #include <stdatomic.h>
@@ -363,7 +364,7 @@ int64_t r1_forward_scratch__max_tokens(const r1_forward_scratch *s)
 
 /* ---- small ops ---------------------------------------------------------------------------- */
 
-/* RMSNorm of n_rows rows of n (spec §2.2) on the model's backend; strides in floats. */
+/* RMSNorm of n_rows rows of n (docs/model.md §2.2) on the model's backend; strides in floats. */
 static r1_status r1_rmsnorm(r1_forward *f, const float *x, int64_t x_stride, const float *g,
                             int64_t n_rows, int64_t n, float *y, int64_t y_stride)
 {
@@ -406,7 +407,7 @@ static int r1_adjacent(const r1_tensor *a, const r1_tensor *b, r1_tensor *out)
     return 1;
 }
 
-/* y = (silu(x W_gate^T) * (x W_up^T)) W_down^T for n rows of x (spec §2.7). */
+/* y = (silu(x W_gate^T) * (x W_up^T)) W_down^T for n rows of x (docs/model.md §2.7). */
 static r1_status r1_swiglu(r1_forward *f, r1_forward_scratch *s, const r1_tensor *gate,
                            const r1_tensor *up, const r1_tensor *down, const float *x, int64_t n,
                            float *y)
@@ -478,8 +479,8 @@ static int r1_row_view(const r1_tensor *w, int64_t r0, int64_t n, r1_tensor *out
     return 1;
 }
 
-/* MLA in the weight-absorbed form (spec §2.6) for T new tokens at pos0...: caches the latent
- * and rotated rope key of each, then attends over every cached position <= its own. Every
+/* MLA in the weight-absorbed form (docs/model.md §2.6) for T new tokens at pos0...: caches the
+ * latent and rotated rope key of each, then attends over every cached position <= its own. Every
  * product goes to the backend: queries are moved into the latent space per head, and the
  * scores and value sums of a group of heads are one product each against the cache. */
 static r1_status r1_attention(r1_forward *f, r1_forward_scratch *s, r1_kv_cache *kv, int64_t l,

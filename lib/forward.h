@@ -13,7 +13,7 @@
 
 typedef struct r1_expert_cache r1_expert_cache;
 
-/* One layer's weights, resolved by name once (spec §5 names). Norm weights and the routing
+/* One layer's weights, resolved by name once (docs/model.md §5 names). Norm weights and the routing
  * bias are copied to float32 because every use needs them in that form. */
 typedef struct r1_layer_weights {
     int32_t is_moe;
@@ -69,9 +69,9 @@ void r1_forward__unbind(r1_forward *f);
  * process-wide, for tests: 0 makes every pass transpose W_UK into scratch instead. */
 void r1_forward__set_uk_copy_limit(uint64_t bytes);
 
-/* The latent cache of spec §2.6: per layer and position, RMSNorm(c_kv) followed by the rotated
- * k_pe, in float32 (kv_lora_rank + qk_rope_head_dim values per token and layer). One row per
- * position holds both, so the scores of every key are one matrix product. */
+/* The latent cache of docs/model.md §2.6: per layer and position, RMSNorm(c_kv) followed by the
+ * rotated k_pe, in float32 (kv_lora_rank + qk_rope_head_dim values per token and layer). One row
+ * per position holds both, so the scores of every key are one matrix product. */
 typedef struct r1_kv_cache {
     int64_t n_ctx;
     float *lat;  /* (layers, n_ctx, kv_lora_rank + qk_rope_head_dim) */

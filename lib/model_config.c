@@ -1,6 +1,8 @@
-/* model_config.c: the table of stored config fields, enum names, and config validation. */
+/* model_config.c: the table of stored config fields, enum names, config validation, and the
+ * reader of Hugging Face config.json. */
 #include "model_config.h"
 
+#include <cJSON.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -131,7 +133,7 @@ int32_t r1_model_config__layer_is_moe(const r1_model_config *cfg, int64_t layer)
     if (cfg->n_routed_experts <= 0 || layer < cfg->first_k_dense_replace)
         return 0;
     if (layer >= cfg->num_hidden_layers)
-        return 1; /* MTP layers are MoE layers (spec §1.4) */
+        return 1; /* MTP layers are MoE layers (docs/model.md §1.4) */
     return layer % cfg->moe_layer_freq == 0;
 }
 
@@ -206,4 +208,106 @@ r1_status r1_model_config__validate(const r1_model_config *c)
               isfinite(c->rope_mscale_all_dim),
           "rope_scaling values must be finite");
     return R1_OK;
+}
+
+/* ---- config.json (the converter's input) ---------------------------------------------- */
+
+static cJSON *json_path(cJSON *root, const char *key)
+{
+    const char *dot = strchr(key, '.');
+    if (dot == NULL)
+        return cJSON_GetObjectItemCaseSensitive(root, key);
+    char head[64];
+    snprintf(head, sizeof head, "%.*s", (int)(dot - key), key);
+    cJSON *sub = cJSON_GetObjectItemCaseSensitive(root, head);
+    return cJSON_IsObject(sub) ? cJSON_GetObjectItemCaseSensitive(sub, dot + 1) : NULL;
+}
+
+r1_status r1_model_config__from_json(r1_model_config *cfg, const char *text, size_t len)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cJSON *root = cJSON_ParseWithLength(text, len);
+    r1_status st = R1_OK;
+    if (!cJSON_IsObject(root)) {
+        st = r1_error__set(R1_ERR_FORMAT, "config.json is not a JSON object");
+        goto done;
+    }
+    /* The architecture first: an unsupported model fails as such, not on a missing field. */
+    cJSON *mt = cJSON_GetObjectItemCaseSensitive(root, "model_type");
+    if (!cJSON_IsString(mt)) {
+        st = r1_error__set(R1_ERR_FORMAT, "config.json has no model_type string");
+        goto done;
+    }
+    if ((st = r1_model_config__set_string(cfg, "model_type", mt->valuestring)) != R1_OK)
+        goto done;
+    size_t n;
+    const r1_config_field *f = r1_model_config__fields(&n);
+    for (size_t i = 0; i < n && st == R1_OK; i++) {
+        cJSON *v = json_path(root, f[i].key);
+        if (v && cJSON_IsArray(v) && f[i].kind == R1_CONFIG_I64) /* eos_token_id: [a, b] */
+            v = v->child;
+        if (f[i].kind == R1_CONFIG_STR) {
+            const char *text_v = cJSON_IsString(v) ? v->valuestring : NULL;
+            if (text_v == NULL && strcmp(f[i].key, "rope_scaling.type") == 0) {
+                cJSON *rt = json_path(root, "rope_scaling.rope_type");
+                text_v =
+                    cJSON_IsString(rt)
+                        ? rt->valuestring
+                        : (cJSON_IsObject(json_path(root, "rope_scaling")) ? "unknown" : "none");
+            }
+            if (text_v == NULL && strcmp(f[i].key, "model_type") == 0)
+                st = r1_error__set(R1_ERR_FORMAT, "config.json has no model_type");
+            else if (text_v == NULL)
+                text_v = strcmp(f[i].key, "topk_method") == 0 ? "greedy" : "softmax";
+            if (st == R1_OK)
+                st = r1_model_config__set_string(cfg, f[i].key, text_v);
+            continue;
+        }
+        double value;
+        if (v == NULL || cJSON_IsNull(v)) {
+            if (f[i].required) {
+                st = r1_error__set(R1_ERR_FORMAT, "config.json lacks '%s'", f[i].key);
+                break;
+            }
+            value = f[i].default_value;
+        } else if (cJSON_IsBool(v)) {
+            value = cJSON_IsTrue(v) ? 1 : 0;
+        } else if (cJSON_IsNumber(v)) {
+            value = v->valuedouble;
+        } else {
+            st = r1_error__set(R1_ERR_FORMAT, "config.json field '%s' is not a number", f[i].key);
+            break;
+        }
+        if (f[i].kind == R1_CONFIG_I64) {
+            if (!isfinite(value) || value != floor(value) || fabs(value) > 9.0e15) {
+                st = r1_error__set(R1_ERR_FORMAT, "config.json field '%s' = %g is not an integer",
+                                   f[i].key, value);
+                break;
+            }
+            *(int64_t *)((char *)cfg + f[i].offset) = (int64_t)value;
+        } else {
+            *(double *)((char *)cfg + f[i].offset) = value;
+        }
+    }
+    if (st != R1_OK)
+        goto done;
+    if (cfg->rope_mscale_all_dim == 0 && json_path(root, "rope_scaling.mscale_all_dim") == NULL)
+        cfg->rope_mscale_all_dim = cfg->rope_mscale;
+    cJSON *qc = cJSON_GetObjectItemCaseSensitive(root, "quantization_config");
+    if (cJSON_IsObject(qc)) {
+        cJSON *method = cJSON_GetObjectItemCaseSensitive(qc, "quant_method");
+        cJSON *bs = cJSON_GetObjectItemCaseSensitive(qc, "weight_block_size");
+        if (!cJSON_IsString(method) || strcmp(method->valuestring, "fp8") != 0 ||
+            !cJSON_IsArray(bs) || cJSON_GetArraySize(bs) != 2 || !cJSON_IsNumber(bs->child) ||
+            bs->child->valuedouble != 128 || !cJSON_IsNumber(bs->child->next) ||
+            bs->child->next->valuedouble != 128) {
+            st = r1_error__set(R1_ERR_UNSUPPORTED, "quantization_config is not fp8 with "
+                                                   "128x128 blocks");
+            goto done;
+        }
+        cfg->fp8_block_size = 128;
+    }
+done:
+    cJSON_Delete(root);
+    return st;
 }

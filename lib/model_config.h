@@ -13,7 +13,7 @@ enum { R1_TOPK_GREEDY = 0, R1_TOPK_GROUP_LIMITED_GREEDY = 1, R1_TOPK_NOAUX_TC = 
 enum { R1_SCORING_SOFTMAX = 0, R1_SCORING_SIGMOID = 1 };
 enum { R1_ROPE_NONE = 0, R1_ROPE_YARN = 1 };
 
-/* Every config.json field of spec §1.1 that changes the math. Integer fields absent from
+/* Every config.json field of docs/model.md §1.1 that changes the math. Integer fields absent from
  * config.json take the value noted; q_lora_rank 0 means "no q LoRA" (plain q_proj). */
 typedef struct r1_model_config {
     char architecture[32]; /* "deepseek_v3" or "deepseek_v2" (the model_type) */
@@ -79,6 +79,11 @@ const r1_config_field *r1_model_config__fields(size_t *n_out);
 r1_status r1_model_config__set_string(r1_model_config *cfg, const char *key, const char *value);
 /* The text of an enum-valued field (for writing metadata). */
 const char *r1_model_config__get_string(const r1_model_config *cfg, const char *key);
+
+/* Reads a Hugging Face config.json (len bytes of untrusted text) into cfg: every field of the
+ * table, defaults for absent optional ones, the fp8 quantization_config. R1_ERR_FORMAT naming
+ * the field, R1_ERR_UNSUPPORTED for an unknown model_type or quantisation. Does not validate. */
+r1_status r1_model_config__from_json(r1_model_config *cfg, const char *text, size_t len);
 
 /* Consistency checks (positive sizes, divisibility, ranges). R1_ERR_FORMAT with the field. */
 r1_status r1_model_config__validate(const r1_model_config *cfg);

@@ -1,4 +1,5 @@
-/* rope.c: YaRN frequencies (spec §3), the MLA softmax scale (§2.5) and the interleaved rotation. */
+/* rope.c: YaRN frequencies (docs/model.md §3), the MLA softmax scale (§2.5) and the interleaved
+ * rotation. */
 #include "rope.h"
 
 #include <math.h>
@@ -11,7 +12,7 @@ double r1_rope__mscale(double factor, double m)
 }
 
 /* The rope pair index at which a frequency completes n_rot rotations over the original
- * context (spec §3.2). */
+ * context (docs/model.md §3.2). */
 static double r1_rope_corr_dim(double n_rot, int32_t dim, double base, double orig_ctx)
 {
     return dim * log(orig_ctx / (n_rot * 2.0 * M_PI)) / (2.0 * log(base));

@@ -1,4 +1,5 @@
-/* router.c: sigmoid/softmax scoring, group-limited top-k and weight normalisation (spec §2.8). */
+/* router.c: sigmoid/softmax scoring, group-limited top-k and weight normalisation (docs/model.md
+ * §2.8). */
 #include "router.h"
 
 #include <math.h>
@@ -93,7 +94,7 @@ void r1_router__select(const r1_model_config *cfg, const float *u, const float *
         }
         for (int64_t kept = 0; kept < cfg->topk_group; kept++)
             gtaken[r1_argmax_untaken(gscore, gtaken, g)] = 1;
-        /* Excluded groups can never be chosen (the official -inf mask, spec §2.8). */
+        /* Excluded groups can never be chosen (the official -inf mask, docs/model.md §2.8). */
         for (int64_t j = 0; j < g; j++)
             if (!gtaken[j])
                 for (int64_t i = 0; i < per; i++)

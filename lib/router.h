@@ -1,4 +1,5 @@
-/* router.h: MoE expert selection and combination weights for one token (spec §2.8) (internal). */
+/* router.h: MoE expert selection and combination weights for one token (docs/model.md §2.8)
+ * (internal). */
 #ifndef R1_ROUTER_H
 #define R1_ROUTER_H
 

@@ -45,7 +45,8 @@ r1_status r1_safetensors__read_small(const char *path, size_t max_bytes, char **
                                      size_t *len_out)
 {
     *data_out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO opens at once (and is refused below) instead of waiting for a writer. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0)
         return r1_error__set(errno == ENOENT ? R1_ERR_NOT_FOUND : R1_ERR_IO, "cannot open '%s': %s",
                              path, strerror(errno));
@@ -209,7 +210,7 @@ static r1_status map_file(r1_safetensors *st, const char *dir, const char *name)
     if (f->name == NULL)
         return r1_error__set(R1_ERR_NO_MEMORY, "out of memory");
     st->n_files++;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0)
         return r1_error__set(errno == ENOENT ? R1_ERR_NOT_FOUND : R1_ERR_IO, "cannot open '%s': %s",
                              path, strerror(errno));

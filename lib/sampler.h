@@ -8,8 +8,8 @@
 #include "r1.h"
 
 /* Sample as r1_sampler_sample() does, but only from ids below n_allowed: the rows of the output
- * matrix past the tokenizer's last id (vocabulary padding, spec §8.14) can never be chosen.
- * 1 <= n_allowed <= n_vocab. Advances the draw counter by one on success. */
+ * matrix past the tokenizer's last id (vocabulary padding, docs/model.md §8.14) can never be
+ * chosen. 1 <= n_allowed <= n_vocab. Advances the draw counter by one on success. */
 r1_status r1_sampler__sample_masked(r1_sampler *smp, const float *logits, size_t n_vocab,
                                     size_t n_allowed, int32_t *id_out);
 

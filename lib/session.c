@@ -16,8 +16,7 @@ R1_API r1_status r1_session_opts_create(r1_session_opts **out)
     r1_session_opts *o = calloc(1, sizeof *o);
     if (o == NULL)
         return r1_error__set(R1_ERR_NO_MEMORY, "cannot allocate session options");
-    o->n_ctx = R1_SESSION_DEFAULT_CTX;
-    *out = o;
+    *out = o; /* n_ctx 0: the default, which depends on the model, is chosen at creation */
     return R1_OK;
 }
 
@@ -74,7 +73,13 @@ R1_API r1_status r1_session_create(r1_session **out, r1_model *model, const r1_s
                              out == NULL ? "out" : "model");
     *out = NULL;
     const r1_model_config *cfg = r1_container__config(r1_model__container(model));
-    int64_t n_ctx = opts ? opts->n_ctx : R1_SESSION_DEFAULT_CTX;
+    /* Unset, the context is the default capped at what the model was made for, so that a model
+     * with a short maximum (tiny-r1: 1024) works without options; an explicit length above the
+     * maximum is refused rather than silently shortened. */
+    int64_t n_ctx = opts ? opts->n_ctx : 0;
+    if (n_ctx == 0)
+        n_ctx = cfg->max_position_embeddings < R1_SESSION_DEFAULT_CTX ? cfg->max_position_embeddings
+                                                                      : R1_SESSION_DEFAULT_CTX;
     if (n_ctx > cfg->max_position_embeddings)
         return r1_error__set(R1_ERR_INVALID_ARG, "context %lld exceeds the model's maximum %lld",
                              (long long)n_ctx, (long long)cfg->max_position_embeddings);

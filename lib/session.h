@@ -14,7 +14,7 @@
 enum { R1_SESSION_CHUNK = 512, R1_SESSION_DEFAULT_CTX = 4096 };
 
 struct r1_session_opts {
-    int32_t n_ctx;
+    int32_t n_ctx; /* 0: not set, the default R1_SESSION_DEFAULT_CTX capped at the model's */
     int32_t logits_all;
 };
 

@@ -3,9 +3,11 @@
 #include "tokenizer.h"
 
 #include "error.h"
+#include "tokenizer_unicode.h"
 
 #include <pcre2.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -411,56 +413,263 @@ static void *dup_bytes(const void *p, size_t n)
     return q;
 }
 
-/* Hugging Face compiles patterns with Oniguruma, whose \s is U+0009-U+000D, U+0085 and the
- * Z categories. PCRE2's \s also takes U+180E, so \s (and \S outside classes) is spelled out.
- * Returns a malloc'd pattern of *len_out bytes, or NULL when out of memory. */
-static char *onig_to_pcre2(const char *pat, size_t len, size_t *len_out)
+/* The class body of one general category as Hugging Face matches it, or NULL when the table
+ * has no such category. */
+static const r1_unicode_class *unicode_class(const char *pat, size_t len, size_t i, size_t *end)
 {
-    static const char WS[] = "\\t-\\r\\x{85}\\p{Z}";
-    char *o = malloc(len * (sizeof WS + 3) + 1);
-    if (!o)
+    /* pat[i] is the p or P of \p{X}. */
+    if (i + 3 >= len || pat[i + 1] != '{' || pat[i + 3] != '}')
         return NULL;
+    for (size_t c = 0; c < r1_tokenizer__n_unicode_classes; c++)
+        if (r1_tokenizer__unicode_classes[c].name == pat[i + 2]) {
+            *end = i + 3;
+            return &r1_tokenizer__unicode_classes[c];
+        }
+    return NULL;
+}
+
+/* A class of hundreds of ranges makes PCRE2 test them one by one (encode took 60 % more time). So
+ * where PCRE2's own \p{X} is a subset of Hugging Face's class (as when PCRE2's Unicode is older),
+ * the pattern says \p{X} plus the few ranges PCRE2 lacks; only otherwise does it spell out every
+ * range. The difference is measured once per process against the PCRE2 at hand, in static
+ * storage (no heap: nothing to free when the library is unloaded). */
+#define DELTA_CLASSES 8
+#define DELTA_RANGES  256
+typedef struct class_delta {
+    int usable;
+    size_t n;
+    uint32_t ranges[2 * DELTA_RANGES];
+} class_delta;
+static class_delta g_delta[DELTA_CLASSES];
+static pthread_once_t g_delta_once = PTHREAD_ONCE_INIT;
+
+/* The code point of the UTF-8 sequence at s (valid, lead byte first). */
+static uint32_t cp_at(const uint8_t *s)
+{
+    return utf8_get(s, s[0] < 0x80 ? 1 : s[0] < 0xE0 ? 2 : s[0] < 0xF0 ? 3 : 4);
+}
+
+/* Hugging Face's class minus PCRE2's runs (both sorted ranges without surrogates) into d; d is
+ * usable when every PCRE2 run lies inside one of the class's ranges and the rest fits. */
+static void delta_of(class_delta *d, const r1_unicode_class *u, const uint32_t *run, size_t n_run)
+{
+    d->n = 0;
+    d->usable = 0;
+    for (size_t j = 0, h = 0; j < n_run; j++) {
+        while (h < u->n && u->ranges[2 * h + 1] < run[2 * j])
+            h++;
+        if (h == u->n || u->ranges[2 * h] > run[2 * j] || u->ranges[2 * h + 1] < run[2 * j + 1])
+            return; /* PCRE2 has a member Hugging Face has not */
+    }
+    for (size_t h = 0, j = 0; h < u->n; h++) {
+        uint32_t cur = u->ranges[2 * h], end = u->ranges[2 * h + 1];
+        while (j < n_run && run[2 * j + 1] < cur)
+            j++;
+        for (size_t q = j; cur <= end; q++) {
+            uint32_t stop = q < n_run && run[2 * q] <= end ? run[2 * q] : end + 1;
+            if (stop > cur) {
+                if (d->n == DELTA_RANGES)
+                    return;
+                d->ranges[2 * d->n] = cur;
+                d->ranges[2 * d->n + 1] = stop - 1;
+                d->n++;
+            }
+            if (stop > end)
+                break;
+            cur = run[2 * q + 1] + 1;
+        }
+    }
+    d->usable = 1;
+}
+
+static void compute_deltas(void)
+{
+    size_t nc = r1_tokenizer__n_unicode_classes;
+    if (nc > DELTA_CLASSES)
+        return;
+    /* Every scalar value in order, as UTF-8; PCRE2's \p{X}+ finds its runs of members. */
+    size_t len = 0x80 + 2 * 0x780 + 3 * (0x10000 - 0x800 - 0x800) + 4 * 0x100000;
+    char *all = malloc(len);
+    size_t cap_run = 4096;
+    uint32_t *run = malloc(2 * cap_run * sizeof *run);
+    if (!all || !run)
+        goto done;
     size_t k = 0;
+    for (uint32_t cp = 0; cp <= 0x10FFFF; cp++) {
+        if (cp == 0xD800)
+            cp = 0xE000;
+        k += utf8_put(cp, all + k);
+    }
+    for (size_t c = 0; c < nc; c++) {
+        const r1_unicode_class *u = &r1_tokenizer__unicode_classes[c];
+        char pat[16];
+        int pl = snprintf(pat, sizeof pat, "\\p{%c}+", u->name);
+        int err;
+        PCRE2_SIZE erroff;
+        pcre2_code *re =
+            pcre2_compile((PCRE2_SPTR)pat, (size_t)pl, PCRE2_UTF | PCRE2_UCP, &err, &erroff, NULL);
+        pcre2_match_data *md = re ? pcre2_match_data_create_from_pattern(re, NULL) : NULL;
+        if (!md) {
+            pcre2_code_free(re);
+            continue;
+        }
+        /* pcre2_jit_match skips pcre2_match's checks, a little faster over 4 MB. */
+        int jit = pcre2_jit_compile(re, PCRE2_JIT_COMPLETE) == 0;
+        const PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
+        size_t n_run = 0, at = 0;
+        int ok = 1;
+        while (ok) {
+            int rc = jit ? pcre2_jit_match(re, (PCRE2_SPTR)all, len, at, 0, md, NULL)
+                         : pcre2_match(re, (PCRE2_SPTR)all, len, at, PCRE2_NO_UTF_CHECK, md, NULL);
+            if (rc == PCRE2_ERROR_NOMATCH)
+                break;
+            if (rc <= 0) { /* out of memory, say: an unverified class is not used */
+                ok = 0;
+                break;
+            }
+            size_t last = ov[1] - 1;
+            while (((uint8_t)all[last] & 0xC0) == 0x80)
+                last--;
+            const uint8_t *u8 = (const uint8_t *)all;
+            uint32_t lo = cp_at(u8 + ov[0]), hi = cp_at(u8 + last);
+            /* Split a run at the surrogates, as the class's ranges are. */
+            for (int part = 0; part < 2 && ok; part++) {
+                uint32_t a = part ? (lo > 0xE000 ? lo : 0xE000) : lo;
+                uint32_t b = part ? hi : (hi < 0xD7FF ? hi : 0xD7FF);
+                if (a > b || (part == 0 && lo >= 0xE000))
+                    continue;
+                if (n_run == cap_run) {
+                    uint32_t *r = realloc(run, 4 * cap_run * sizeof *run);
+                    if (!r) {
+                        ok = 0;
+                        break;
+                    }
+                    run = r;
+                    cap_run *= 2;
+                }
+                run[2 * n_run] = a;
+                run[2 * n_run + 1] = b;
+                n_run++;
+            }
+            at = ov[1];
+        }
+        if (ok)
+            delta_of(&g_delta[c], u, run, n_run);
+        pcre2_match_data_free(md);
+        pcre2_code_free(re);
+    }
+done:
+    free(all);
+    free(run);
+}
+
+/* Append s (n bytes) at o + *k, or only count when o is NULL. */
+static void put(char *o, size_t *k, const char *s, size_t n)
+{
+    if (o)
+        memcpy(o + *k, s, n);
+    *k += n;
+}
+
+static void put_range_list(char *o, size_t *k, const uint32_t *ranges, size_t n_ranges)
+{
+    for (size_t r = 0; r < n_ranges; r++) {
+        char buf[40];
+        uint32_t lo = ranges[2 * r], hi = ranges[2 * r + 1];
+        int n = lo == hi ? snprintf(buf, sizeof buf, "\\x{%x}", (unsigned)lo)
+                         : snprintf(buf, sizeof buf, "\\x{%x}-\\x{%x}", (unsigned)lo, (unsigned)hi);
+        put(o, k, buf, (size_t)n);
+    }
+}
+
+/* The body of a class (no brackets) that matches exactly Hugging Face's category cls. */
+static void put_ranges(char *o, size_t *k, const r1_unicode_class *cls)
+{
+    size_t c = (size_t)(cls - r1_tokenizer__unicode_classes);
+    const class_delta *d = c < DELTA_CLASSES ? &g_delta[c] : NULL;
+    if (d && d->usable) {
+        char buf[8];
+        put(o, k, buf, (size_t)snprintf(buf, sizeof buf, "\\p{%c}", cls->name));
+        put_range_list(o, k, d->ranges, d->n);
+    } else {
+        put_range_list(o, k, cls->ranges, cls->n);
+    }
+}
+
+/* Translate an Oniguruma pattern into PCRE2 syntax with Oniguruma's meaning; writes to o (when
+ * not NULL) and returns the length. Hugging Face's \s is U+0009-U+000D, U+0085 and the Z
+ * category; PCRE2's \s also takes U+180E, so \s (and \S outside classes) is spelled out. And the
+ * general categories \p{L}, \p{M}, \p{N}, \p{P}, \p{S}, \p{Z} (and \P{..} outside classes) take
+ * Hugging Face's members (tokenizer_unicode.c): PCRE2's own tables are of the Unicode version
+ * of the PCRE2 at hand (10.42: 14.0, Hugging Face: 16.0), and letters it does not know split text
+ * into other pieces, so other ids. */
+static size_t onig_translate(const char *pat, size_t len, char *o)
+{
+    static const char WS[] = "\\t-\\r\\x{85}";
+    const r1_unicode_class *z = NULL;
+    for (size_t c = 0; c < r1_tokenizer__n_unicode_classes; c++)
+        if (r1_tokenizer__unicode_classes[c].name == 'Z')
+            z = &r1_tokenizer__unicode_classes[c];
+    size_t k = 0, end = 0;
     int in_class = 0;
     for (size_t i = 0; i < len; i++) {
         char c = pat[i];
         if (c == '\\' && i + 1 < len) {
             char d = pat[i + 1];
+            const r1_unicode_class *cls = NULL;
             if (d == 's' || (d == 'S' && !in_class)) {
                 if (!in_class)
-                    o[k++] = '[';
-                if (d == 'S')
-                    o[k++] = '^';
-                memcpy(o + k, WS, sizeof WS - 1);
-                k += sizeof WS - 1;
+                    put(o, &k, d == 'S' ? "[^" : "[", d == 'S' ? 2 : 1);
+                put(o, &k, WS, sizeof WS - 1);
+                if (z)
+                    put_ranges(o, &k, z);
                 if (!in_class)
-                    o[k++] = ']';
+                    put(o, &k, "]", 1);
+            } else if ((d == 'p' || (d == 'P' && !in_class)) &&
+                       (cls = unicode_class(pat, len, i + 1, &end)) != NULL) {
+                if (!in_class)
+                    put(o, &k, d == 'P' ? "[^" : "[", d == 'P' ? 2 : 1);
+                put_ranges(o, &k, cls);
+                if (!in_class)
+                    put(o, &k, "]", 1);
+                i = end;
+                continue;
             } else {
-                o[k++] = c;
-                o[k++] = d;
+                put(o, &k, pat + i, 2);
             }
             i++;
             continue;
         }
-        o[k++] = c;
+        put(o, &k, &c, 1);
         if (!in_class && c == '[') {
             in_class = 1;
             /* A leading ^ and a leading ] belong to the class. */
             if (i + 1 < len && pat[i + 1] == '^')
-                o[k++] = pat[++i];
+                put(o, &k, &pat[++i], 1);
             if (i + 1 < len && pat[i + 1] == ']')
-                o[k++] = pat[++i];
+                put(o, &k, &pat[++i], 1);
         } else if (in_class && c == '[' && i + 1 < len && pat[i + 1] == ':') {
-            const char *end = memchr(pat + i + 2, ']', len - i - 2);
-            size_t stop = end ? (size_t)(end - pat) : len - 1;
-            memcpy(o + k, pat + i + 1, stop - i);
-            k += stop - i;
+            const char *e = memchr(pat + i + 2, ']', len - i - 2);
+            size_t stop = e ? (size_t)(e - pat) : len - 1;
+            put(o, &k, pat + i + 1, stop - i);
             i = stop;
         } else if (in_class && c == ']') {
             in_class = 0;
         }
     }
-    *len_out = k;
+    return k;
+}
+
+/* onig_translate into a malloc'd pattern of *len_out bytes, or NULL when out of memory. */
+static char *onig_to_pcre2(const char *pat, size_t len, size_t *len_out)
+{
+    pthread_once(&g_delta_once, compute_deltas);
+    size_t n = onig_translate(pat, len, NULL);
+    char *o = malloc(n + 1);
+    if (!o)
+        return NULL;
+    *len_out = onig_translate(pat, len, o);
+    o[n] = '\0';
     return o;
 }
 
@@ -468,7 +677,9 @@ static r1_status compile_regex(pcre2_code **out, const char *pat_in, size_t len_
 {
     int err = 0;
     PCRE2_SIZE erroff = 0;
-    uint32_t opts = PCRE2_UTF | PCRE2_UCP | (literal ? PCRE2_LITERAL : 0);
+    /* PCRE2 refuses PCRE2_UCP together with PCRE2_LITERAL, and a literal has no character
+     * classes for it to affect. */
+    uint32_t opts = PCRE2_UTF | (literal ? PCRE2_LITERAL : PCRE2_UCP);
     size_t len = len_in;
     char *pat = literal ? NULL : onig_to_pcre2(pat_in, len_in, &len);
     if (!literal && !pat)
@@ -775,7 +986,13 @@ r1_status r1_tokenizer__create(r1_tokenizer **out, const r1_tokenizer_spec *spec
         }
     }
     if (st == R1_OK) {
-        tok->cache = calloc(CACHE_SLOTS, sizeof *tok->cache);
+        /* Zeroed by hand (explicit_bzero, which the compiler cannot turn back into calloc): a
+         * calloc'd 1 MiB block is fresh pages that become resident one by one as words fill
+         * their slots, so the resident set crept up over the first ~14k generated tokens
+         * (test/soak.c); touched now, the cache is resident from the start. */
+        tok->cache = malloc(CACHE_SLOTS * sizeof *tok->cache);
+        if (tok->cache)
+            explicit_bzero(tok->cache, CACHE_SLOTS * sizeof *tok->cache);
         if (!tok->cache)
             st = r1_error__set(R1_ERR_NO_MEMORY, "tokenizer: out of memory");
         else if (pthread_mutex_init(&tok->cache_lock, NULL) != 0) {
@@ -821,8 +1038,10 @@ typedef struct enc_ctx {
     size_t cap_syms;
     heap_item *heap;
     size_t cap_heap;
-    char *scratch;
+    char *scratch; /* the piece with its prefix space: bpe_word's words may point into it */
     size_t cap_scratch;
+    char *key; /* bpe_word's vocabulary key (ignore_merges), apart from scratch */
+    size_t cap_key;
     pcre2_match_data *md;
     pcre2_match_context *mctx;
     pcre2_jit_stack *jstack;
@@ -1020,17 +1239,24 @@ static heap_item heap_pop(heap_item *h, size_t *n)
     return top;
 }
 
-static void try_pair(enc_ctx *c, size_t *nh, int32_t pos)
+/* Queue the pair (pos, next of pos) when it has a merge rank. The queue keeps stale entries (a
+ * pair whose side was merged since) until they are popped, so it holds more entries than there
+ * are symbols: bpe_word reserves the proven bound, and the queue still grows rather than write
+ * past its end should that bound ever be wrong. */
+static r1_status try_pair(enc_ctx *c, size_t *nh, int32_t pos)
 {
     sym *s = c->syms;
     int32_t nx = s[pos].next;
     if (nx < 0)
-        return;
+        return R1_OK;
     const merge_slot *m = mergemap_find(&c->tok->merges, s[pos].id, s[nx].id);
     if (!m)
-        return;
+        return R1_OK;
+    if (!grow((void **)&c->heap, &c->cap_heap, *nh + 1, sizeof *c->heap))
+        return r1_error__set(R1_ERR_NO_MEMORY, "tokenizer: out of memory");
     heap_item it = {m->rank, (uint32_t)pos, s[pos].id, s[nx].id};
     heap_push(c->heap, nh, it);
+    return R1_OK;
 }
 
 static int cache_get(const r1_tokenizer *tok_c, const char *w, size_t n, uint64_t h, enc_ctx *c)
@@ -1047,7 +1273,8 @@ static int cache_get(const r1_tokenizer *tok_c, const char *w, size_t n, uint64_
     pthread_mutex_unlock(&tok->cache_lock);
     if (!hit || !grow((void **)&c->ids, &c->cap_ids, c->n_ids + k, sizeof *c->ids))
         return 0;
-    memcpy(c->ids + c->n_ids, ids, k * sizeof *ids);
+    if (k > 0) /* c->ids is still NULL when nothing was emitted yet */
+        memcpy(c->ids + c->n_ids, ids, k * sizeof *ids);
     c->n_ids += k;
     return 1;
 }
@@ -1064,7 +1291,8 @@ static void cache_put(const r1_tokenizer *tok_c, const char *w, size_t n, uint64
     e->key_len = (uint8_t)n;
     e->n_ids = (uint8_t)k;
     memcpy(e->key, w, n);
-    memcpy(e->ids, ids, k * sizeof *ids);
+    if (k > 0) /* ids may be NULL for an empty result; memcpy from NULL is undefined */
+        memcpy(e->ids, ids, k * sizeof *ids);
     pthread_mutex_unlock(&tok->cache_lock);
 }
 
@@ -1076,12 +1304,14 @@ static r1_status bpe_word(enc_ctx *c, const char *w, size_t n)
     if (n == 0)
         return R1_OK;
     if (tok->ignore_merges) {
-        if (!grow((void **)&c->scratch, &c->cap_scratch, 2 * n, 1))
+        /* Not c->scratch: w may point into it (a piece given a prefix space), and growing it
+         * would free w under us. */
+        if (!grow((void **)&c->key, &c->cap_key, 2 * n, 1))
             return r1_error__set(R1_ERR_NO_MEMORY, "tokenizer: out of memory");
         size_t k = 0;
         for (size_t i = 0; i < n; i++)
-            k += utf8_put(tok->byte_cp[(uint8_t)w[i]], c->scratch + k);
-        int64_t id = strmap_find(&tok->vocab, tok->keys, tok->key_off, c->scratch, k);
+            k += utf8_put(tok->byte_cp[(uint8_t)w[i]], c->key + k);
+        int64_t id = strmap_find(&tok->vocab, tok->keys, tok->key_off, c->key, k);
         if (id >= 0)
             return emit(c, (int32_t)id);
     }
@@ -1090,8 +1320,11 @@ static r1_status bpe_word(enc_ctx *c, const char *w, size_t n)
     uint64_t h = hash_bytes(w, n);
     if (cache_get(tok, w, n, h, c))
         return R1_OK;
+    /* The queue starts with at most n - 1 pairs; each merge pops one entry and pushes at most
+     * two, and there are at most n - 1 merges, so it never holds more than 2 (n - 1) entries
+     * (stale ones included). Sizing it by n alone overflowed on ordinary words. */
     if (!grow((void **)&c->syms, &c->cap_syms, n, sizeof *c->syms) ||
-        !grow((void **)&c->heap, &c->cap_heap, n, sizeof *c->heap))
+        !grow((void **)&c->heap, &c->cap_heap, 2 * n, sizeof *c->heap))
         return r1_error__set(R1_ERR_NO_MEMORY, "tokenizer: out of memory");
     sym *s = c->syms;
     int32_t count = 0;
@@ -1109,9 +1342,10 @@ static r1_status bpe_word(enc_ctx *c, const char *w, size_t n)
         count++;
     }
     size_t nh = 0;
-    for (int32_t i = 0; i + 1 < count; i++)
-        try_pair(c, &nh, i);
-    while (nh > 0) {
+    r1_status st = R1_OK;
+    for (int32_t i = 0; st == R1_OK && i + 1 < count; i++)
+        st = try_pair(c, &nh, i);
+    while (st == R1_OK && nh > 0) {
         heap_item it = heap_pop(c->heap, &nh);
         int32_t p = (int32_t)it.pos, q = s[p].next;
         if (s[p].id != it.left || q < 0 || s[q].id != it.right)
@@ -1123,16 +1357,21 @@ static r1_status bpe_word(enc_ctx *c, const char *w, size_t n)
             s[s[q].next].prev = p;
         s[q].id = -1;
         if (s[p].prev >= 0)
-            try_pair(c, &nh, s[p].prev);
-        try_pair(c, &nh, p);
+            st = try_pair(c, &nh, s[p].prev);
+        if (st == R1_OK)
+            st = try_pair(c, &nh, p);
     }
+    if (st != R1_OK)
+        return st;
     size_t first = c->n_ids;
     for (int32_t i = count > 0 ? 0 : -1; i >= 0; i = s[i].next) {
-        r1_status st = emit(c, s[i].id);
+        st = emit(c, s[i].id);
         if (st != R1_OK)
             return st;
     }
-    cache_put(tok, w, n, h, c->ids + first, c->n_ids - first);
+    /* A word whose every byte lacks a token (and no unk) emits nothing: c->ids may still be
+     * NULL, and NULL + 0 is undefined, so an empty result is cached without touching it. */
+    cache_put(tok, w, n, h, c->n_ids > first ? c->ids + first : NULL, c->n_ids - first);
     return R1_OK;
 }
 
@@ -1386,6 +1625,7 @@ done:
     free(c.syms);
     free(c.heap);
     free(c.scratch);
+    free(c.key);
     free(clean);
     return st;
 }

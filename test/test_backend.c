@@ -2,6 +2,7 @@
 #include <check.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -48,18 +49,84 @@ START_TEST(test_backend_unknown_name_unavailable_with_message)
 }
 END_TEST
 
+/* r1_backend_describe() names each device and its kind, so that lavapipe (Vulkan on the CPU)
+ * does not pass for a GPU in `r1 backends`. */
+START_TEST(test_backend_describe_names_devices_and_software_ones)
+{
+    char desc[1024];
+    size_t len = 0;
+    ck_assert_int_eq(r1_backend_describe("cpu", desc, sizeof desc, &len), R1_OK);
+    ck_assert_uint_eq(len, strlen(desc));
+    ck_assert_ptr_nonnull(strstr(desc, "0: the host CPU"));
+    char small[4];
+    size_t need = 0;
+    ck_assert_int_eq(r1_backend_describe("cpu", small, sizeof small, &need),
+                     R1_ERR_BUFFER_TOO_SMALL);
+    ck_assert_uint_eq(need, len);
+    ck_assert_int_eq(r1_backend_describe("cpu", NULL, 0, &need), R1_ERR_BUFFER_TOO_SMALL);
+    ck_assert_int_eq(r1_backend_describe("tpu", desc, sizeof desc, &len), R1_ERR_NOT_FOUND);
+    ck_assert_ptr_nonnull(strstr(r1_last_error(), "'tpu'"));
+    ck_assert_int_eq(r1_backend_describe(NULL, desc, sizeof desc, &len), R1_ERR_INVALID_ARG);
+    ck_assert_int_eq(r1_backend_describe("cpu", desc, sizeof desc, NULL), R1_ERR_INVALID_ARG);
+    if (r1_backend_describe("vulkan", desc, sizeof desc, &len) != R1_OK)
+        return; /* no Vulkan device here: nothing more to describe */
+    ck_assert_ptr_nonnull(strstr(desc, "0: "));
+    const char *llvmpipe = strstr(desc, "llvmpipe");
+    if (llvmpipe != NULL) {
+        const char *end = strchr(llvmpipe, ';');
+        const char *kind = strstr(llvmpipe, "(software renderer on the CPU, not a GPU)");
+        ck_assert_msg(kind != NULL && (end == NULL || kind < end), "llvmpipe is described as '%s'",
+                      desc);
+    }
+}
+END_TEST
+
+/* r1_backend_available() agrees with everything else the library says and does about the
+ * backend: 1 only for a listed backend whose description names its devices and whose device 0
+ * opens; 0 with a reason, "no backend named" when it was not built. CI, which installs lavapipe,
+ * sets R1_EXPECT_VULKAN=1: there the Vulkan answer must be 1. */
 START_TEST(test_backend_gpu_answers_are_consistent)
 {
-    /* On a machine without the device, a built GPU backend answers 0 with a reason; a backend
-     * that is not built answers 0 with "no backend named". Either way, never a crash. */
     const char *gpus[] = {"cuda", "vulkan"};
     for (size_t i = 0; i < 2; i++) {
-        int32_t a = r1_backend_available(gpus[i]);
-        ck_assert(a == 0 || a == 1);
-        if (a == 0)
-            ck_assert_str_ne(r1_last_error(), "");
-        ck_assert_int_eq(r1_backend_available(gpus[i]), a); /* cached, stable */
+        const char *name = gpus[i];
+        int32_t a = r1_backend_available(name);
+        char why[512];
+        snprintf(why, sizeof why, "%s", r1_last_error());
+        const r1_backend_ops *ops = r1_backend_registry__find(name);
+        int listed = 0;
+        for (int32_t k = 0; k < r1_backend_count(); k++)
+            listed |= strcmp(r1_backend_name(k), name) == 0;
+        ck_assert_int_eq(listed, ops != NULL);
+        char desc[512];
+        size_t len = 0;
+        r1_status described = r1_backend_describe(name, desc, sizeof desc, &len);
+        if (a == 1) {
+            ck_assert_ptr_nonnull(ops);
+            ck_assert_str_eq(why, "");
+            ck_assert_msg(described == R1_OK, "%s: %s", name, r1_last_error());
+            ck_assert_uint_gt(len, 0);
+            r1_dev *dev = NULL;
+            ck_assert_msg(ops->open(&dev, 0) == R1_OK, "%s is available but device 0: %s", name,
+                          r1_last_error());
+            ops->close(dev);
+        } else {
+            ck_assert_int_eq(a, 0);
+            ck_assert_str_ne(why, "");
+            if (ops == NULL) {
+                ck_assert_ptr_nonnull(strstr(why, "no backend named"));
+                ck_assert_int_eq(described, R1_ERR_NOT_FOUND);
+            } else {
+                ck_assert_ptr_nonnull(strstr(why, name));
+                ck_assert_int_eq(described, R1_ERR_UNSUPPORTED);
+            }
+        }
+        ck_assert_int_eq(r1_backend_available(name), a); /* cached, stable */
     }
+    const char *expect = getenv("R1_EXPECT_VULKAN");
+    if (expect != NULL && strcmp(expect, "1") == 0)
+        ck_assert_msg(r1_backend_available("vulkan") == 1,
+                      "R1_EXPECT_VULKAN=1, but Vulkan is unavailable: %s", r1_last_error());
 }
 END_TEST
 
@@ -207,6 +274,7 @@ static Suite *backend_suite(void)
     tcase_add_test(api, test_backend_name_out_of_range_has_message);
     tcase_add_test(api, test_backend_unknown_name_unavailable_with_message);
     tcase_add_test(api, test_backend_gpu_answers_are_consistent);
+    tcase_add_test(api, test_backend_describe_names_devices_and_software_ones);
     suite_add_tcase(s, api);
     TCase *cpu = tcase_create("cpu backend");
     tcase_add_test(cpu, test_backend_registry_tables_are_complete);

@@ -358,6 +358,48 @@ static int32_t cancel_after_two(uint64_t done, uint64_t total, void *user)
     return ++*(int *)user >= 2;
 }
 
+typedef struct progress_log {
+    uint64_t last_done, total;
+    int calls, backwards, total_changed;
+} progress_log;
+
+static int32_t log_progress(uint64_t done, uint64_t total, void *user)
+{
+    progress_log *p = user;
+    p->backwards |= p->calls > 0 && done < p->last_done;
+    p->total_changed |= p->calls > 0 && total != p->total;
+    p->last_done = done;
+    p->total = total;
+    p->calls++;
+    return 0;
+}
+
+/* The progress reaches its total: V3's MTP layer aliases the embedding and head, and quantising
+ * folds FP8 scales into their weights; both were consumed without being counted (88 %). */
+START_TEST(test_container_convert_progress_reaches_total)
+{
+    const char *dirs[] = {V3_DIR, V3_DIR, V2_DIR};
+    const char *rules[] = {NULL, V3_RULES, "q8_0"};
+    for (int i = 0; i < 3; i++) {
+        char out[4200];
+        snprintf(out, sizeof out, "%s/progress.r1m", tmp);
+        progress_log p = {0};
+        r1_convert_opts o = {0};
+        o.quant = rules[i];
+        o.progress = log_progress;
+        o.user_data = &p;
+        ck_assert_msg(r1_convert__run(dirs[i], out, &o, NULL) == R1_OK, "%s", r1_error__message());
+        ck_assert_int_gt(p.calls, 2);
+        ck_assert_int_eq(p.backwards, 0);
+        ck_assert_int_eq(p.total_changed, 0);
+        ck_assert_msg(p.last_done == p.total, "%s %s: progress ends at %llu of %llu", dirs[i],
+                      rules[i] ? rules[i] : "keep", (unsigned long long)p.last_done,
+                      (unsigned long long)p.total);
+        remove(out);
+    }
+}
+END_TEST
+
 START_TEST(test_container_convert_errors)
 {
     char out[4200], dir[4200];
@@ -754,6 +796,7 @@ static Suite *container_suite(void)
     tcase_add_test(rt, test_container_config_and_metadata);
     tcase_add_test(rt, test_container_output_independent_of_threads);
     tcase_add_test(rt, test_container_convert_errors);
+    tcase_add_test(rt, test_container_convert_progress_reaches_total);
     tcase_add_test(rt, test_container_safetensors_validation);
     suite_add_tcase(s, rt);
     TCase *bad = tcase_create("corruption");

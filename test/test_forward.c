@@ -2,6 +2,7 @@
 #include <check.h>
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,7 @@
 #include "expert_cache.h"
 #include "forward.h"
 #include "host_weights.h"
+#include "kernels_levels.h"
 #include "model.h"
 #include "weight_layout.h"
 #include "model_config.h"
@@ -151,14 +153,93 @@ static void check_goldens_as(const char *model, const char *as_type)
     free(text);
 }
 
+/* One act_q8 golden's near-tie blocks (test/ref/make_goldens.py): every block of the
+ * reference's run holding a value v = x / d within 2 tau of a half-integer, as the reference's
+ * integers q and a mask of those values. A float32 engine's v lie within tau of the reference's
+ * (measured: 2e-4), so elsewhere it rounds as the reference did; at the engine's own near-ties
+ * (within tau) either rounding is correct for some summation order, and it flips a routing
+ * decision or moves the logits by ~1e-2 (test/ref/README.md). pin_near_ties makes the engine
+ * take the reference's there: the reference then sees the engine's quantised inputs. */
+typedef struct near_ties {
+    int n;
+    double tau;
+    uint32_t *mask;
+    int8_t (*q)[R1_QBLOCK];
+    _Atomic long near;      /* engine values within tau of a half-integer */
+    _Atomic long pinned;    /* of those, rounded the other way and set to the reference's */
+    _Atomic long unmatched; /* engine blocks with a near-tie that are none of the reference's */
+} near_ties;
+
+/* r1_cpu_qx_hook: a block with a near-tie is the reference block whose integers equal its own
+ * except, at the values near a tie on both sides, by one; those take the reference's. */
+static void pin_near_ties(const float *x, r1_cpu_qx_block *out, int64_t n, void *user)
+{
+    near_ties *nt = user;
+    for (int64_t b = 0; b < n / R1_QBLOCK; b++) {
+        const float *xb = x + b * R1_QBLOCK;
+        const float inv = out[b].d != 0.0f ? 1.0f / out[b].d : 0.0f; /* as quantize_x */
+        uint32_t near = 0;
+        for (int j = 0; j < R1_QBLOCK; j++) {
+            double a = fabs((double)(xb[j] * inv));
+            if (fabs(a - floor(a) - 0.5) < nt->tau)
+                near |= UINT32_C(1) << j;
+        }
+        if (near == 0)
+            continue;
+        atomic_fetch_add(&nt->near, __builtin_popcount(near));
+        int found = -1;
+        for (int i = 0; i < nt->n && found < 0; i++) {
+            const uint32_t both = near & nt->mask[i];
+            int j = 0;
+            for (; j < R1_QBLOCK; j++) {
+                int diff = out[b].q[j] - nt->q[i][j];
+                if ((both >> j & 1) ? abs(diff) > 1 : diff != 0)
+                    break;
+            }
+            if (j == R1_QBLOCK)
+                found = i;
+        }
+        if (found < 0) {
+            atomic_fetch_add(&nt->unmatched, 1);
+            continue;
+        }
+        for (int j = 0; j < R1_QBLOCK; j++)
+            if (out[b].q[j] != nt->q[found][j]) {
+                out[b].sum += nt->q[found][j] - out[b].q[j];
+                out[b].q[j] = nt->q[found][j];
+                atomic_fetch_add(&nt->pinned, 1);
+            }
+    }
+}
+
+static void near_ties_load(near_ties *nt, const cJSON *root, const cJSON *g)
+{
+    const cJSON *blocks = cJSON_GetObjectItem(g, "near_tie_blocks");
+    ck_assert_ptr_nonnull(blocks);
+    nt->tau = cJSON_GetObjectItem(root, "near_tie_tau")->valuedouble;
+    ck_assert(nt->tau > 0 && nt->tau < 0.01);
+    nt->n = cJSON_GetArraySize(blocks);
+    nt->mask = calloc((size_t)nt->n + 1, sizeof *nt->mask);
+    nt->q = calloc((size_t)nt->n + 1, sizeof *nt->q);
+    ck_assert(nt->mask != NULL && nt->q != NULL);
+    for (int i = 0; i < nt->n; i++) {
+        const cJSON *row = cJSON_GetArrayItem(blocks, i);
+        ck_assert_int_eq(cJSON_GetArraySize(row), 1 + R1_QBLOCK);
+        nt->mask[i] = (uint32_t)cJSON_GetArrayItem(row, 0)->valuedouble;
+        ck_assert_uint_ne(nt->mask[i], 0);
+        for (int j = 0; j < R1_QBLOCK; j++)
+            nt->q[i][j] = (int8_t)cJSON_GetArrayItem(row, 1 + j)->valueint;
+    }
+}
+
 /* The Q8_0/Q4_0 goldens of the reference's act_q8 mode (test/ref/reference.py, absorbed
  * attention): prefilled and decoded one token at a time, every quantised weight takes the CPU
  * kernels' 8-bit activation path (at any token count), which the reference mirrors. The
  * bound is the float one (achieved ~3e-7): 8-bit activations move these tiny models' logits by
  * ~2e-2 from the float goldens (up to 0.4 once routing decisions flip on long prompts), but
- * engine and reference round the same activations the same way. Short prompts only, see
- * test/ref/make_goldens.py. */
-static void check_actq8_goldens(const char *model)
+ * engine and reference round the same activations the same way, near-ties included (above).
+ * Short prompts only, see test/ref/make_goldens.py. */
+static void check_actq8_goldens(const char *model, long *near_total)
 {
     char path[1024];
     snprintf(path, sizeof path, "%s/%s/goldens_actq8.json", data_dir(), model);
@@ -171,14 +252,35 @@ static void check_actq8_goldens(const char *model)
     cJSON_ArrayForEach(g, cJSON_GetObjectItem(root, "goldens"))
     {
         const char *variant = cJSON_GetObjectItem(g, "weights_variant")->valuestring;
+        const char *name = cJSON_GetObjectItem(g, "name")->valuestring;
+        near_ties nt = {0};
+        near_ties_load(&nt, root, g);
         for (int one_at_a_time = 0; one_at_a_time <= 1; one_at_a_time++) {
+            atomic_store(&nt.near, 0);
+            atomic_store(&nt.pinned, 0);
+            atomic_store(&nt.unmatched, 0);
+            r1_cpu__set_qx_hook(pin_near_ties, &nt);
             double d = golden_diff(model, g, variant, one_at_a_time);
-            printf("%s: %s max|d|/max|ref| = %.2e\n", cJSON_GetObjectItem(g, "name")->valuestring,
-                   one_at_a_time ? "decode" : "prefill", d);
-            ck_assert_msg(d <= GOLDEN_BOUND, "%s (%s): %.3e > %.1e",
-                          cJSON_GetObjectItem(g, "name")->valuestring,
-                          one_at_a_time ? "decode" : "prefill", d, GOLDEN_BOUND);
+            r1_cpu__set_qx_hook(NULL, NULL);
+            const char *how = one_at_a_time ? "decode" : "prefill";
+            long near = atomic_load(&nt.near), pinned = atomic_load(&nt.pinned);
+            printf("%s: %s max|d|/max|ref| = %.2e (near-ties %ld, pinned %ld, reference's %d)\n",
+                   name, how, d, near, pinned, nt.n);
+            /* away from near-ties the engine's integers are the reference's */
+            ck_assert_msg(atomic_load(&nt.unmatched) == 0,
+                          "%s (%s): %ld blocks with a near-tie are none of the reference's", name,
+                          how, atomic_load(&nt.unmatched));
+            /* the roundings taken from the reference are few: measured 0 or 1 per run in every
+             * configuration test/run_all.sh runs (the engine's v stay within 2e-4 of the
+             * reference's, mostly far less), where rounding wrongly just above or below the
+             * half-step changes dozens (26 for a threshold of 0.5005) */
+            ck_assert_msg(pinned <= 8, "%s (%s): %ld near-ties rounded the other way", name, how,
+                          pinned);
+            ck_assert_msg(d <= GOLDEN_BOUND, "%s (%s): %.3e > %.1e", name, how, d, GOLDEN_BOUND);
+            *near_total += near;
         }
+        free(nt.mask);
+        free(nt.q);
         checked++;
     }
     ck_assert_int_eq(checked, 4);
@@ -188,8 +290,11 @@ static void check_actq8_goldens(const char *model)
 
 START_TEST(test_forward_decode_with_8bit_activations_matches_reference)
 {
-    check_actq8_goldens("tiny-v3");
-    check_actq8_goldens("tiny-v2lite");
+    long near = 0;
+    check_actq8_goldens("tiny-v3", &near);
+    check_actq8_goldens("tiny-v2lite", &near);
+    /* the near-tie matching above did run (several hundred values near a tie here) */
+    ck_assert_int_gt(near, 20);
 }
 END_TEST
 
@@ -302,6 +407,8 @@ START_TEST(test_forward_simd_levels_agree)
      * across a rounding half-step (test/ref/make_goldens.py); test_kernels checks that every
      * level's integer kernels compute the same integers, and the act_q8 goldens pass on each. */
     r1_cpu__set_act_q8(0);
+    /* the CPU's best level, or less under R1_CPU_LEVEL (test/run_all.sh runs such variants) */
+    const int32_t top = r1_cpu__force_level(-1);
     for (int mi = 0; mi < 2; mi++)
         for (int v = 0; v < N_VARIANTS; v++) {
             r1_model *m = load(MODELS[mi], VARIANTS[v], 0);
@@ -309,8 +416,8 @@ START_TEST(test_forward_simd_levels_agree)
             r1_cpu__force_level(R1_CPU_SCALAR);
             float *base = tu_logits(m, PROMPT, 9, 0, &vocab);
             for (int li = 1; li < 3; li++) {
-                if (levels[li] > r1_cpu__detected_level())
-                    continue; /* this CPU cannot run that path */
+                if (levels[li] > top)
+                    continue; /* this CPU (or R1_CPU_LEVEL) does not allow that path */
                 ck_assert_int_eq(r1_cpu__force_level(levels[li]), levels[li]);
                 float *x = tu_logits(m, PROMPT, 9, 0, &vocab);
                 double d = rel_diff(x, base, 9 * vocab);
@@ -458,7 +565,7 @@ END_TEST
 
 START_TEST(test_forward_r1_yarn_matches_appendix_a)
 {
-    /* DeepSeek-R1's config.json values (spec §1.1) and Appendix A's numbers. */
+    /* DeepSeek-R1's config.json values (docs/model.md §1.1) and Appendix A's numbers. */
     r1_model_config cfg;
     memset(&cfg, 0, sizeof cfg);
     cfg.qk_nope_head_dim = 128;
@@ -481,7 +588,7 @@ START_TEST(test_forward_r1_yarn_matches_appendix_a)
         double ratio = m <= 10 ? 1.0 : (m >= 23 ? 0.025 : 1.0 - 0.075 * (m - 10));
         ck_assert_double_eq_tol(r.inv_freq[m] / theta, ratio, 1e-12);
     }
-    /* spot values of the table in spec §3.3 */
+    /* spot values of the table in docs/model.md §3.3 */
     ck_assert_double_eq_tol(r.inv_freq[11], 3.900692657e-02, 1e-11);
     ck_assert_double_eq_tol(r.inv_freq[23], 3.333803580e-05, 1e-14);
     ck_assert_double_eq(r.rope_scale, 1.0);
@@ -524,8 +631,8 @@ START_TEST(test_forward_router_v3_hand_computed)
     ck_assert_float_eq_tol(w[0], 1.25f, 1e-6f);
     ck_assert_float_eq_tol(w[1], 1.25f, 1e-6f);
     /* An excluded group is never chosen even where a masked 0.0 would outrank a negative
-     * candidate (spec §2.8 discrepancy): with every bias -1 all selection scores are negative;
-     * groups 0 and 1 are kept, and a 0.0 fill would have picked experts of groups 2-3. */
+     * candidate (docs/model.md §2.8 discrepancy): with every bias -1 all selection scores are
+     * negative; groups 0 and 1 are kept, and a 0.0 fill would have picked experts of groups 2-3. */
     float u2[8] = {3, 3, 2, 2, -5, -5, -5, -5};
     float b2[8] = {-1, -1, -1, -1, -1, -1, -1, -1};
     r1_router__select(&c, u2, b2, e, w);

@@ -100,8 +100,14 @@ START_TEST(test_kernels_pool_scratch_and_null_pool)
     for (int i = 0; i < N; i++)
         ck_assert_int_eq(atomic_load(&hits[i]), 1);
     r1_threadpool__run(NULL, 8, scratch_task, NULL);
-    ck_assert_ptr_nonnull(r1_threadpool__default());
-    ck_assert_int_ge(r1_threadpool__size(r1_threadpool__default()), 1);
+    /* the shared pool: one per process while referenced */
+    r1_threadpool *a = NULL, *b = NULL;
+    ck_assert_int_eq(r1_threadpool__acquire_shared(&a), R1_OK);
+    ck_assert_int_eq(r1_threadpool__acquire_shared(&b), R1_OK);
+    ck_assert_ptr_eq(a, b);
+    ck_assert_int_ge(r1_threadpool__size(a), 1);
+    r1_threadpool__release_shared();
+    r1_threadpool__release_shared();
 }
 END_TEST
 
@@ -812,9 +818,9 @@ END_TEST
 
 /* ---- decode attention ------------------------------------------------------------------- */
 
-/* R1_OP_MLA_DECODE against the absorbed MLA of spec §2.6 in double, for every kv_b_proj dtype,
- * with float activations (the 8-bit activation path is held to the reference's act_q8 goldens
- * in test_forward.c), serially and on the pool. */
+/* R1_OP_MLA_DECODE against the absorbed MLA of docs/model.md §2.6 in double, for every kv_b_proj
+ * dtype, with float activations (the 8-bit activation path is held to the reference's act_q8
+ * goldens in test_forward.c), serially and on the pool. */
 START_TEST(test_kernels_mla_decode_matches_double)
 {
     const int32_t dt = _i / 2;
@@ -868,7 +874,9 @@ START_TEST(test_kernels_mla_decode_matches_double)
         }
     }
     int32_t prev = r1_cpu__set_act_q8(0);
-    r1_threadpool *pools[2] = {NULL, r1_threadpool__default()};
+    r1_threadpool *shared = NULL;
+    ck_assert_int_eq(r1_threadpool__acquire_shared(&shared), R1_OK);
+    r1_threadpool *pools[2] = {NULL, shared};
     for (int k = 0; k < 2; k++) {
         memset(got, 0, sizeof got);
         ck_assert_int_eq(r1_cpu__mla_decode(pools[k], &p, q, lat, &kv_b.t, got), R1_OK);
@@ -885,6 +893,7 @@ START_TEST(test_kernels_mla_decode_matches_double)
                           "%s: the pool's result differs from the serial one",
                           r1_dtype__traits(dt)->name);
     }
+    r1_threadpool__release_shared();
     r1_cpu__set_act_q8(prev);
 
     /* shapes that do not fit are refused with a message, nothing written */

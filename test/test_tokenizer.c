@@ -8,37 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#ifndef R1_TEST_DATA_DIR
-#define R1_TEST_DATA_DIR "test/data"
-#endif
-
-/* The tokenizer data directory: $R1_TOKENIZER_TEST_DATA, else R1_TEST_DATA_DIR/tokenizer. */
-static void data_path(char *out, size_t cap, const char *name)
-{
-    const char *env = getenv("R1_TOKENIZER_TEST_DATA");
-    if (env && *env)
-        snprintf(out, cap, "%s/%s", env, name);
-    else
-        snprintf(out, cap, "%s/tokenizer/%s", R1_TEST_DATA_DIR, name);
-}
-
-static char *read_file(const char *name, size_t *len_out)
-{
-    char path[4096];
-    data_path(path, sizeof path, name);
-    FILE *f = fopen(path, "rb");
-    ck_assert_msg(f != NULL, "cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    ck_assert_ptr_nonnull(buf);
-    ck_assert_uint_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
-    fclose(f);
-    buf[n] = '\0';
-    *len_out = (size_t)n;
-    return buf;
-}
+#include "tokenizer_testutil.h"
 
 /* Reference records: text bytes and ids. */
 typedef struct ref_case {
@@ -482,6 +452,89 @@ START_TEST(test_tokenizer_buffers_and_flags)
 }
 END_TEST
 
+/* Issue 16, found 1: the BPE merge queue was sized by the word's byte count while stale entries
+ * stay queued, so ordinary words overflowed it (heap overflow in try_pair). The ids are those of
+ * Hugging Face tokenizers 0.23.2 (npm) with this tokenizer.json, encode(text, addSpecial=false).
+ * The 16-letter words overflowed the 16-entry queue; the 896-letter word overflowed 1024. */
+static const struct {
+    const char *text;
+    int32_t ids[16];
+    size_t n;
+} bpe_queue_cases[] = {
+    {"jcnerlodevkcvfpr", {78011, 1826, 78, 1184, 88, 29183, 78634, 1253}, 8},
+    {"tinnhaldxfvvtzwe", {86, 4702, 8604, 18437, 72, 42122, 20228, 971}, 8},
+    {"blakospunjlxpqcf", {3778, 480, 3235, 26275, 78, 66562, 83, 16079}, 8},
+    {"feraxitobtxmognu lndontitzqbalmdg",
+     {725, 1325, 279, 924, 25104, 79, 3169, 87, 314, 289, 1039, 9208, 83, 7887, 17949, 73},
+     16},
+    /* The issue's short strings: U+F0000, U+10FFFD, U+FFFE, U+FFFF. */
+    {"x\xf3\xb0\x80\x80y", {90, 178, 111, 225, 225, 91}, 6},
+    {"\xf4\x8f\xbf\xbd", {179, 240, 126, 124}, 4},
+    {"\xef\xbf\xbe", {2779, 125}, 2},
+    {"\xef\xbf\xbf", {2779, 126}, 2},
+    {"Hi \xf3\xb0\x80\x80\xf4\x8f\xbf\xbd\xef\xbf\xbe\xef\xbf\xbf!",
+     {23166, 223, 178, 111, 225, 225, 179, 240, 126, 124, 2779, 125, 2779, 126, 3},
+     15},
+};
+
+static void check_ids(const r1_tokenizer *tok, const char *text, size_t len, const int32_t *want,
+                      size_t n_want)
+{
+    size_t n;
+    r1_status st;
+    int32_t *ids = encode_all(tok, text, len, 0, &n, &st);
+    ck_assert_msg(st == R1_OK, "encode: %d %s", st, r1_error__message());
+    ck_assert_uint_eq(n, n_want);
+    for (size_t i = 0; i < n; i++)
+        ck_assert_msg(ids[i] == want[i], "id %zu: %d, want %d", i, ids[i], want[i]);
+    free(ids);
+}
+
+START_TEST(test_tokenizer_bpe_queue_bound)
+{
+    const r1_tokenizer *toks[2] = {g_r1, g_v3};
+    for (int t = 0; t < 2; t++) {
+        for (size_t i = 0; i < sizeof bpe_queue_cases / sizeof bpe_queue_cases[0]; i++)
+            check_ids(toks[t], bpe_queue_cases[i].text, strlen(bpe_queue_cases[i].text),
+                      bpe_queue_cases[i].ids, bpe_queue_cases[i].n);
+        /* Long words: 56 x "blakospunjlxpqcf" (896 letters) and 900 x "a". */
+        char word[901];
+        int32_t want[448];
+        static const int32_t period[8] = {3778, 480, 3235, 26275, 78, 66562, 83, 16079};
+        for (size_t i = 0; i < 896; i++)
+            word[i] = "blakospunjlxpqcf"[i % 16];
+        for (size_t i = 0; i < 448; i++)
+            want[i] = period[i % 8];
+        check_ids(toks[t], word, 896, want, 448);
+        memset(word, 'a', 900);
+        for (size_t i = 0; i < 112; i++)
+            want[i] = 89086; /* "aaaaaaaa" */
+        want[112] = 39535;   /* "aaaa" */
+        check_ids(toks[t], word, 900, want, 113);
+    }
+    /* Many more words of 9-16 letters (of which about one in 2,000 overflowed the old queue)
+     * and words up to 1,100 letters: each must decode back to itself. */
+    uint32_t seed = 16;
+    char text[1101], back[1101 * 4];
+    for (int k = 0; k < 20000; k++) {
+        seed = seed * 1103515245u + 12345u;
+        size_t len = k < 19900 ? 9 + (seed >> 16) % 8 : 500 + (seed >> 16) % 600;
+        for (size_t i = 0; i < len; i++) {
+            seed = seed * 1103515245u + 12345u;
+            text[i] = (char)('a' + (seed >> 16) % 26);
+        }
+        size_t n, blen;
+        r1_status st;
+        int32_t *ids = encode_all(g_r1, text, len, 0, &n, &st);
+        ck_assert_int_eq(st, R1_OK);
+        ck_assert_int_eq(r1_tokenizer__decode(g_r1, ids, n, 0, back, sizeof back, &blen), R1_OK);
+        ck_assert_uint_eq(blen, len);
+        ck_assert(memcmp(back, text, len) == 0);
+        free(ids);
+    }
+}
+END_TEST
+
 START_TEST(test_tokenizer_blob_roundtrip)
 {
     size_t need = 0;
@@ -646,6 +699,120 @@ START_TEST(test_tokenizer_blob_corrupt)
 }
 END_TEST
 
+/* Issue 16, found 7: a blob (valid CRC) whose vocabulary lacks byte tokens and has no unk token.
+ * A word of such bytes BPE-encodes to nothing, and the empty result was cached through
+ * memcpy(.., NULL, 0) and NULL + 0 (UBSan), then read back the same way. */
+START_TEST(test_tokenizer_blob_missing_bytes)
+{
+    r1_tokenizer_spec *s;
+    ck_assert_int_eq(r1_tokenizer__spec_create(&s), R1_OK);
+    s->n_ids = 3;
+    s->token_off = calloc(4, sizeof *s->token_off);
+    s->in_vocab = calloc(3, 1);
+    s->token_bytes = strdup("abab");
+    s->token_off[1] = 1;
+    s->token_off[2] = 2;
+    s->token_off[3] = 4;
+    s->in_vocab[0] = s->in_vocab[1] = s->in_vocab[2] = 1;
+    s->n_merges = 1;
+    s->merges = malloc(2 * sizeof *s->merges);
+    s->merges[0] = 0;
+    s->merges[1] = 1;
+    s->n_steps = 1;
+    s->steps = calloc(1, sizeof *s->steps);
+    s->steps[0].kind = R1_TOKENIZER_STEP_BYTE_LEVEL;
+    size_t len;
+    ck_assert_int_eq(r1_tokenizer__spec_serialize(s, NULL, 0, &len), R1_ERR_BUFFER_TOO_SMALL);
+    uint8_t *blob = malloc(len);
+    ck_assert_int_eq(r1_tokenizer__spec_serialize(s, blob, len, &len), R1_OK);
+    r1_tokenizer__spec_destroy(s);
+    r1_tokenizer_spec *back = NULL;
+    ck_assert_int_eq(r1_tokenizer__spec_parse(&back, blob, len), R1_OK);
+    free(blob);
+    r1_tokenizer *tok = NULL;
+    ck_assert_int_eq(r1_tokenizer__create(&tok, back), R1_OK);
+    r1_tokenizer__spec_destroy(back);
+    int32_t ids[8];
+    size_t n = 99;
+    /* Twice: the first call caches the empty word, the second reads it from the cache. */
+    for (int k = 0; k < 2; k++) {
+        ck_assert_int_eq(r1_tokenizer__encode(tok, "zz", 2, 0, ids, 8, &n), R1_OK);
+        ck_assert_uint_eq(n, 0);
+        ck_assert_int_eq(r1_tokenizer__encode(tok, "zz", 2, 0, NULL, 0, &n), R1_OK);
+        ck_assert_uint_eq(n, 0);
+    }
+    /* Characters without a token are dropped (Hugging Face without unk); the rest merge. */
+    ck_assert_int_eq(r1_tokenizer__encode(tok, "azb", 3, 0, ids, 8, &n), R1_OK);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_int_eq(ids[0], 2);
+    r1_tokenizer__destroy(tok);
+}
+END_TEST
+
+/* Found by fuzz_tokenize: a Split with a literal {"String": ...} pattern was refused
+ * ("invalid option bits with PCRE2_LITERAL": PCRE2_UCP was passed along). The ids are Hugging
+ * Face tokenizers 0.23.2's for this tokenizer.json. */
+START_TEST(test_tokenizer_split_string_pattern)
+{
+    const char *json =
+        "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1, \"ab\": 2, \"\\u0120\": "
+        "3, "
+        "\",\": 4, \"\\u0120a\": 5}, \"merges\": [\"a b\", \"\\u0120 a\"]}, \"pre_tokenizer\": "
+        "{\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Split\", \"pattern\": "
+        "{\"String\": \", \"}, \"behavior\": \"Removed\", \"invert\": false}, {\"type\": "
+        "\"Split\", \"pattern\": {\"String\": \"b\"}, \"behavior\": \"MergedWithPrevious\", "
+        "\"invert\": false}, {\"type\": \"ByteLevel\", \"add_prefix_space\": false, "
+        "\"trim_offsets\": true, \"use_regex\": false}]}}";
+    r1_tokenizer_spec *s = NULL;
+    ck_assert_int_eq(r1_tokenizer__spec_from_json(&s, json, strlen(json), NULL, 0), R1_OK);
+    r1_tokenizer *tok = NULL;
+    r1_status st = r1_tokenizer__create(&tok, s);
+    ck_assert_msg(st == R1_OK, "create: %s", r1_error__message());
+    r1_tokenizer__spec_destroy(s);
+    static const struct {
+        const char *text;
+        int32_t ids[6];
+        size_t n;
+    } cases[] = {{"ab, ab", {2, 2}, 2},
+                 {"a,b, a b", {0, 4, 1, 0, 3, 1}, 6},
+                 {", , ab ab,", {2, 3, 2, 4}, 4},
+                 {"bbb a", {1, 1, 1, 5}, 4}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        check_ids(tok, cases[i].text, strlen(cases[i].text), cases[i].ids, cases[i].n);
+    r1_tokenizer__destroy(tok);
+}
+END_TEST
+
+/* Found by fuzz_tokenize: with ignore_merges and add_prefix_space, bpe_word built its vocabulary
+ * key in the scratch buffer that held the word itself (the piece with its prefix space), and
+ * growing it freed the word (ASan: heap-use-after-free). Ids: Hugging Face tokenizers 0.23.2. */
+START_TEST(test_tokenizer_ignore_merges_prefix_space)
+{
+    const char *json =
+        "{\"model\": {\"type\": \"BPE\", \"ignore_merges\": true, \"vocab\": {\"a\": 0, \"b\": 1, "
+        "\"c\": 2, \"\\u0120\": 3, \"ab\": 4, \"abc\": 5, \"\\u0120a\": 6, \"\\u0120ab\": 7, "
+        "\"\\u0120abcabcabc\": 8}, \"merges\": [\"a b\", \"ab c\", \"\\u0120 a\", \"\\u0120a "
+        "b\"]}, \"pre_tokenizer\": {\"type\": \"ByteLevel\", \"add_prefix_space\": true, "
+        "\"trim_offsets\": true, \"use_regex\": false}}";
+    r1_tokenizer_spec *s = NULL;
+    ck_assert_int_eq(r1_tokenizer__spec_from_json(&s, json, strlen(json), NULL, 0), R1_OK);
+    r1_tokenizer *tok = NULL;
+    ck_assert_int_eq(r1_tokenizer__create(&tok, s), R1_OK);
+    r1_tokenizer__spec_destroy(s);
+    static const struct {
+        const char *text;
+        int32_t ids[8];
+        size_t n;
+    } cases[] = {{"abcabcabc", {8}, 1},
+                 {"abcabcabcabcabc", {3, 5, 5, 5, 5, 5}, 6},
+                 {"ab", {7}, 1},
+                 {"abcabc abcabcabc", {3, 5, 5, 3, 5, 5, 5}, 7}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        check_ids(tok, cases[i].text, strlen(cases[i].text), cases[i].ids, cases[i].n);
+    r1_tokenizer__destroy(tok);
+}
+END_TEST
+
 START_TEST(test_tokenizer_json_errors)
 {
     r1_tokenizer_spec *s = NULL;
@@ -702,11 +869,15 @@ static Suite *tokenizer_suite(void)
     tcase_add_test(real, test_tokenizer_invalid_utf8);
     tcase_add_test(real, test_tokenizer_buffers_and_flags);
     tcase_add_test(real, test_tokenizer_blob_roundtrip);
+    tcase_add_test(real, test_tokenizer_bpe_queue_bound);
     suite_add_tcase(s, real);
     TCase *blob = tcase_create("synthetic");
     tcase_set_timeout(blob, 60);
     tcase_add_test(blob, test_tokenizer_blob_corrupt);
     tcase_add_test(blob, test_tokenizer_json_errors);
+    tcase_add_test(blob, test_tokenizer_blob_missing_bytes);
+    tcase_add_test(blob, test_tokenizer_split_string_pattern);
+    tcase_add_test(blob, test_tokenizer_ignore_merges_prefix_space);
     suite_add_tcase(s, blob);
     return s;
 }

@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "backend.h"
 #include "cpu_kernels.h"
@@ -12,7 +13,8 @@
  * caller's memory, and the "queue" runs each op on the calling thread as it is recorded. */
 struct r1_dev {
     _Atomic uint64_t submitted; /* sessions on one model submit from their own threads */
-    r1_threadpool *pool;        /* NULL: the process-wide pool */
+    r1_threadpool *pool;        /* the device's own pool (set_threads) or the shared one */
+    int32_t holds_shared;       /* 1: pool is the shared pool, one reference of which is ours */
 };
 
 struct r1_buf {
@@ -26,8 +28,7 @@ enum { R1_CPU_ALIGN = 64 };
 
 static int32_t cpu_probe(char *why, size_t why_len)
 {
-    (void)why;
-    (void)why_len;
+    snprintf(why, why_len, "0: the host CPU (%ld cores online)", sysconf(_SC_NPROCESSORS_ONLN));
     return 1;
 }
 
@@ -39,15 +40,32 @@ static r1_status cpu_open(r1_dev **out, int32_t index)
     r1_dev *dev = calloc(1, sizeof *dev);
     if (dev == NULL)
         return r1_error__set(R1_ERR_NO_MEMORY, "cannot allocate the cpu device");
+    /* The pool's workers live exactly as long as some device uses them (threadpool.h). */
+    r1_status st = r1_threadpool__acquire_shared(&dev->pool);
+    if (st != R1_OK) {
+        free(dev);
+        return st;
+    }
+    dev->holds_shared = 1;
     *out = dev;
     return R1_OK;
+}
+
+static void r1_cpu_drop_pool(r1_dev *dev)
+{
+    if (dev->holds_shared)
+        r1_threadpool__release_shared();
+    else
+        r1_threadpool__destroy(dev->pool);
+    dev->pool = NULL;
+    dev->holds_shared = 0;
 }
 
 static void cpu_close(r1_dev *dev)
 {
     if (dev == NULL)
         return;
-    r1_threadpool__destroy(dev->pool);
+    r1_cpu_drop_pool(dev);
     free(dev);
 }
 
@@ -57,7 +75,7 @@ static r1_status cpu_set_threads(r1_dev *dev, int32_t n_threads)
     r1_status st = r1_threadpool__create(&pool, n_threads, -1);
     if (st != R1_OK)
         return st;
-    r1_threadpool__destroy(dev->pool);
+    r1_cpu_drop_pool(dev);
     dev->pool = pool;
     return R1_OK;
 }

@@ -93,7 +93,7 @@ static void r1_mla_values_out(const r1_mla_ctx *c, int64_t h, const float *olat,
     float *o = c->out + h * dv;
     const uint8_t *uv = c->kv_b + (size_t)(row0 + dn) * c->row_bytes;
     if (c->act_q8 && c->k->dot_qx[c->dtype] != NULL) {
-        c->k->quantize_x(olat, xq, rkv);
+        r1_cpu__quantize_act(c->k, olat, xq, rkv);
         for (int64_t r = 0; r < dv; r += R1_CPU_QX_MAX_ROWS) {
             int32_t n = (int32_t)(dv - r < R1_CPU_QX_MAX_ROWS ? dv - r : R1_CPU_QX_MAX_ROWS);
             c->k->dot_qx[c->dtype](uv + (size_t)r * c->row_bytes, c->row_bytes, n, xq, n_blocks,
@@ -272,6 +272,19 @@ static r1_status r1_mla_split_keys(r1_mla_ctx *c)
                              (long long)n_blocks);
     c->qlat = buf;
     c->part = buf + qlat_floats;
+    /* the largest scratch of the three runs' tasks (absorb, block, merge) */
+    const int64_t rkv = p->kv_lora_rank;
+    size_t scratch = (size_t)(R1_MLA_UK_ROWS * rkv) * sizeof(float);
+    const size_t merge =
+        (size_t)rkv * sizeof(float) + 64 + (size_t)(rkv / R1_QBLOCK) * sizeof(r1_cpu_qx_block);
+    scratch = scratch > merge ? scratch : merge;
+    scratch =
+        scratch > R1_MLA_KEY_BLOCK * sizeof(float) ? scratch : R1_MLA_KEY_BLOCK * sizeof(float);
+    r1_status st = r1_threadpool__reserve(c->pool, scratch);
+    if (st != R1_OK) {
+        free(buf);
+        return st;
+    }
     const int64_t n_groups = (H + c->group - 1) / c->group;
     r1_threadpool__run(c->pool, n_groups, r1_mla_absorb_task, c);
     if (!atomic_load(&c->failed))
@@ -321,6 +334,13 @@ r1_status r1_cpu__mla_decode(r1_threadpool *pool, const r1_op_mla_decode_params 
         if (st != R1_OK)
             return st;
     } else {
+        /* r1_mla_group_task's scratch for a full group */
+        const int64_t per_head = rkv + p->qk_rope_dim + rkv + p->n_keys; /* qlat, olat, scores */
+        const size_t scratch = (size_t)(R1_MLA_UK_ROWS * rkv + c.group * per_head) * sizeof(float) +
+                               (size_t)(rkv / R1_QBLOCK) * sizeof(r1_cpu_qx_block) + 64;
+        r1_status st = r1_threadpool__reserve(pool, scratch);
+        if (st != R1_OK)
+            return st;
         r1_threadpool__run(pool, (p->n_heads + c.group - 1) / c.group, r1_mla_group_task, &c);
     }
     if (atomic_load(&c.failed))

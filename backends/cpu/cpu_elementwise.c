@@ -53,7 +53,7 @@ void r1_cpu__softmax(float *x, int64_t n)
     float mx = x[0];
     for (int64_t i = 1; i < n; i++)
         mx = x[i] > mx ? x[i] : mx;
-    if (mx == -INFINITY) { /* guards -inf - -inf = NaN (spec §8.2) */
+    if (mx == -INFINITY) { /* guards -inf - -inf = NaN (docs/model.md §8.2) */
         for (int64_t i = 0; i < n; i++)
             x[i] = 0.0f;
         return;

@@ -61,7 +61,7 @@ void r1_cpu__rmsnorm(const float *x, const float *g, float eps, int64_t n, float
 void r1_cpu__rmsnorm_rows(const float *x, const float *g, float eps, int64_t n_rows, int64_t n,
                           float *y);
 
-/* y[i] = silu(a[i]) * b[i] with the stable sigmoid (spec §8.10); y may alias a or b. */
+/* y[i] = silu(a[i]) * b[i] with the stable sigmoid (docs/model.md §8.10); y may alias a or b. */
 void r1_cpu__silu_mul(const float *a, const float *b, int64_t n, float *y);
 
 /* In place: x = exp(x - max(x)) / sum. A row of all -inf becomes all zero rather than NaN. */

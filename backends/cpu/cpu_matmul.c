@@ -1,5 +1,6 @@
 /* cpu_matmul.c: weight products: level dispatch, row split over the pool, BLAS panels. */
 #include <pthread.h>
+#include <stdalign.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -33,6 +34,9 @@ enum {
     /* Up to this many tokens an R16 product reads its weights as parallel streams (decode);
      * above it the arithmetic per weight byte, not the memory, sets the pace. */
     R1_MM_STREAM_MAX_TOKENS = 4,
+    /* A decode token's 8-bit activations (224 blocks for DeepSeek-V3's 7168 columns) stay on
+     * the caller's stack, so a decode step allocates nothing here. */
+    R1_MM_XQ_STACK_BYTES = 8192,
 };
 
 const r1_cpu_kernel_table *r1_cpu__kernels_active(void)
@@ -46,6 +50,23 @@ const r1_cpu_kernel_table *r1_cpu__kernels_active(void)
     }
 #endif
     return r1_cpu__kernels_scalar();
+}
+
+static r1_cpu_qx_hook r1_mm_qx_hook;
+static void *r1_mm_qx_hook_user;
+
+void r1_cpu__set_qx_hook(r1_cpu_qx_hook fn, void *user)
+{
+    r1_mm_qx_hook = fn;
+    r1_mm_qx_hook_user = user;
+}
+
+void r1_cpu__quantize_act(const r1_cpu_kernel_table *k, const float *x, r1_cpu_qx_block *out,
+                          int64_t n)
+{
+    k->quantize_x(x, out, n);
+    if (r1_mm_qx_hook != NULL)
+        r1_mm_qx_hook(x, out, n, r1_mm_qx_hook_user);
 }
 
 static _Atomic int32_t r1_mm_blas_mode = 1;
@@ -218,15 +239,45 @@ static void r1_mm_rows_qx_task(void *ctx, int64_t task, int32_t worker)
 }
 
 #ifdef R1_CPU_HAVE_BLAS
-static pthread_once_t r1_mm_blas_once = PTHREAD_ONCE_INIT;
-
-static void r1_mm_blas_init(void)
-{
+/* Our pool already gives every core a panel, so each panel's sgemm must run on one OpenBLAS
+ * thread, or OpenBLAS's own threads would oversubscribe the cores. OpenBLAS 0.3.21 (Debian 12)
+ * has no per-call or per-thread setting (openblas_set_num_threads_local came in 0.3.22), only
+ * the process-wide one, which belongs to the host application. So it is lowered to 1 only while
+ * some r1 BLAS product is running, and put back when the last one ends: the first product in
+ * saves the host's value, the last one out restores it.
+ *
+ * The race this leaves (docs/embedding.md): while an r1 product runs, a BLAS call the host makes
+ * on another thread runs on one OpenBLAS thread (the same result, slower); and a host call to
+ * openblas_set_num_threads() in that window wins only if it sets a value other than 1 (the
+ * restore skips a setting that is no longer ours). Nothing r1 does outlives its call. */
 #ifdef R1_CPU_HAVE_OPENBLAS
-    /* Our pool already gives every core a panel; OpenBLAS's own threads would oversubscribe. */
-    openblas_set_num_threads(1);
-#endif
+static pthread_mutex_t r1_mm_blas_lock = PTHREAD_MUTEX_INITIALIZER;
+static int64_t r1_mm_blas_users; /* guarded by r1_mm_blas_lock, as is the saved value */
+static int r1_mm_blas_saved_threads;
+
+static void r1_mm_blas_enter(void)
+{
+    pthread_mutex_lock(&r1_mm_blas_lock);
+    if (r1_mm_blas_users++ == 0) {
+        r1_mm_blas_saved_threads = openblas_get_num_threads();
+        if (r1_mm_blas_saved_threads != 1)
+            openblas_set_num_threads(1);
+    }
+    pthread_mutex_unlock(&r1_mm_blas_lock);
 }
+
+static void r1_mm_blas_leave(void)
+{
+    pthread_mutex_lock(&r1_mm_blas_lock);
+    if (--r1_mm_blas_users == 0 && r1_mm_blas_saved_threads != 1 && openblas_get_num_threads() == 1)
+        openblas_set_num_threads(r1_mm_blas_saved_threads);
+    pthread_mutex_unlock(&r1_mm_blas_lock);
+}
+#else
+static void r1_mm_blas_enter(void) {}
+
+static void r1_mm_blas_leave(void) {}
+#endif
 
 static void r1_mm_panel_task(void *ctx, int64_t task, int32_t worker)
 {
@@ -325,9 +376,14 @@ r1_status r1_cpu__matmul(r1_threadpool *pool, const r1_tensor *w, const float *x
     const int integer = c.k->dot_qx[c.dtype] != NULL && r1_mm_act_q8();
 #ifdef R1_CPU_HAVE_BLAS
     if (!integer && n_tokens >= R1_MM_BLAS_MIN_TOKENS && atomic_load(&r1_mm_blas_mode)) {
-        pthread_once(&r1_mm_blas_once, r1_mm_blas_init);
         int64_t n_panels = (c.rows + R1_MM_PANEL_ROWS - 1) / R1_MM_PANEL_ROWS;
+        if (c.dtype != R1_DTYPE_F32 &&
+            (st = r1_threadpool__reserve(pool, (size_t)R1_MM_PANEL_ROWS * (size_t)c.cols *
+                                                   sizeof(float))) != R1_OK)
+            return st;
+        r1_mm_blas_enter();
         r1_threadpool__run(pool, n_panels, r1_mm_panel_task, &c);
+        r1_mm_blas_leave();
         if (atomic_load(&c.failed))
             return r1_error__set(R1_ERR_NO_MEMORY,
                                  "matmul: cannot allocate a %d x %lld dequantisation panel",
@@ -343,22 +399,32 @@ r1_status r1_cpu__matmul(r1_threadpool *pool, const r1_tensor *w, const float *x
     per = (per + R1_MM_ROW_ALIGN - 1) / R1_MM_ROW_ALIGN * R1_MM_ROW_ALIGN;
     c.rows_per_task = per;
     r1_threadpool_fn task = r1_mm_rows_task;
+    r1_cpu_qx_block *xq = NULL;
+    alignas(64) unsigned char xq_stack[R1_MM_XQ_STACK_BYTES];
     if (integer) {
-        /* Quantised once per op on the caller's own buffer: concurrent callers sharing the
-         * pool never share it, and the workers only read it. */
+        /* Quantised once per op into the call's own buffer: concurrent callers sharing the
+         * pool never share it, the workers only read it, and no thread-local buffer is left
+         * behind in the host's threads (whose destructor would outlive a dlclose). A decode
+         * token fits on the stack; a prompt chunk's goes to the heap. */
         int64_t n_blocks = c.cols / R1_QBLOCK;
-        r1_cpu_qx_block *xq = r1_threadpool__scratch(
-            NULL, 0, (size_t)(n_tokens * n_blocks) * sizeof(r1_cpu_qx_block));
+        size_t xq_bytes = (size_t)(n_tokens * n_blocks) * sizeof(r1_cpu_qx_block);
+        xq = xq_bytes <= sizeof xq_stack ? (r1_cpu_qx_block *)(void *)xq_stack : malloc(xq_bytes);
         if (xq == NULL)
             return r1_error__set(R1_ERR_NO_MEMORY,
                                  "matmul: cannot allocate %lld quantised activation blocks",
                                  (long long)(n_tokens * n_blocks));
         for (int64_t t = 0; t < n_tokens; t++)
-            c.k->quantize_x(x + t * c.cols, xq + t * n_blocks, c.cols);
+            r1_cpu__quantize_act(c.k, x + t * c.cols, xq + t * n_blocks, c.cols);
         c.xq = xq;
         task = r1_mm_rows_qx_task;
+    } else if (c.layout == R1_LAYOUT_R16 &&
+               (st = r1_threadpool__reserve(pool, (size_t)R1_R16_ROWS * (size_t)c.cols *
+                                                      sizeof(float))) != R1_OK) {
+        return st;
     }
     r1_threadpool__run(pool, (c.rows + per - 1) / per, task, &c);
+    if ((void *)xq != (void *)xq_stack)
+        free(xq);
     if (atomic_load(&c.failed))
         return r1_error__set(R1_ERR_NO_MEMORY,
                              "matmul: cannot allocate %d dequantised rows of %lld",

@@ -179,8 +179,6 @@ r1_status r1_cpu__mla_prefill(r1_threadpool *pool, const r1_op_mla_prefill_param
                            "mla prefill: cannot allocate scratch for %lld "
                            "queries over %lld keys",
                            (long long)T, (long long)n_keys);
-    if (pool == NULL)
-        pool = r1_threadpool__default();
     if (st == R1_OK)
         st = r1_prefill_queries(pool, p, q, kv_b, &s);
     if (st == R1_OK)

@@ -104,8 +104,7 @@ static r1_status r1_cpu_mla_run(r1_threadpool *pool, const r1_op *op)
     r1_tensor kv_b;
     if (q == NULL || lat == NULL || out == NULL || !r1_cpu_weight(&op->src[2], &kv_b))
         return r1_error__set(R1_ERR_OUT_OF_RANGE, "cpu mla decode: an operand exceeds its buffer");
-    return r1_cpu__mla_decode(pool != NULL ? pool : r1_threadpool__default(), p, q, lat, &kv_b,
-                              out);
+    return r1_cpu__mla_decode(pool, p, q, lat, &kv_b, out);
 }
 
 int32_t r1_cpu__op_supported(const r1_op *op)
@@ -133,8 +132,8 @@ int32_t r1_cpu__op_supported(const r1_op *op)
     return xc == wc && yr == xr && yc == wr;
 }
 
-/* Ops run on the device's own pool when the model asked for a thread count, else on the
- * process-wide pool (threadpool.h) that every such device shares. */
+/* Ops run on the device's pool: its own when the model asked for a thread count, else the
+ * shared one (threadpool.h). A NULL pool runs them on the caller alone. */
 r1_status r1_cpu__op_run(r1_threadpool *pool, const r1_op *op)
 {
     if (!r1_cpu__op_supported(op))
@@ -155,5 +154,5 @@ r1_status r1_cpu__op_run(r1_threadpool *pool, const r1_op *op)
     r1_tensor t;
     if (!r1_cpu_weight(&op->src[1], &t))
         return r1_error__set(R1_ERR_OUT_OF_RANGE, "cpu matmul: block scale exceeds its buffer");
-    return r1_cpu__matmul(pool != NULL ? pool : r1_threadpool__default(), &t, xp, xr, yp);
+    return r1_cpu__matmul(pool, &t, xp, xr, yp);
 }

@@ -56,7 +56,7 @@ static inline float r1_exp_nonpositive(float x)
     return big * R1_EXP_TWO_M64;
 }
 
-/* silu(a) * b with the stable sigmoid (spec §8.10): e = exp(-|a|), silu = a / (1 + e) for
+/* silu(a) * b with the stable sigmoid (docs/model.md §8.10): e = exp(-|a|), silu = a / (1 + e) for
  * a >= 0 and a e / (1 + e) below, so exp never overflows. */
 static inline float r1_silu_mul_one(float a, float b)
 {

@@ -84,4 +84,14 @@ const r1_cpu_kernel_table *r1_cpu__kernels_avx512vnni(void);
 /* The table for r1_cpu__active_level(). */
 const r1_cpu_kernel_table *r1_cpu__kernels_active(void);
 
+/* k->quantize_x(x, out, n), then the test hook if one is set: every 8-bit activation of the
+ * forward pass is quantised through here. */
+void r1_cpu__quantize_act(const r1_cpu_kernel_table *k, const float *x, r1_cpu_qx_block *out,
+                          int64_t n);
+/* Tests only (test_forward): fn sees each quantised row (x, its n / 32 blocks) and may change
+ * the blocks, to round near-ties of x as a reference did (test/ref/README.md); it may run on
+ * several threads at once. NULL removes it. Set it only while no forward pass runs. */
+typedef void (*r1_cpu_qx_hook)(const float *x, r1_cpu_qx_block *out, int64_t n, void *user);
+void r1_cpu__set_qx_hook(r1_cpu_qx_hook fn, void *user);
+
 #endif

@@ -73,7 +73,8 @@ static float r1_scalar_row_bf16(const void *row, const float *scale_row, const f
 }
 
 /* The block scale multiplies each 128-column partial sum once instead of every weight: the
- * fp32-scale-inside-the-GEMM form of spec §5.3.2, fewer multiplies and no extra rounding of w. */
+ * fp32-scale-inside-the-GEMM form of docs/model.md §5.3.2, fewer multiplies and no extra rounding
+ * of w. */
 static float r1_scalar_row_fp8(const void *row, const float *scale_row, const float *x, int64_t n)
 {
     const uint8_t *q = row;

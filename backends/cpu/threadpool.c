@@ -239,6 +239,7 @@ void r1_threadpool__run(r1_threadpool *pool, int64_t n_tasks, r1_threadpool_fn f
 
 static pthread_key_t r1_pool_tls_key;
 static pthread_once_t r1_pool_tls_once = PTHREAD_ONCE_INIT;
+static _Atomic int32_t r1_pool_tls_created;
 
 static void r1_pool_tls_free(void *p)
 {
@@ -247,7 +248,8 @@ static void r1_pool_tls_free(void *p)
 
 static void r1_pool_tls_init(void)
 {
-    pthread_key_create(&r1_pool_tls_key, r1_pool_tls_free);
+    if (pthread_key_create(&r1_pool_tls_key, r1_pool_tls_free) == 0)
+        atomic_store(&r1_pool_tls_created, 1);
 }
 
 /* Layout of a thread-local buffer when there is no pool: its size, then the data. */
@@ -269,12 +271,34 @@ static void *r1_pool_grow(void **buf, size_t *have, size_t bytes)
     return p;
 }
 
+r1_status r1_threadpool__reserve(r1_threadpool *pool, size_t bytes)
+{
+    if (pool == NULL)
+        return R1_OK;
+    r1_status st = R1_OK;
+    pthread_mutex_lock(&pool->run_lock); /* no run is using a buffer that grows */
+    for (int32_t i = 0; i < pool->n_threads && st == R1_OK; i++) {
+        r1_pool_worker *w = &pool->workers[i];
+        if (w->scratch != NULL && w->scratch_bytes >= bytes)
+            continue;
+        if (r1_pool_grow(&w->scratch, &w->scratch_bytes, bytes) == NULL)
+            st = r1_error__set(R1_ERR_NO_MEMORY,
+                               "cannot allocate %zu bytes of scratch for thread %d", bytes, (int)i);
+        else
+            memset(w->scratch, 0, w->scratch_bytes);
+    }
+    pthread_mutex_unlock(&pool->run_lock);
+    return st;
+}
+
 void *r1_threadpool__scratch(r1_threadpool *pool, int32_t worker, size_t bytes)
 {
     if (pool != NULL)
         return r1_pool_grow(&pool->workers[worker].scratch, &pool->workers[worker].scratch_bytes,
                             bytes);
     pthread_once(&r1_pool_tls_once, r1_pool_tls_init);
+    if (!atomic_load(&r1_pool_tls_created))
+        return NULL;
     r1_pool_tls_buf *b = pthread_getspecific(r1_pool_tls_key);
     size_t have = b != NULL ? b->bytes : 0;
     if (b != NULL && have >= bytes)
@@ -285,27 +309,51 @@ void *r1_threadpool__scratch(r1_threadpool *pool, int32_t worker, size_t bytes)
         return NULL;
     b = p;
     b->bytes = total - sizeof *b;
-    pthread_setspecific(r1_pool_tls_key, b);
+    if (pthread_setspecific(r1_pool_tls_key, b) != 0) {
+        free(b);
+        return NULL;
+    }
     return b + 1;
 }
 
-static r1_threadpool *r1_pool_default;
-static pthread_once_t r1_pool_default_once = PTHREAD_ONCE_INIT;
+static pthread_mutex_t r1_pool_shared_lock = PTHREAD_MUTEX_INITIALIZER;
+static r1_threadpool *r1_pool_shared;
+static int64_t r1_pool_shared_refs; /* guarded by r1_pool_shared_lock */
 
-static void r1_pool_default_init(void)
+r1_status r1_threadpool__acquire_shared(r1_threadpool **out)
 {
-    int32_t n = 0;
-    const char *env = getenv("R1_NUM_THREADS");
-    if (env != NULL)
-        n = (int32_t)strtol(env, NULL, 10);
-    if (r1_threadpool__create(&r1_pool_default, n, -1) != R1_OK)
-        r1_pool_default = NULL;
+    r1_status st = R1_OK;
+    pthread_mutex_lock(&r1_pool_shared_lock);
+    if (r1_pool_shared_refs == 0) {
+        int32_t n = 0;
+        const char *env = getenv("R1_NUM_THREADS");
+        if (env != NULL)
+            n = (int32_t)strtol(env, NULL, 10);
+        st = r1_threadpool__create(&r1_pool_shared, n, -1);
+    }
+    if (st == R1_OK)
+        r1_pool_shared_refs++;
+    *out = st == R1_OK ? r1_pool_shared : NULL;
+    pthread_mutex_unlock(&r1_pool_shared_lock);
+    return st;
 }
 
-r1_threadpool *r1_threadpool__default(void)
+void r1_threadpool__release_shared(void)
 {
-    pthread_once(&r1_pool_default_once, r1_pool_default_init);
-    if (r1_pool_default == NULL)
-        r1_error__set(R1_ERR_NO_MEMORY, "cannot create the default thread pool");
-    return r1_pool_default;
+    pthread_mutex_lock(&r1_pool_shared_lock);
+    if (r1_pool_shared_refs > 0 && --r1_pool_shared_refs == 0) {
+        r1_threadpool__destroy(r1_pool_shared); /* joins every worker */
+        r1_pool_shared = NULL;
+    }
+    pthread_mutex_unlock(&r1_pool_shared_lock);
+}
+
+/* When the library is unloaded, the thread-local buffers' destructor would be left pointing into
+ * unmapped code for every thread that still holds one: forget the key first, leaving what those
+ * threads hold to leak rather than crash them when they exit. The CPU device never creates the
+ * key (its ops always run on a pool); only direct calls with a NULL pool do. */
+__attribute__((destructor)) static void r1_pool_unload(void)
+{
+    if (atomic_load(&r1_pool_tls_created))
+        pthread_key_delete(r1_pool_tls_key);
 }

@@ -30,12 +30,23 @@ void r1_threadpool__run(r1_threadpool *pool, int64_t n_tasks, r1_threadpool_fn f
 
 /* A buffer of at least bytes, 64-byte aligned, private to worker and kept between runs; only
  * worker itself may call this, from inside a task. NULL when out of memory. With a NULL pool it
- * is a buffer private to the calling thread. */
+ * is a buffer private to the calling thread (freed when that thread exits; never used by the
+ * CPU device, whose ops always run on a pool). */
 void *r1_threadpool__scratch(r1_threadpool *pool, int32_t worker, size_t bytes);
 
-/* The process-wide pool the CPU backend's ops use, created on first use with R1_NUM_THREADS
- * threads from the environment, else one per online CPU. Lives until the process exits. NULL
- * (and a message) when it cannot be created; r1_threadpool__run() then runs serially. */
-r1_threadpool *r1_threadpool__default(void);
+/* Makes every worker's scratch at least bytes (zeroed where new) before a run whose tasks need
+ * that much. The memory is then taken on the calling thread, when the op starts, and made
+ * resident there, instead of by whichever worker first happens to take such a task (on its own
+ * malloc arena, at a moment that depends on timing); and running out of it is the caller's to
+ * report. R1_OK or R1_ERR_NO_MEMORY (message set). With a NULL pool: R1_OK, nothing done. */
+r1_status r1_threadpool__reserve(r1_threadpool *pool, size_t bytes);
+
+/* The pool that every CPU device without a thread count of its own shares: R1_NUM_THREADS
+ * threads from the environment, else one per online CPU. Reference-counted, because a library
+ * loaded into someone else's process must leave no thread behind (dlclose would unmap code that
+ * a worker is still parked in): the first acquire starts the workers, and the release that
+ * drops the last reference stops and joins them. Each successful acquire needs one release. */
+r1_status r1_threadpool__acquire_shared(r1_threadpool **out);
+void r1_threadpool__release_shared(void);
 
 #endif

@@ -422,6 +422,23 @@ static int32_t vk_probe(char *why, size_t why_len)
     }
     VkPhysicalDevice devs[R1_VK_MAX_DEVICES];
     uint32_t n = r1_vk_devices(inst, &fn, devs, R1_VK_MAX_DEVICES);
+    /* Say what each device is: lavapipe (llvmpipe) is a Vulkan device that computes on the CPU,
+     * and a user reading "available" would otherwise expect a GPU's speed. */
+    size_t used = 0;
+    for (uint32_t i = 0; i < n && used < why_len; i++) {
+        VkPhysicalDeviceProperties p;
+        fn.get_properties(devs[i], &p);
+        const char *kind = p.deviceType == VK_PHYSICAL_DEVICE_TYPE_DISCRETE_GPU ? "discrete GPU"
+                           : p.deviceType == VK_PHYSICAL_DEVICE_TYPE_INTEGRATED_GPU
+                               ? "integrated GPU"
+                           : p.deviceType == VK_PHYSICAL_DEVICE_TYPE_VIRTUAL_GPU ? "virtual GPU"
+                           : p.deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU
+                               ? "software renderer on the CPU, not a GPU"
+                               : "unknown kind";
+        int w = snprintf(why + used, why_len - used, "%s%u: %s (%s)", i ? "; " : "", i,
+                         p.deviceName, kind);
+        used += w > 0 ? (size_t)w : 0;
+    }
     fn.destroy_instance(inst, NULL);
     if (n == 0)
         snprintf(why, why_len, "no Vulkan device is present");

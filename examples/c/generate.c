@@ -50,7 +50,11 @@ int main(int argc, char **argv)
     while (st == R1_OK && (st = r1_session_step(s, &id, &kind)) >= R1_OK) {
         const char *piece;
         size_t n;
-        r1_session_piece(s, &piece, &n);
+        r1_status got = r1_session_piece(s, &piece, &n);
+        if (got != R1_OK) {
+            st = got;
+            break;
+        }
         if (print_ids && st == R1_OK && id >= 0)
             printf("%d\n", id);
         else if (!print_ids && kind == R1_PIECE_ANSWER)

@@ -3,15 +3,80 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 const char *r1_cli_value(int argc, char **argv, int *i)
 {
     if (*i + 1 >= argc) {
-        fprintf(stderr, "r1: option %s needs a value\n", argv[*i]);
+        fprintf(stderr, "r1: option %s needs a value, and none was given\n", argv[*i]);
         return NULL;
     }
     return argv[++*i];
+}
+
+int r1_cli_parse_int(const char *opt, const char *text, int64_t min, int64_t max, int64_t *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(text, &end, 10);
+    if (errno != 0 || end == text || *end != '\0' || v < min || v > max) {
+        fprintf(stderr, "r1: %s takes a whole number from %lld to %lld, not '%s'\n", opt,
+                (long long)min, (long long)max, text);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int r1_cli_parse_u64(const char *opt, const char *text, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    /* strtoull accepts "-1" as 2^64 - 1: only digits are allowed */
+    unsigned long long v = strtoull(text, &end, 10);
+    if (text[0] < '0' || text[0] > '9' || errno != 0 || *end != '\0') {
+        fprintf(stderr, "r1: %s takes a whole number from 0 to %llu, not '%s'\n", opt,
+                (unsigned long long)UINT64_MAX, text);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+char *r1_cli_read_all(const char *path, size_t *len)
+{
+    int is_stdin = strcmp(path, "-") == 0;
+    FILE *f = is_stdin ? stdin : fopen(path, "rb");
+    if (f == NULL) {
+        fprintf(stderr, "r1: cannot open '%s': %s\n", path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = 1 << 16, n = 0, got;
+    char *buf = malloc(cap + 1);
+    while (buf != NULL && (got = fread(buf + n, 1, cap - n, f)) > 0) {
+        n += got;
+        if (n == cap) {
+            char *grown = cap <= SIZE_MAX / 2 - 1 ? realloc(buf, (cap *= 2) + 1) : NULL;
+            if (grown == NULL)
+                free(buf);
+            buf = grown;
+        }
+    }
+    if (buf == NULL) {
+        fprintf(stderr, "r1: out of memory reading '%s'\n", path);
+    } else if (ferror(f)) {
+        fprintf(stderr, "r1: cannot read '%s': %s\n", is_stdin ? "standard input" : path,
+                strerror(errno));
+        free(buf);
+        buf = NULL;
+    } else {
+        buf[n] = '\0'; /* for callers that need a C string (they check for inner NULs) */
+    }
+    if (!is_stdin)
+        fclose(f);
+    *len = n;
+    return buf;
 }
 
 int64_t r1_cli_parse_count(const char *opt, const char *text)

@@ -11,6 +11,14 @@ const char *r1_cli_value(int argc, char **argv, int *i);
 int64_t r1_cli_parse_ids(const char *text, int32_t **ids_out);
 /* Parses a non-negative integer option value; -1 with a message when malformed. */
 int64_t r1_cli_parse_count(const char *opt, const char *text);
+/* Parses an integer option value in [min, max] into *out: 0, or -1 with a message naming the
+ * option and the range (never a silent wrap, as a cast to int32_t would do). */
+int r1_cli_parse_int(const char *opt, const char *text, int64_t min, int64_t max, int64_t *out);
+/* The same for the whole uint64_t range (seeds). */
+int r1_cli_parse_u64(const char *opt, const char *text, uint64_t *out);
+/* The bytes of a file ("-": standard input), NUL-terminated, malloc'ed; *len excludes the NUL.
+ * NULL with a message on failure. */
+char *r1_cli_read_all(const char *path, size_t *len);
 
 #include "r1.h"
 

@@ -2,6 +2,7 @@
 #include "cli_gen.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -47,8 +48,9 @@ static int r1_float_opt(const char *opt, const char *v, float *out)
     char *end;
     errno = 0;
     double d = strtod(v, &end);
-    if (errno || end == v || *end) {
-        fprintf(stderr, "r1: %s expects a number, not '%s'\n", opt, v);
+    /* NaN would pass the library's range checks (every comparison is false) */
+    if (errno || end == v || *end || !isfinite((float)d)) {
+        fprintf(stderr, "r1: %s expects a finite number, not '%s'\n", opt, v);
         return -1;
     }
     *out = (float)d;
@@ -78,7 +80,7 @@ int r1_cli_gen_option(r1_cli_gen *g, int argc, char **argv, int *i)
     const char *v = r1_cli_value(argc, argv, i);
     if (v == NULL)
         return -1;
-    int64_t n;
+    int64_t n = 0;
     if (!strcmp(a, "-m") || !strcmp(a, "--model"))
         g->model_path = v;
     else if (!strcmp(a, "--backend"))
@@ -93,8 +95,11 @@ int r1_cli_gen_option(r1_cli_gen *g, int argc, char **argv, int *i)
         return r1_float_opt(a, v, &g->min_p);
     else if (!strcmp(a, "--repeat-penalty"))
         return r1_float_opt(a, v, &g->repeat_penalty);
-    else if ((n = r1_cli_parse_count(a, v)) < 0)
-        return -1;
+    else if (!strcmp(a, "--seed"))
+        return r1_cli_parse_u64(a, v, &g->seed) == 0 ? 1 : -1;
+    else if (r1_cli_parse_int(a, v, !strcmp(a, "--ctx") ? 1 : 0,
+                              !strcmp(a, "--threads") ? 1024 : INT32_MAX, &n) != 0)
+        return -1; /* every count becomes an int32_t: out of range is an error, never a wrap */
     else if (!strcmp(a, "--threads"))
         g->threads = (int32_t)n;
     else if (!strcmp(a, "--think-budget"))
@@ -103,10 +108,8 @@ int r1_cli_gen_option(r1_cli_gen *g, int argc, char **argv, int *i)
         g->max_tokens = (int32_t)n;
     else if (!strcmp(a, "--ctx"))
         g->context = (int32_t)n;
-    else if (!strcmp(a, "--top-k"))
-        g->top_k = (int32_t)n;
     else
-        g->seed = (uint64_t)n;
+        g->top_k = (int32_t)n;
     return 1;
 }
 
@@ -150,20 +153,12 @@ r1_gen_opts *r1_cli_make_gen_opts(const r1_cli_gen *g)
 
 r1_session *r1_cli_make_session(const r1_cli_gen *g, r1_model *m)
 {
-    int32_t n_ctx = g->context;
-    if (n_ctx == 0) {
-        r1_model_info info;
-        memset(&info, 0, sizeof info);
-        info.struct_size = (uint32_t)sizeof info;
-        n_ctx = 4096;
-        if (r1_model_get_info(m, &info) == R1_OK && info.max_position_embeddings < n_ctx)
-            n_ctx = (int32_t)info.max_position_embeddings;
-    }
     r1_session_opts *so = NULL;
     r1_session *s = NULL;
     r1_status st = r1_session_opts_create(&so);
-    if (st == R1_OK)
-        st = r1_session_opts_set_context(so, n_ctx);
+    /* Without --ctx the library's default applies: 4096, or the model's maximum if less. */
+    if (st == R1_OK && g->context != 0)
+        st = r1_session_opts_set_context(so, g->context);
     if (st == R1_OK)
         st = r1_session_create(&s, m, so);
     if (st != R1_OK)
@@ -179,15 +174,53 @@ static double r1_now(void)
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+volatile sig_atomic_t r1_cli_interrupted, r1_cli_last_signal;
+static int r1_cli_stdout_tty;
+
+static void r1_cli_on_signal(int sig)
+{
+    if (r1_cli_interrupted) {
+        /* a second signal before the first was acted on: stop now, but leave the terminal's
+         * attributes as they were before the dimmed reasoning (write() is signal-safe) */
+        if (r1_cli_stdout_tty)
+            (void)!write(STDOUT_FILENO, "\033[0m", 4);
+        signal(sig, SIG_DFL);
+        raise(sig);
+        return;
+    }
+    r1_cli_interrupted = sig;
+    r1_cli_last_signal = sig;
+}
+
+void r1_cli_catch_interrupts(int restart)
+{
+    r1_cli_stdout_tty = isatty(STDOUT_FILENO);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = r1_cli_on_signal;
+    sa.sa_flags = restart ? SA_RESTART : 0;
+    sigemptyset(&sa.sa_mask);
+    const int sigs[] = {SIGINT, SIGTERM, SIGHUP};
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+        sigaction(sigs[i], &sa, NULL);
+}
+
 r1_status r1_cli_reply(const r1_cli_gen *g, r1_model *m, r1_session *s, r1_sampler *smp,
                        const r1_gen_opts *o, const int32_t *roles, const char *const *contents,
-                       size_t n, char **answer, volatile sig_atomic_t *interrupt)
+                       size_t n, char **answer, volatile sig_atomic_t *interrupt, char *why,
+                       size_t why_cap)
 {
+    why[0] = '\0';
     size_t len = 0;
     r1_status st = r1_chat_render(m, roles, contents, n, 1, NULL, 0, &len);
     char *prompt = NULL;
-    if (st == R1_ERR_BUFFER_TOO_SMALL && (prompt = malloc(len + 1)) != NULL)
+    if (st == R1_ERR_BUFFER_TOO_SMALL) {
+        if ((prompt = malloc(len + 1)) == NULL) {
+            snprintf(why, why_cap, "out of memory for a prompt of %zu bytes", len);
+            return R1_ERR_NO_MEMORY;
+        }
         st = r1_chat_render(m, roles, contents, n, 1, prompt, len + 1, &len);
+    }
     if (st == R1_OK)
         st = r1_session_reset(s);
     if (st == R1_OK)
@@ -195,8 +228,10 @@ r1_status r1_cli_reply(const r1_cli_gen *g, r1_model *m, r1_session *s, r1_sampl
     free(prompt);
     if (st == R1_OK)
         st = r1_session_begin(s, smp, o);
-    if (st != R1_OK)
+    if (st != R1_OK) {
+        snprintf(why, why_cap, "%s: %s", r1_status_name(st), r1_last_error());
         return st;
+    }
     const int tty = isatty(STDOUT_FILENO);
     int32_t shown = R1_PIECE_NONE, kind, id;
     size_t answer_len = *answer ? strlen(*answer) : 0;
@@ -234,6 +269,9 @@ r1_status r1_cli_reply(const r1_cli_gen *g, r1_model *m, r1_session *s, r1_sampl
             r1_session_cancel(s);
         }
     }
+    /* the calls below clear the thread's last error: keep the reason for the caller */
+    if (st != R1_DONE && st != R1_CANCELLED)
+        snprintf(why, why_cap, "%s: %s", r1_status_name(st), r1_last_error());
     if (tty && shown == R1_PIECE_REASONING)
         fputs("\033[0m", stdout);
     fputs(st == R1_CANCELLED ? " [cancelled]\n" : "\n", stdout);

@@ -43,6 +43,20 @@ r1_session *r1_cli_make_session(const r1_cli_gen *g, r1_model *m);
  * *interrupt becomes non-zero (cancelling the session). Returns the final status. */
 r1_status r1_cli_reply(const r1_cli_gen *g, r1_model *m, r1_session *s, r1_sampler *smp,
                        const r1_gen_opts *o, const int32_t *roles, const char *const *contents,
-                       size_t n, char **answer, volatile sig_atomic_t *interrupt);
+                       size_t n, char **answer, volatile sig_atomic_t *interrupt, char *why,
+                       size_t why_cap);
+/* On failure the reason is in why (the library's own message is cleared by the calls that
+ * print the statistics). */
+
+/* Set to the signal's number by SIGINT, SIGTERM or SIGHUP once r1_cli_catch_interrupts() ran;
+ * the streaming loop cancels the session on it, so the terminal's attributes are reset and
+ * temporary files removed on the way out. A second signal before the first is acted on ends
+ * the program at once (attributes reset). */
+extern volatile sig_atomic_t r1_cli_interrupted;
+/* The last such signal, never cleared (the loop clears r1_cli_interrupted when it acts). */
+extern volatile sig_atomic_t r1_cli_last_signal;
+/* restart: interrupted reads and writes resume (SA_RESTART), so no output is lost; without it
+ * a read waiting for input returns, as `r1 chat` wants at its prompt. */
+void r1_cli_catch_interrupts(int restart);
 
 #endif

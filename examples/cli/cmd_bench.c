@@ -320,6 +320,16 @@ int r1_cmd_bench(int argc, char **argv)
             profile = 1;
             continue;
         }
+        static const char *const takes_value[] = {
+            "-m", "--model", "-p", "-n", "-t", "--threads", "--reps", "--triad-mb", "--cache-gb"};
+        int known = 0;
+        for (size_t k = 0; k < sizeof takes_value / sizeof takes_value[0]; k++)
+            known |= !strcmp(a, takes_value[k]);
+        if (!known) { /* before taking a value, so a last unknown option is called unknown */
+            fprintf(stderr, "r1 bench: unknown option '%s'\n\n", a);
+            r1_cmd_bench_usage(stderr);
+            return 2;
+        }
         if (!(v = r1_cli_value(argc, argv, &i)))
             return 2;
         int64_t *count = NULL;

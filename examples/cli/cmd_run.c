@@ -10,9 +10,12 @@
 
 void r1_cmd_run_usage(FILE *to)
 {
-    fprintf(to, "usage: r1 run [options] -p PROMPT\n\n"
-                "Answers PROMPT as the user turn of a chat and streams the answer.\n\n"
-                "  -p, --prompt TEXT     the question\n");
+    fprintf(to, "usage: r1 run [options] (-p PROMPT | -f FILE)\n\n"
+                "Answers PROMPT as the user turn of a chat and streams the answer.\n"
+                "Ctrl-C stops the answer (exit status 130).\n\n"
+                "  -p, --prompt TEXT     the question\n"
+                "  -f, --file FILE       read the question from FILE (-: standard input), for\n"
+                "                        prompts longer than the command line allows\n");
     r1_cli_gen_usage(to);
 }
 
@@ -20,7 +23,7 @@ int r1_cmd_run(int argc, char **argv)
 {
     r1_cli_gen g;
     r1_cli_gen_defaults(&g);
-    const char *prompt = NULL;
+    const char *prompt = NULL, *file = NULL;
     for (int i = 1; i < argc; i++) {
         int used = r1_cli_gen_option(&g, argc, argv, &i);
         if (used < 0)
@@ -30,16 +33,34 @@ int r1_cmd_run(int argc, char **argv)
         if (!strcmp(argv[i], "-p") || !strcmp(argv[i], "--prompt")) {
             if (!(prompt = r1_cli_value(argc, argv, &i)))
                 return 2;
+        } else if (!strcmp(argv[i], "-f") || !strcmp(argv[i], "--file")) {
+            if (!(file = r1_cli_value(argc, argv, &i)))
+                return 2;
         } else {
             fprintf(stderr, "r1 run: unknown option '%s'\n\n", argv[i]);
             r1_cmd_run_usage(stderr);
             return 2;
         }
     }
-    if (prompt == NULL) {
+    if ((prompt == NULL) == (file == NULL)) {
+        if (prompt != NULL)
+            fprintf(stderr, "r1 run: give the prompt with -p or with -f, not both\n\n");
         r1_cmd_run_usage(stderr);
         return 2;
     }
+    char *owned = NULL;
+    if (file != NULL) {
+        size_t len;
+        if ((owned = r1_cli_read_all(file, &len)) == NULL)
+            return 1;
+        if (strlen(owned) != len) { /* the chat renderer takes C strings */
+            fprintf(stderr, "r1 run: '%s' contains a NUL byte; the prompt must be text\n", file);
+            free(owned);
+            return 1;
+        }
+        prompt = owned;
+    }
+    r1_cli_catch_interrupts(1);
     int rc = 1;
     r1_model *m = r1_cli_load_model(g.model_path, g.threads, g.backend, g.device);
     r1_session *s = NULL;
@@ -50,14 +71,21 @@ int r1_cmd_run(int argc, char **argv)
         goto done;
     if ((s = r1_cli_make_session(&g, m)) == NULL)
         goto done;
+    if (r1_cli_interrupted) /* during loading: nothing was written yet */
+        goto done;
     const int32_t role = R1_ROLE_USER;
-    r1_status st = r1_cli_reply(&g, m, s, smp, o, &role, &prompt, 1, &answer, NULL);
+    char why[1100];
+    r1_status st = r1_cli_reply(&g, m, s, smp, o, &role, &prompt, 1, &answer, &r1_cli_interrupted,
+                                why, sizeof why);
     if (st != R1_DONE && st != R1_CANCELLED) {
-        fprintf(stderr, "r1 run: %s\n", r1_last_error());
+        fprintf(stderr, "r1 run: %s\n", why);
         goto done;
     }
     rc = 0;
 done:
+    if (r1_cli_last_signal) /* stopped by a signal: say so, as the shell would */
+        rc = 128 + r1_cli_last_signal;
+    free(owned);
     free(answer);
     r1_gen_opts_destroy(o);
     r1_sampler_destroy(smp);

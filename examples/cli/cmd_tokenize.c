@@ -14,38 +14,7 @@ void r1_cmd_tokenize_usage(FILE *to)
                 "  -m, --model PATH  the .r1m model (default: the built-in tiny-r1)\n"
                 "  --bos             prepend the beginning-of-sentence token\n"
                 "  --special         recognise special tokens written in the text\n"
-                "  -f, --file PATH   read the text from a file\n");
-}
-
-static char *r1_read_all(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
-        perror(path);
-        return NULL;
-    }
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    size_t got;
-    while (buf != NULL && (got = fread(buf + n, 1, cap - n, f)) > 0) {
-        n += got;
-        if (n == cap) {
-            char *grown = realloc(buf, cap *= 2);
-            if (grown == NULL) {
-                free(buf);
-                buf = NULL;
-            }
-            buf = grown;
-        }
-    }
-    if (ferror(f)) {
-        perror(path);
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    *len = n;
-    return buf;
+                "  -f, --file PATH   read the text from a file (-: standard input)\n");
 }
 
 int r1_cmd_tokenize(int argc, char **argv)
@@ -82,7 +51,7 @@ int r1_cmd_tokenize(int argc, char **argv)
     size_t len = 0;
     char *owned = NULL;
     if (file != NULL) {
-        if ((owned = r1_read_all(file, &len)) == NULL)
+        if ((owned = r1_cli_read_all(file, &len)) == NULL)
             return 1;
         text = owned;
     } else {

@@ -6,6 +6,8 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "cli_args.h"
+#include "cli_gen.h"
 #include "commands.h"
 #include "r1.h"
 
@@ -18,7 +20,15 @@ typedef struct r1_command {
 
 static void usage_version(FILE *to)
 {
-    fprintf(to, "usage: r1 version\n\nPrints the version of the loaded libr1.\n");
+    fprintf(to, "usage: r1 version (or r1 --version)\n\n"
+                "Prints the version of this program and of the libr1 it loaded.\n");
+}
+
+static int print_version(void)
+{
+    printf("r1 %d.%d.%d (command-line program), libr1 %s (loaded library)\n", R1_VERSION_MAJOR,
+           R1_VERSION_MINOR, R1_VERSION_PATCH, r1_version_string());
+    return 0;
 }
 
 static int cmd_version(int argc, char **argv)
@@ -28,15 +38,14 @@ static int cmd_version(int argc, char **argv)
         usage_version(stderr);
         return 2;
     }
-    printf("r1 %s (header %d.%d.%d)\n", r1_version_string(), R1_VERSION_MAJOR, R1_VERSION_MINOR,
-           R1_VERSION_PATCH);
-    return 0;
+    return print_version();
 }
 
 static void usage_backends(FILE *to)
 {
     fprintf(to, "usage: r1 backends\n\n"
-                "Lists the compute backends built into libr1 and whether each can run here.\n");
+                "Lists the compute backends built into libr1, whether each can run here,\n"
+                "and its devices: a GPU, or a software implementation on the CPU.\n");
 }
 
 static int cmd_backends(int argc, char **argv)
@@ -48,9 +57,14 @@ static int cmd_backends(int argc, char **argv)
     }
     for (int32_t i = 0; i < r1_backend_count(); i++) {
         const char *name = r1_backend_name(i);
-        int32_t ok = r1_backend_available(name);
-        printf("%-8s %s%s%s\n", name, ok ? "available" : "unavailable", ok ? "" : ": ",
-               ok ? "" : r1_last_error());
+        char what[1024];
+        size_t len;
+        /* the devices, so a software Vulkan device (lavapipe) does not pass for a GPU */
+        r1_status st = r1_backend_describe(name, what, sizeof what, &len);
+        if (st == R1_OK || st == R1_ERR_BUFFER_TOO_SMALL)
+            printf("%-8s available: %s\n", name, st == R1_OK ? what : "(description too long)");
+        else
+            printf("%-8s unavailable: %s\n", name, r1_last_error());
     }
     return 0;
 }
@@ -68,12 +82,16 @@ static void usage_convert(FILE *to)
                 "  --no-shuffle   never byte-plane shuffle 16-bit experts\n");
 }
 
+/* Also how Ctrl-C reaches the converter: a non-zero return cancels it, and it then removes its
+ * temporary file, which dying on the signal would leave behind. */
 static int32_t convert_progress(uint64_t done, uint64_t total, void *user_data)
 {
-    (void)user_data;
-    int pct = total ? (int)(done * 100 / total) : 100, filled = pct / 4;
-    fprintf(stderr, "\r[%.*s%*s] %3d%%", filled, "#########################", 25 - filled, "", pct);
-    return 0;
+    if (*(const int *)user_data) {
+        int pct = total ? (int)(done * 100 / total) : 100, filled = pct / 4;
+        fprintf(stderr, "\r[%.*s%*s] %3d%%", filled, "#########################", 25 - filled, "",
+                pct);
+    }
+    return r1_cli_interrupted != 0;
 }
 
 static int cmd_convert(int argc, char **argv)
@@ -82,16 +100,19 @@ static int cmd_convert(int argc, char **argv)
     int threads = 1;
     uint32_t flags = 0;
     for (int a = 1; a < argc; a++) {
-        if (strcmp(argv[a], "--quant") == 0 && a + 1 < argc) {
-            quant = argv[++a];
-        } else if (strcmp(argv[a], "--threads") == 0 && a + 1 < argc) {
-            char *end;
-            long v = strtol(argv[++a], &end, 10);
-            if (*end != 0 || v < 1 || v > 64) {
-                fprintf(stderr, "r1 convert: --threads takes 1 to 64\n");
+        if (strcmp(argv[a], "--quant") == 0) {
+            if (!(quant = r1_cli_value(argc, argv, &a)))
                 return 2;
-            }
-            threads = (int)v;
+        } else if (strcmp(argv[a], "--threads") == 0) {
+            const char *v = r1_cli_value(argc, argv, &a);
+            int64_t n;
+            if (v == NULL || r1_cli_parse_int(argv[a - 1], v, 1, 64, &n) != 0)
+                return 2;
+            threads = (int)n;
+        } else if (argv[a][0] == '-' && argv[a][1] == '-' && strcmp(argv[a], "--no-shuffle")) {
+            fprintf(stderr, "r1 convert: unknown option '%s'\n\n", argv[a]);
+            usage_convert(stderr);
+            return 2;
         } else if (strcmp(argv[a], "--no-shuffle") == 0) {
             flags |= R1_CONVERT_NO_SHUFFLE;
         } else if (argv[a][0] == '-' || (in && out)) {
@@ -108,12 +129,13 @@ static int cmd_convert(int argc, char **argv)
         return 2;
     }
     int tty = isatty(2);
-    r1_status st = r1_convert(in, out, quant, threads, flags, tty ? convert_progress : NULL, NULL);
+    r1_cli_catch_interrupts(1);
+    r1_status st = r1_convert(in, out, quant, threads, flags, convert_progress, &tty);
     if (tty)
         fprintf(stderr, "\n");
     if (st != R1_OK) {
         fprintf(stderr, "r1 convert: %s: %s\n", r1_status_name(st), r1_last_error());
-        return 1;
+        return r1_cli_last_signal ? 128 + r1_cli_last_signal : 1;
     }
     return 0;
 }
@@ -139,7 +161,8 @@ static void usage(FILE *to)
     fprintf(to, "usage: r1 <command> [options]\n\ncommands:\n");
     for (int i = 0; i < R1_N_COMMANDS; i++)
         fprintf(to, "  %-10s %s\n", r1_commands[i].name, r1_commands[i].summary);
-    fprintf(to, "\n`r1 <command> --help` describes one command.\n");
+    fprintf(to, "\n`r1 <command> --help` describes one command; `r1 --version` prints the\n"
+                "versions of this program and of libr1.\n");
 }
 
 /* OpenBLAS chooses its kernels once, when it is loaded, from the CPU model number. On CPUs newer
@@ -183,6 +206,8 @@ int main(int argc, char **argv)
         usage(stdout);
         return 0;
     }
+    if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "-V") == 0)
+        return argc == 2 ? print_version() : (usage_version(stderr), 2);
     for (int i = 0; i < R1_N_COMMANDS; i++) {
         if (strcmp(argv[1], r1_commands[i].name) != 0)
             continue;

@@ -162,11 +162,12 @@ int main(int argc, char **argv)
             const double step_ms = ms_between(t0, Clock::now());
             longest_step_ms = step_ms > longest_step_ms ? step_ms : longest_step_ms;
             steps++;
+            if (st < 0)
+                break;
             const char *piece;
             size_t n;
-            r1_session_piece(g.session, &piece, &n);
             tokens += st == R1_OK && id >= 0;
-            if (kind == R1_PIECE_ANSWER)
+            if (r1_session_piece(g.session, &piece, &n) == R1_OK && kind == R1_PIECE_ANSWER)
                 answer.append(piece, n);
         }
         const double frame_ms = ms_between(frame_start, Clock::now());
@@ -178,7 +179,8 @@ int main(int argc, char **argv)
         // Input: a cancel request (Ctrl-C or the frame count) stops the generation; the next
         // step reports R1_CANCELLED.
         if (!cancel_sent && (interrupted || frame + 1 == o.cancel_after)) {
-            r1_session_cancel(g.session);
+            if (r1_session_cancel(g.session) != R1_OK)
+                std::fprintf(stderr, "game-loop: cannot cancel: %s\n", r1_last_error());
             cancel_sent = true;
         }
         next_tick += tick;
@@ -192,6 +194,7 @@ int main(int argc, char **argv)
         return 1;
     }
     const char *end = st == R1_CANCELLED ? "cancelled" : st == R1_DONE ? "done" : "running";
+    std::printf("answer: %s\n", answer.c_str());
     std::printf("%ld frames at %.0f Hz, %ld tokens, generation %s\n", frame, o.hz, tokens, end);
     std::printf("worst frame %.3f ms, longest step %.3f ms, budget %.3f ms\n", worst_frame_ms,
                 longest_step_ms, o.budget_ms);

@@ -31,7 +31,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--show-thinking", action="store_true", help="stream the reasoning too")
     p.add_argument("--seed", type=int, default=0x5EED)
     p.add_argument("--temp", type=float, default=0.6, help="temperature (0 = greedy)")
-    p.add_argument("--ctx", type=int, default=4096, help="context length")
+    p.add_argument("--ctx", type=int, default=None,
+                   help="context length (default 4096, or the model's maximum if smaller)")
     p.add_argument("--ignore-eos", action="store_true", help="never stop at end of sentence")
     return p.parse_args(argv)
 

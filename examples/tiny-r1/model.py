@@ -1,5 +1,5 @@
 """A small DeepSeek-V3 (R1 architecture) model in PyTorch, written from
-shared/spec/deepseek-models.md (sections 1-3).
+docs/model.md (sections 1-3) of this repository.
 
 Module and parameter names follow the Hugging Face DeepSeek-V3 checkpoint
 (spec 5.2), so ``model.state_dict()`` keys are exactly the tensor names an

@@ -18,6 +18,11 @@ root=$work/root
 pcdir=$root$libdir/pkgconfig
 [ -f "$pcdir/r1.pc" ] || { echo "r1.pc not installed in $pcdir"; exit 1; }
 [ -f "$root$prefix/include/r1.h" ] || { echo "r1.h not installed"; exit 1; }
+# A URL in r1.pc must lead somewhere: better none (it is optional) than a placeholder domain.
+if grep -E '^URL:' "$pcdir/r1.pc" | grep -qiE '\.invalid|\.test([/:]|$)|example\.(com|org|net)'; then
+    echo "r1.pc names a placeholder URL: $(grep -E '^URL:' "$pcdir/r1.pc")"
+    exit 1
+fi
 # The .pc file names the final prefix; point pkg-config at the staged copy.
 flags=$(PKG_CONFIG_PATH=$pcdir PKG_CONFIG_SYSROOT_DIR=$root pkg-config --cflags --libs r1)
 $cc -std=c99 -Wall -Werror -o "$work/consumer" "$src" $flags

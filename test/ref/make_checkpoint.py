@@ -156,7 +156,7 @@ ARCHS = {"tiny-v3": CONFIG_V3, "tiny-v2lite": CONFIG_V2LITE}
 # tokenizer
 # ---------------------------------------------------------------------------------------
 
-# Own simplified Jinja chat template following the R1 logic of spec §6.4 (system prompt
+# Own simplified Jinja chat template following the R1 logic of docs/model.md §6.4 (system prompt
 # after BOS, <｜User｜>, <｜Assistant｜> + text after the last </think> + EOS, generation
 # prompt "<｜Assistant｜><think>\n").  Tool calls are not covered.
 CHAT_TEMPLATE = (
@@ -334,7 +334,7 @@ def make_tensors(cfg, seed, fp8):
     T["lm_head.weight"] = bf16(head)
     for k in range(n_mtp):
         p = "model.layers.%d." % (L + k)
-        # MTP extras (spec §4.1): embed / head are copies of the main ones
+        # MTP extras (docs/model.md §4.1): embed / head are copies of the main ones
         T[p + "embed_tokens.weight"] = T["model.embed_tokens.weight"]
         T[p + "enorm.weight"] = bf16(g.norm(D))
         T[p + "hnorm.weight"] = bf16(g.norm(D))

@@ -9,7 +9,8 @@ For each model (tiny-v3, tiny-v2lite):
 Variants: 'src' (source weights), 'q8_0' and 'q4_0' (converter-quantised tensors round-tripped).
   test/data/<model>/goldens_actq8.json and goldens/logits_<variant>_actq8_t<T>.f32: the q8_0/q4_0
   variants with 8-bit block-quantised activations into every quantised weight (reference.py
-  act_q8 mode, absorbed attention), what the CPU decode kernels compute.
+  act_q8 mode, absorbed attention), what the CPU decode kernels compute, each with the blocks
+  whose 8-bit rounding a float32 engine may legitimately take the other way (near_tie_blocks).
 Everything is deterministic (fixed seeds, fixed prompts).
 """
 import argparse
@@ -29,6 +30,12 @@ VARIANTS = ["src", "q8_0", "q4_0"]
 LENGTHS = [1, 7, 45]
 # routing near-ties would make float32 engines legitimately pick other experts
 MIN_MARGIN = 2e-5
+# 8-bit activation near-ties (write_actq8_goldens): an engine's v = x / d may round the other
+# way where it lies within Q8_TAU of a half-integer. Float32 engines were measured at most
+# 2e-4 from the reference's v (backends/cpu at every SIMD level, OpenBLAS Haswell/SkylakeX/
+# Zen, prefill and decode), so 1e-3 leaves a factor of 5; the reference lists the blocks with
+# a value within 2 * Q8_TAU, which covers every value within Q8_TAU of a half on the engine's side.
+Q8_TAU = 1e-3
 
 
 def prompts(vocab_size, seed):
@@ -117,16 +124,34 @@ def main():
         write_actq8_goldens(d, arch, ps, V)
 
 
+def near_tie_blocks(m):
+    """The blocks of m's last forward with a value within 2 * Q8_TAU of a half-integer, as
+    [mask, q0..q31] (mask bit j: q[j] is such a value), sorted. Each must be told apart from every
+    other block of the run by its integers outside the mask: an engine block that rounds some of
+    those values the other way then matches exactly one of them."""
+    out = []
+    allq = np.array(sorted(m.q8_all), dtype=np.int64)
+    for q, mask in sorted(m.q8_blocks.items()):
+        sel = np.array([(mask >> j) & 1 for j in range(32)], bool)
+        qa = np.array(q)
+        same = np.all(allq[:, ~sel] == qa[~sel], axis=1) & \
+            np.all(np.abs(allq[:, sel] - qa[sel]) <= 1, axis=1)
+        if int(same.sum()) != 1:
+            raise SystemExit("act_q8 near-tie block matches %d blocks" % int(same.sum()))
+        out.append([mask] + list(q))
+    return out
+
+
 def write_actq8_goldens(d, arch, ps, V):
-    """The q8_0/q4_0 goldens again with 8-bit activations (reference.py act_q8 mode)."""
+    """The q8_0/q4_0 goldens again with 8-bit activations (reference.py act_q8 mode), each with
+    its near-tie blocks, whose rounding test_forward pins in the engine to the reference's."""
     entries = []
     for variant in VARIANTS[1:]:
         m = ref.Model(d, variant, act_q8=True)
-        # Short prompts only: an activation that float32 rounding (~1e-7) moves across a
-        # half-step of its 8-bit grid changes one level (1/127 of its block maximum); engine
-        # and reference then differ by ~1e-2 from that position on, through the KV cache. Odds
-        # are a few per cent per token on these tiny models, so 45-token prompts usually meet
-        # one; 1 and 7 tokens (checked on every SIMD level) did not.
+        m.q8_tau = 2 * Q8_TAU
+        # Short prompts only: every token adds near-ties (a few per token within 2e-3 on these
+        # tiny models) and with them the cost of the check's matching; 1 and 7 tokens suffice
+        # for prefill against decode through the KV cache.
         for toks in [t for t in ps if len(t) <= 8]:
             # the absorbed form: where the engine's 8-bit activations enter (o_lat into W_UV)
             lg = ref.forward(m, toks, attn="absorbed")
@@ -135,13 +160,21 @@ def write_actq8_goldens(d, arch, ps, V):
             lg.astype("<f4").tofile(os.path.join(d, fname))
             entries.append({"name": "%s_%s_actq8_t%d" % (arch, variant, len(toks)),
                             "weights_variant": variant, "tokens": toks, "file": fname,
-                            "shape": [len(toks), V]})
-        print("   %s act_q8: smallest routing decision margin %.3g" %
-              (variant, min(r[4] for r in m.route_log)))
+                            "shape": [len(toks), V], "near_tie_blocks": near_tie_blocks(m)})
+        print("   %s act_q8: smallest routing decision margin %.3g, near-tie blocks %s" %
+              (variant, min(r[4] for r in m.route_log),
+               [len(e["near_tie_blocks"]) for e in entries[-2:]]))
     manifest = {"model": arch, "activations": "q8 blocks of 32 (quant.act_q8_roundtrip)",
-                "goldens": entries}
+                "near_tie_tau": Q8_TAU, "goldens": entries}
+    # one near-tie block per line
+    text = json.dumps(manifest, indent=1)
+    for e in entries:
+        rows = ",\n    ".join(json.dumps(b) for b in e["near_tie_blocks"])
+        text = text.replace(json.dumps(e["near_tie_blocks"], indent=1).replace("\n", "\n   "),
+                            "[\n    " + rows + "\n   ]" if rows else "[]", 1)
+    assert json.loads(text) == manifest
     with open(os.path.join(d, "goldens_actq8.json"), "w") as f:
-        f.write(json.dumps(manifest, indent=1) + "\n")
+        f.write(text + "\n")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Write a DeepSeek-V2-Lite-shaped random checkpoint in Hugging Face layout (for measurements).
 
-Shapes and config.json follow DeepSeek-V2-Lite (spec §1.1 of deepseek-models.md): 27 layers,
+Shapes and config.json follow DeepSeek-V2-Lite (docs/model.md §1.1): 27 layers,
 hidden 2048, 16 heads, MLA with kv_lora 512 and a plain q_proj, layer 0 a dense MLP of 10944,
 layers 1..26 MoE with 64 routed experts of 1408 (6 per token, softmax greedy routing) and 2
 shared experts, vocab 102400, YaRN factor 40. About 15.7 G parameters, 31 GB of BF16 in

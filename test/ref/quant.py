@@ -10,7 +10,7 @@ Formats
 * f16  : IEEE binary16, round-to-nearest-even from float32 (numpy astype does that).
 * bf16 : upper 16 bits of float32, round-to-nearest-even, NaN -> quiet NaN.
 * FP8 e4m3fn : 1 sign, 4 exponent (bias 7), 3 mantissa, subnormals, 0x7F/0xFF NaN,
-  no infinities, max finite 448 (spec §5.3.1).  Block scaling 128x128 with
+  no infinities, max finite 448 (docs/model.md §5.3.1).  Block scaling 128x128 with
   `weight_scale_inv` of shape [ceil(R/128), ceil(C/128)], W = fp8 * scale_inv (§5.3.2).
 * Q8_0 : blocks of 32 along a row; block = f16 d (LE) + 32 x int8.            (34 bytes)
 * Q4_0 : blocks of 32 along a row; block = f16 d (LE) + 16 bytes of nibbles;
@@ -255,11 +255,9 @@ def roundtrip(x, kind):
     raise ValueError(kind)
 
 
-def act_q8_roundtrip(x):
-    """Activations [..., n] (n % 32 == 0) -> float64, as the CPU decode kernels see them with
-    8-bit activations on Q8_0/Q4_0 weights (backends/cpu r1_cpu__quantize_x): float32 x in
-    blocks of 32, d = float32(amax / 127), q = round-half-away(float32(x * float32(1 / d)))
-    clipped to +-127, value d * q (exact in float64). Unlike the weights, d stays float32."""
+def act_q8_quantise(x):
+    """act_q8_roundtrip's parts: (d float32 [nblocks], v = float32(x * float32(1 / d)) as
+    float64 [nblocks, 32], q = round-half-away(v) clipped to +-127, float64 [nblocks, 32])."""
     x32 = np.asarray(x, dtype=np.float32)
     b = x32.reshape(-1, 32)
     amax = np.max(np.abs(b), axis=1).astype(np.float32)
@@ -269,7 +267,16 @@ def act_q8_roundtrip(x):
     inv[nz] = (F32(1.0) / d[nz]).astype(np.float32)
     v = (b * inv[:, None]).astype(np.float32).astype(np.float64)
     q = np.clip(np.sign(v) * np.floor(np.abs(v) + 0.5), -127, 127)
-    return (d.astype(np.float64)[:, None] * q).reshape(x32.shape)
+    return d, v, q
+
+
+def act_q8_roundtrip(x):
+    """Activations [..., n] (n % 32 == 0) -> float64, as the CPU decode kernels see them with
+    8-bit activations on Q8_0/Q4_0 weights (backends/cpu r1_cpu__quantize_x): float32 x in
+    blocks of 32, d = float32(amax / 127), q = round-half-away(float32(x * float32(1 / d)))
+    clipped to +-127, value d * q (exact in float64). Unlike the weights, d stays float32."""
+    d, _, q = act_q8_quantise(x)
+    return (d.astype(np.float64)[:, None] * q).reshape(np.shape(x))
 
 
 def should_quantize(name, ndim):

@@ -1,6 +1,6 @@
 """Plain float64 numpy reference forward pass for DeepSeek-V3/R1 and V2/V2-Lite (MLA + MoE).
 
-Follows /work/shared/spec/deepseek-models.md §2, §3 (official-code choices of §9.2):
+Follows docs/model.md §2, §3 (with the choices of its §9.2):
   * RMSNorm y = g * x / sqrt(mean(x^2) + eps), eps from config (all in float64).
   * MLA naive form (§2.3) with both query paths (q LoRA or plain q_proj); absorbed form (§2.6)
     as a second implementation used only for validation.
@@ -81,6 +81,39 @@ class Model:
         self.sm_scale = softmax_scale(c)
         self.rope_mul = rope_cos_sin_factor(c)
         self.route_log = []   # (layer, token, selected, selected without bias, decision margin)
+        # act_q8 near-ties (act_q8()): values whose v = x/d lies within q8_tau of a half-integer,
+        # where float32 evaluation in another summation order may round the other way
+        self.q8_tau = 0.0
+        self.q8_ties = {}               # (site, token, column) -> v, for the last forward
+        self.q8_blocks = {}             # q of each block with a near-tie -> near-tie bit mask
+        self.q8_all = set()             # q of every block quantised (with q8_tau set)
+        self.q8_flip = frozenset()      # near-ties to round to the other neighbour
+
+    def act_q8(self, x, site, t0=0):
+        """quant.act_q8_roundtrip of x [T, n] (row i is token t0 + i), recording the near-ties
+        under the key (site, token, column) and rounding those in q8_flip the other way.
+        A site is one activation vector (all weights reading it see the same integers, as in
+        the engine, which quantises the same float32 values with the same rules)."""
+        if self.q8_tau <= 0:
+            return quant.act_q8_roundtrip(x)
+        d, v, q = quant.act_q8_quantise(x)
+        n = x.shape[-1]
+        a = np.abs(v)
+        near = np.abs(a - np.floor(a) - 0.5) < self.q8_tau
+        for blk, j in np.argwhere(near):
+            row, col = divmod(int(blk) * 32 + int(j), n)
+            key = (site, t0 + row, col)
+            self.q8_ties[key] = float(v[blk, j])
+            if key in self.q8_flip:   # the other integer next to the half-step
+                lo = np.floor(a[blk, j])
+                q[blk, j] = np.sign(v[blk, j]) * min(127.0, lo if abs(q[blk, j]) > lo else lo + 1)
+        for blk in range(q.shape[0]):
+            qt = tuple(int(e) for e in q[blk])
+            self.q8_all.add(qt)
+            if near[blk].any():
+                mask = int(sum(1 << int(j) for j in np.flatnonzero(near[blk])))
+                self.q8_blocks[qt] = self.q8_blocks.get(qt, 0) | mask
+        return (d.astype(np.float64)[:, None] * q).reshape(np.shape(x))
 
 
 # ---------------------------------------------------------------------------------------
@@ -104,7 +137,7 @@ def yarn_mscale(s, m):
 
 
 def yarn_inv_freq(cfg):
-    """-> (theta' [d/2] float64, low, high, ramp [d/2], theta [d/2])  (spec §3.1-3.3)."""
+    """-> (theta' [d/2] float64, low, high, ramp [d/2], theta [d/2])  (docs/model.md §3.1-3.3)."""
     d = cfg["qk_rope_head_dim"]
     base = float(cfg["rope_theta"])
     theta = 1.0 / base ** (np.arange(0, d, 2, dtype=np.float64) / d)
@@ -169,9 +202,12 @@ def rmsnorm(x, g, eps):
     return g * (x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps))
 
 
-def linear(x, w):
+def linear(x, w, m=None, site=None, t0=0):
+    """x @ w^T; a Q8_0/Q4_0 weight in act_q8 mode multiplies x's 8-bit blocks (m.act_q8 at
+    site when a model is given, recording near-ties)."""
     if isinstance(w, ActQ8Weight):
-        return np.asarray(quant.act_q8_roundtrip(x) @ np.asarray(w).T)
+        xq = m.act_q8(x, site, t0) if m is not None else quant.act_q8_roundtrip(x)
+        return np.asarray(xq @ np.asarray(w).T)
     return x @ np.asarray(w).T
 
 
@@ -179,10 +215,12 @@ def silu(z):
     return z / (1.0 + np.exp(-z))
 
 
-def mlp(m, prefix, x):
+def mlp(m, prefix, x, site=None, t0=0):
+    """site: x's act_q8 site (rows tokens t0..); the hidden activation is prefix's own."""
     w = m.w
-    return linear(silu(linear(x, w[prefix + "gate_proj.weight"])) *
-                  linear(x, w[prefix + "up_proj.weight"]), w[prefix + "down_proj.weight"])
+    hid = silu(linear(x, w[prefix + "gate_proj.weight"], m, site, t0)) * \
+        linear(x, w[prefix + "up_proj.weight"], m, site, t0)
+    return linear(hid, w[prefix + "down_proj.weight"], m, prefix + "hidden", t0)
 
 
 def _mla_inputs(m, l, a, pos):
@@ -195,14 +233,15 @@ def _mla_inputs(m, l, a, pos):
     rkv = c["kv_lora_rank"]
     T = a.shape[0]
     if c.get("q_lora_rank"):
-        cq = rmsnorm(linear(a, w[p + "q_a_proj.weight"]), w[p + "q_a_layernorm.weight"], eps)
-        q = linear(cq, w[p + "q_b_proj.weight"])
+        cq = rmsnorm(linear(a, w[p + "q_a_proj.weight"], m, p + "in"),
+                     w[p + "q_a_layernorm.weight"], eps)
+        q = linear(cq, w[p + "q_b_proj.weight"], m, p + "cq")
     else:
-        q = linear(a, w[p + "q_proj.weight"])
+        q = linear(a, w[p + "q_proj.weight"], m, p + "in")
     q = q.reshape(T, H, dn + dr).transpose(1, 0, 2)           # [H, T, dqk]
     q_nope = q[..., :dn]
     q_pe = rope_interleaved(q[..., dn:], pos, m.inv_freq, m.rope_mul)
-    kv_a = linear(a, w[p + "kv_a_proj_with_mqa.weight"])
+    kv_a = linear(a, w[p + "kv_a_proj_with_mqa.weight"], m, p + "in")
     ckv = rmsnorm(kv_a[:, :rkv], w[p + "kv_a_layernorm.weight"], eps)
     k_pe = rope_interleaved(kv_a[:, rkv:], pos, m.inv_freq, m.rope_mul)
     return q_nope, q_pe, ckv, k_pe
@@ -224,7 +263,7 @@ def mla_naive(m, l, a, pos):
     H, dn, dv = c["num_attention_heads"], c["qk_nope_head_dim"], c["v_head_dim"]
     T = a.shape[0]
     q_nope, q_pe, ckv, k_pe = _mla_inputs(m, l, a, pos)
-    kv = linear(ckv, w[p + "kv_b_proj.weight"]).reshape(T, H, dn + dv).transpose(1, 0, 2)
+    kv = linear(ckv, w[p + "kv_b_proj.weight"], m, p + "ckv").reshape(T, H, dn + dv).transpose(1, 0, 2)
     k_nope, v = kv[..., :dn], kv[..., dn:]                     # [H, T, dn], [H, T, dv]
     qf = np.concatenate([q_nope, q_pe], axis=-1)               # [H, T, dqk]
     kf = np.concatenate([k_nope, np.broadcast_to(k_pe, (H,) + k_pe.shape)], axis=-1)
@@ -232,7 +271,7 @@ def mla_naive(m, l, a, pos):
     P = _causal_softmax(s, pos)
     o = P @ v                                                  # [H, T, dv]
     o = o.transpose(1, 0, 2).reshape(T, H * dv)
-    return linear(o, w[p + "o_proj.weight"])
+    return linear(o, w[p + "o_proj.weight"], m, p + "o")
 
 
 def mla_absorbed(m, l, a, pos):
@@ -253,10 +292,10 @@ def mla_absorbed(m, l, a, pos):
     if isinstance(wkvb, ActQ8Weight):
         # act_q8: W_UV multiplies the quantised o_lat rows as the engine's kernels do; W_UK
         # above stays float (the engine keeps it as a float32 transposed copy)
-        o_lat = quant.act_q8_roundtrip(o_lat)
+        o_lat = np.stack([m.act_q8(o_lat[h], p + "o_lat.%d" % h) for h in range(H)])
     o = np.einsum("htr,hvr->htv", o_lat, W_UV)                 # [H, T, dv]
     o = o.transpose(1, 0, 2).reshape(T, H * dv)
-    return linear(o, w[p + "o_proj.weight"])
+    return linear(o, w[p + "o_proj.weight"], m, p + "o")
 
 
 def _topk_stable(x, k):
@@ -315,13 +354,13 @@ def moe(m, l, x):
     p = "model.layers.%d.mlp." % l
     u = linear(x, w[p + "gate.weight"])                         # [T, E]
     bias = w.get(p + "gate.e_score_correction_bias")
-    out = mlp(m, p + "shared_experts.", x)
+    out = mlp(m, p + "shared_experts.", x, p + "in")
     for t in range(x.shape[0]):
         sel, wgt, sel_nb = route(c, u[t], bias)
         m.route_log.append((l, t, tuple(int(e) for e in sel), tuple(int(e) for e in sel_nb),
                             route.last_margin))
         for e, we in zip(sel, wgt):
-            out[t] += we * mlp(m, p + "experts.%d." % e, x[t:t + 1])[0]
+            out[t] += we * mlp(m, p + "experts.%d." % e, x[t:t + 1], p + "in", t)[0]
     return out
 
 
@@ -338,18 +377,19 @@ def forward(m, tokens, attn="naive", return_hidden=False):
     tokens = np.asarray(tokens, dtype=np.int64)
     pos = np.arange(len(tokens))
     h = w["model.embed_tokens.weight"][tokens]
+    m.q8_ties, m.q8_blocks, m.q8_all = {}, {}, set()
     att = mla_naive if attn == "naive" else mla_absorbed
     for l in range(c["num_hidden_layers"]):
         p = "model.layers.%d." % l
         a = rmsnorm(h, w[p + "input_layernorm.weight"], eps)
         h = h + att(m, l, a, pos)
         b = rmsnorm(h, w[p + "post_attention_layernorm.weight"], eps)
-        h = h + (moe(m, l, b) if is_moe_layer(c, l) else mlp(m, p + "mlp.", b))
+        h = h + (moe(m, l, b) if is_moe_layer(c, l) else mlp(m, p + "mlp.", b, p + "mlp.in"))
     hf = rmsnorm(h, w["model.norm.weight"], eps)
     head = w.get("lm_head.weight")
     if head is None or c.get("tie_word_embeddings"):
         head = w["model.embed_tokens.weight"]
-    logits = linear(hf, head)
+    logits = linear(hf, head, m, "model.norm")
     return (logits, hf) if return_hidden else logits
 
 

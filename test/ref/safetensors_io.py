@@ -1,4 +1,4 @@
-"""Minimal safetensors reader/writer (spec §5.1), numpy only.
+"""Minimal safetensors reader/writer (docs/model.md §5.1), numpy only.
 
 File layout: u64 LE header length N, N bytes of UTF-8 JSON (padded with spaces),
 then the data buffer.  Header: {"__metadata__": {str: str}, name: {"dtype", "shape",

@@ -27,6 +27,7 @@ from .core import (
     Step,
     backends,
     convert,
+    describe_backend,
     version,
     version_number,
 )
@@ -93,6 +94,7 @@ __all__ = [
     "Step",
     "backends",
     "convert",
+    "describe_backend",
     "library_path",
     "load_library",
     "status_name",

@@ -146,6 +146,7 @@ DECLARATIONS: Dict[str, Tuple[Optional[type], List[type]]] = {
     "r1_backend_count": (_i32, []),
     "r1_backend_name": (_str, [_i32]),
     "r1_backend_available": (_i32, [_str]),
+    "r1_backend_describe": (_st, [_str, _charp, _sz, _szp]),
     # Models
     "r1_model_opts_create": (_st, [ctypes.POINTER(ModelOptsP)]),
     "r1_model_opts_destroy": (None, [ModelOptsP]),
@@ -264,15 +265,29 @@ def _pkg_config_libdir() -> Optional[str]:
     return libdir if out.returncode == 0 and libdir else None
 
 
+def installed_library() -> Optional[str]:
+    """The libr1 installed together with this package (`meson install` writes _config.py with
+    its path), or None for a copy that was not installed by meson (source tree, pip)."""
+    try:
+        from . import _config  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    return getattr(_config, "LIBRARY", None) or None
+
+
 def candidates(path: Optional[str] = None) -> List[str]:
-    """The library paths tried, in order: *path*, $R1_LIBRARY, ctypes.util.find_library('r1'),
-    'libr1.so.1' (the dynamic loader's search), then pkg-config's libdir."""
+    """The library paths tried, in order: *path*, $R1_LIBRARY, the library installed with this
+    package (installed_library()), ctypes.util.find_library('r1'), 'libr1.so.1' (the dynamic
+    loader's search), then pkg-config's libdir."""
     out: List[str] = []
     if path:
         out.append(path)
     env = os.environ.get("R1_LIBRARY")
     if env:
         out.append(env)
+    installed = installed_library()
+    if installed:
+        out.append(installed)
     found = ctypes.util.find_library("r1")
     if found:
         out.append(found)
@@ -309,7 +324,10 @@ def load(path: Optional[str] = None) -> Library:
                 if candidate in explicit:
                     raise OSError(f"cannot load libr1 from {candidate}: {e}") from e
                 errors.append(f"{candidate}: {e}")
-        raise OSError("libr1 not found; set R1_LIBRARY to libr1.so.1. Tried: " + "; ".join(errors))
+        raise OSError(
+            "libr1 not found: install it (meson install), or set R1_LIBRARY to the path of "
+            "libr1.so.1 (in a build directory: BUILD/lib/libr1.so.1). Tried: " + "; ".join(errors)
+        )
 
 
 def lib() -> Library:

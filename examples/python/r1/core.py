@@ -1,10 +1,19 @@
-"""core: Model, Session, Sampler and GenOptions over libr1's handles, with deterministic release."""
+"""core: Model, Session, Sampler and GenOptions over libr1's handles, with deterministic release.
+
+Every C handle is guarded (see _Handle): a call on a closed or busy object raises R1BadState
+instead of reaching freed memory or racing another thread, and every number and string is
+checked against its C type before ctypes could silently truncate it.
+"""
 
 from __future__ import annotations
 
 import array
 import ctypes
 import dataclasses
+import math
+import operator
+import os
+import threading
 from typing import (
     Any,
     Callable,
@@ -31,9 +40,11 @@ CONVERT_NO_SHUFFLE = 0x1
 ROLES: Dict[str, int] = {"system": 0, "user": 1, "assistant": 2}
 KINDS: Dict[int, Optional[str]] = {-1: None, 0: "reasoning", 1: "answer"}
 _ERR_BUFFER_TOO_SMALL = -8
+_ERR_BAD_STATE = -11
 
 Message = Dict[str, str]
 Prompt = Union[str, Sequence[Message], Sequence[int], None]
+PathArg = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
 
 
 def version() -> str:
@@ -65,13 +76,98 @@ def backends() -> List[Backend]:
     return out
 
 
+def describe_backend(name: str) -> str:
+    """The devices of backend *name* that can run here, for a person to read (one entry per
+    device, "INDEX: NAME (KIND)"; KIND tells a GPU from a software renderer on the CPU).
+    Raises R1NotFound for a backend not built, R1Unsupported for one that cannot run here."""
+    data = _cstr(name, "backend name")
+    lib = _ffi.lib()
+    return _grow_text(lambda b, c, l: lib.r1_backend_describe(data, b, c, l)).decode(
+        "utf-8", "replace"
+    )
+
+
+# Arguments: checked against their C types, because ctypes wraps integers modulo 2^bits and
+# cuts strings at the first NUL without a word (threads=2**64 would become 0).
+
+_INT32 = (-(1 << 31), (1 << 31) - 1, "int32_t")
+_UINT64 = (0, (1 << 64) - 1, "uint64_t")
+_FLT_MAX = 3.4028234663852886e38
+#: array typecode of a 32-bit C int (token ids are int32_t).
+_I32 = "i" if array.array("i").itemsize == 4 else "l"
+
+
+def _int(value: Any, name: str, ctype: Tuple[int, int, str] = _INT32) -> int:
+    """*value* as a Python int that fits the C integer type *ctype*, else TypeError/OverflowError."""
+    try:
+        v = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, not {type(value).__name__}") from None
+    lo, hi, cname = ctype
+    if not lo <= v <= hi:
+        raise OverflowError(f"{name}={v} does not fit the C type {cname} ({lo} to {hi})")
+    return v
+
+
+def _float(value: Any, name: str) -> float:
+    """*value* as a float that a C float holds (infinities and NaN pass: libr1 judges them)."""
+    if isinstance(value, (str, bytes, bytearray)):
+        raise TypeError(f"{name} must be a number, not {type(value).__name__}")
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a number, not {type(value).__name__}") from None
+    if math.isfinite(v) and abs(v) > _FLT_MAX:
+        raise OverflowError(f"{name}={v!r} does not fit the C type float (at most {_FLT_MAX:.7g})")
+    return v
+
+
+def _flag(value: Any) -> int:
+    return 1 if value else 0
+
+
+def _cstr(text: Union[str, bytes], name: str) -> bytes:
+    """A NUL-terminated UTF-8 argument: an embedded NUL would silently cut it, so it raises."""
+    if isinstance(text, str):
+        data = text.encode("utf-8")
+    elif isinstance(text, (bytes, bytearray)):
+        data = bytes(text)
+    else:
+        raise TypeError(f"{name} must be a str, not {type(text).__name__}")
+    if b"\0" in data:
+        raise ValueError(f"{name} contains an embedded NUL character")
+    return data
+
+
+def _path(path: PathArg, name: str = "path") -> bytes:
+    """A file name as the OS spells it: str, bytes or os.PathLike; an embedded NUL raises."""
+    try:
+        data = os.fsencode(path)
+    except TypeError:
+        raise TypeError(
+            f"{name} must be str, bytes or os.PathLike, not {type(path).__name__}"
+        ) from None
+    if b"\0" in data:
+        raise ValueError(f"{name} contains an embedded NUL character: {path!r}")
+    return data
+
+
 def _encode(text: str) -> bytes:
     return text.encode("utf-8")
 
 
-def _ids_array(ids: Iterable[int]) -> Tuple[ctypes.Array, int]:
-    values = list(ids)
-    return (ctypes.c_int32 * max(len(values), 1))(*values), len(values)
+def _ids_array(ids: Iterable[int], name: str = "token ids") -> Tuple[ctypes.Array, int]:
+    """Token ids as an int32_t array and its length; an id outside int32_t raises."""
+    values = ids if isinstance(ids, (list, tuple)) else list(ids)
+    try:
+        buf = array.array(_I32, values)
+    except (OverflowError, TypeError):
+        for i, v in enumerate(values):  # name the offending id
+            _int(v, f"{name}[{i}]")
+        raise
+    if not buf:
+        return (ctypes.c_int32 * 1)(), 0
+    return (ctypes.c_int32 * len(buf)).from_buffer(buf), len(buf)
 
 
 def _grow_text(call: Callable[[Any, int, Any], int], first_cap: int = 256) -> bytes:
@@ -143,31 +239,118 @@ def _from_struct(cls: type, s: ctypes.Structure) -> Any:
 
 
 class _Handle:
-    """Owns one C handle: close() destroys it once; __del__ is safe at interpreter shutdown
-    because the destroy function is kept on the instance, not looked up in module globals."""
+    """Owns one C handle and guards every use of it, so that no Python call order can reach
+    freed memory or run two calls at once on an object libr1 allows one thread at a time.
+
+    Each call holds a *use* of the handle while in C (``with self._use() as h``). A use of a
+    closed object raises R1BadState; so does a second use of an exclusive object (sessions,
+    samplers, options) while one is in progress, on any thread. close() marks the object closed
+    at once and frees the C object when the last use and the last *borrow* end: a borrow is
+    another object's need of this one (a session needs its model, a running generation its
+    sampler), so close() never frees what is still in use and never waits, not even when it
+    is called from a callback. __del__ is safe at interpreter shutdown: the path that frees
+    uses only attributes of the instance, never module globals.
+    """
 
     _handle: Any = None
-    _destroy: Optional[Callable[[Any], None]] = None
+    _state: Any = None  # an RLock guarding _handle, _closed, _users, _borrows
+    _closed = True  # until _own(): a failed constructor leaves a closed object
+    _users = 0
+    _borrows = 0
+    _exclusive = True  # one use at a time (libr1: "one thread at a time")
 
-    def _own(self, handle: Any, destroy: Callable[[Any], None]) -> None:
-        self._destroy = destroy
+    def _own(self, handle: Any) -> None:
+        # Reentrant: a signal handler (chat.py's Ctrl-C calls cancel()) runs on the main thread,
+        # possibly while that thread holds the lock.
+        self._state = threading.RLock()
+        self._users = 0
+        self._borrows = 0
+        self._closed = False
         self._handle = handle
+
+    def _free(self, handle: Any) -> None:
+        """Destroys the C object (subclasses); runs once, with no use or borrow left."""
+        raise NotImplementedError
+
+    def _closing(self) -> None:
+        """Hook run by close() under the state lock, uses possibly in progress."""
 
     @property
     def closed(self) -> bool:
         """Whether close() has run (or construction failed)."""
-        return not self._handle
+        return self._closed
 
-    def _h(self) -> Any:
-        if not self._handle:
-            raise R1BadState(-11, f"{type(self).__name__} is closed", "R1_ERR_BAD_STATE")
-        return self._handle
+    def _gone(self) -> R1BadState:
+        return R1BadState(_ERR_BAD_STATE, f"{type(self).__name__} is closed", "R1_ERR_BAD_STATE")
+
+    def _acquire(self, borrowed: bool = False) -> Any:
+        """Starts a use and returns the C handle. *borrowed*: the caller holds a borrow, so a
+        closed object whose C side is still alive for it may be used."""
+        state = self._state
+        if state is None:
+            raise self._gone()
+        with state:
+            if self._handle is None or (self._closed and not (borrowed and self._borrows)):
+                raise self._gone()
+            if self._exclusive and self._users:
+                raise R1BadState(
+                    _ERR_BAD_STATE,
+                    f"{type(self).__name__} is busy: another call is using it (one thread at a "
+                    "time; a callback must not call into the object that is calling it)",
+                    "R1_ERR_BAD_STATE",
+                )
+            self._users += 1
+            return self._handle
+
+    def _release(self) -> None:
+        with self._state:  # type: ignore[union-attr]
+            self._users -= 1
+            handle = self._take_if_unused()
+        if handle is not None:
+            self._free(handle)
+
+    def _take_if_unused(self) -> Any:
+        """With the state lock held: the handle to free now, or None while it is needed."""
+        if self._closed and not self._users and not self._borrows and self._handle is not None:
+            handle, self._handle = self._handle, None
+            return handle
+        return None
+
+    def _use(self, borrowed: bool = False) -> "_Use":
+        return _Use(self, borrowed)
+
+    def _borrow(self, held: bool = False) -> None:
+        """Keeps the C object alive for another object until _unborrow(). *held*: the caller
+        holds a use, so the C object is alive even if close() has just run."""
+        state = self._state
+        if state is None:
+            raise self._gone()
+        with state:
+            if self._handle is None or (self._closed and not held):
+                raise self._gone()
+            self._borrows += 1
+
+    def _unborrow(self) -> None:
+        with self._state:  # type: ignore[union-attr]
+            self._borrows -= 1
+            handle = self._take_if_unused()
+        if handle is not None:
+            self._free(handle)
 
     def close(self) -> None:
-        """Release the C object now. Idempotent; the object is unusable afterwards."""
-        handle, self._handle = self._handle, None
-        if handle and self._destroy is not None:
-            self._destroy(handle)
+        """Release the C object. Idempotent; the object is unusable afterwards. A call in
+        progress on another thread finishes first (the C object is freed when it returns)."""
+        state = self._state
+        if state is None:
+            return
+        with state:
+            if self._closed:
+                return
+            self._closed = True
+            self._closing()
+            handle = self._take_if_unused()
+        if handle is not None:
+            self._free(handle)
 
     def __enter__(self) -> Any:
         return self
@@ -182,12 +365,39 @@ class _Handle:
             pass
 
 
+class _Use:
+    """``with obj._use() as handle``: one use of a _Handle (see there)."""
+
+    __slots__ = ("obj", "borrowed")
+
+    def __init__(self, obj: _Handle, borrowed: bool) -> None:
+        self.obj = obj
+        self.borrowed = borrowed
+
+    def __enter__(self) -> Any:
+        return self.obj._acquire(self.borrowed)
+
+    def __exit__(self, *exc: object) -> None:
+        self.obj._release()
+
+
+class _NoUse:
+    """Stands in for _Use where an optional object is absent: the handle is NULL."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
 class Sampler(_Handle):
-    """Token selection settings and random state (r1_sampler). One thread at a time.
+    """Token selection settings and random state (r1_sampler). One thread at a time: a call
+    while another is in progress raises R1BadState.
 
     Defaults are DeepSeek-R1's: temperature 0.6, top-p 0.95. The same seed and logits give the
     same tokens on every run, platform and thread count. A generation borrows its sampler until
-    it ends: do not close() a sampler that a running generation uses.
+    it ends: close() during a generation takes effect when the generation ends.
     """
 
     def __init__(
@@ -204,18 +414,19 @@ class Sampler(_Handle):
         logit_bias: Optional[Dict[int, float]] = None,
     ) -> None:
         lib = _ffi.lib()
-        h = _ffi.SamplerP()
-        check(lib.r1_sampler_create(ctypes.byref(h), seed & 0xFFFFFFFFFFFFFFFF))
-        self._own(h, lib.r1_sampler_destroy)
         self._lib = lib
+        seed = _int(seed, "seed", _UINT64)
+        h = _ffi.SamplerP()
+        check(lib.r1_sampler_create(ctypes.byref(h), seed))
+        self._own(h)
         if temperature is not None:
             self.set_temperature(temperature)
         if top_p is not None:
-            check(lib.r1_sampler_set_top_p(h, top_p))
+            self.set_top_p(top_p)
         if top_k is not None:
-            check(lib.r1_sampler_set_top_k(h, top_k))
+            self.set_top_k(top_k)
         if min_p is not None:
-            check(lib.r1_sampler_set_min_p(h, min_p))
+            self.set_min_p(min_p)
         if repeat_penalty is not None or frequency_penalty or presence_penalty:
             self.set_penalties(
                 penalty_last_n,
@@ -226,39 +437,60 @@ class Sampler(_Handle):
         for token, bias in (logit_bias or {}).items():
             self.set_logit_bias(token, bias)
 
+    def _free(self, handle: Any) -> None:
+        self._lib.r1_sampler_destroy(handle)
+
     def set_temperature(self, t: float) -> None:
         """0 means greedy."""
-        check(self._lib.r1_sampler_set_temperature(self._h(), t))
+        t = _float(t, "temperature")
+        with self._use() as h:
+            check(self._lib.r1_sampler_set_temperature(h, t))
 
     def set_top_k(self, k: int) -> None:
         """Keep the k most likely tokens; 0 turns top-k off."""
-        check(self._lib.r1_sampler_set_top_k(self._h(), k))
+        k = _int(k, "top_k")
+        with self._use() as h:
+            check(self._lib.r1_sampler_set_top_k(h, k))
 
     def set_top_p(self, p: float) -> None:
         """Nucleus sampling with mass p in (0, 1]."""
-        check(self._lib.r1_sampler_set_top_p(self._h(), p))
+        p = _float(p, "top_p")
+        with self._use() as h:
+            check(self._lib.r1_sampler_set_top_p(h, p))
 
     def set_min_p(self, p: float) -> None:
         """Drop tokens below p times the most likely one's probability."""
-        check(self._lib.r1_sampler_set_min_p(self._h(), p))
+        p = _float(p, "min_p")
+        with self._use() as h:
+            check(self._lib.r1_sampler_set_min_p(h, p))
 
     def set_penalties(
         self, last_n: int, repeat: float, frequency: float = 0.0, presence: float = 0.0
     ) -> None:
         """Repetition, frequency and presence penalties over the last *last_n* accepted ids."""
-        check(self._lib.r1_sampler_set_penalties(self._h(), last_n, repeat, frequency, presence))
+        last_n = _int(last_n, "penalty_last_n")
+        repeat = _float(repeat, "repeat_penalty")
+        frequency = _float(frequency, "frequency_penalty")
+        presence = _float(presence, "presence_penalty")
+        with self._use() as h:
+            check(self._lib.r1_sampler_set_penalties(h, last_n, repeat, frequency, presence))
 
     def set_logit_bias(self, token: int, bias: float) -> None:
         """Add *bias* to *token*'s logit; ``float('-inf')`` bans it, 0 removes the bias."""
-        check(self._lib.r1_sampler_set_logit_bias(self._h(), token, bias))
+        token = _int(token, "logit_bias token")
+        bias = _float(bias, "logit_bias value")
+        with self._use() as h:
+            check(self._lib.r1_sampler_set_logit_bias(h, token, bias))
 
     def clear_logit_bias(self) -> None:
         """Remove every logit bias."""
-        check(self._lib.r1_sampler_clear_logit_bias(self._h()))
+        with self._use() as h:
+            check(self._lib.r1_sampler_clear_logit_bias(h))
 
     def reset(self) -> None:
         """Forget accepted ids and rewind the random draws to the seed."""
-        check(self._lib.r1_sampler_reset(self._h()))
+        with self._use() as h:
+            check(self._lib.r1_sampler_reset(h))
 
     def sample(self, logits: Any) -> int:
         """Choose a token from one row of logits (any buffer of float32, or a float sequence)."""
@@ -266,19 +498,29 @@ class Sampler(_Handle):
             view = memoryview(logits).cast("B").cast("f")
             row = (ctypes.c_float * len(view)).from_buffer_copy(view)
         except TypeError:
-            values = list(logits)
+            try:
+                values = array.array("d", logits)
+            except TypeError:
+                raise TypeError("logits must be a float32 buffer or a sequence of numbers") from None
+            big = next((v for v in values if _FLT_MAX < abs(v) < math.inf), None)
+            if big is not None:
+                raise OverflowError(f"logit {big!r} does not fit the C type float")
             row = (ctypes.c_float * len(values))(*values)
         out = ctypes.c_int32()
-        check(self._lib.r1_sampler_sample(self._h(), row, len(row), ctypes.byref(out)))
+        with self._use() as h:
+            check(self._lib.r1_sampler_sample(h, row, len(row), ctypes.byref(out)))
         return out.value
 
     def accept(self, token: int) -> None:
         """Record *token* in the penalty window (generation does this itself)."""
-        check(self._lib.r1_sampler_accept(self._h(), token))
+        token = _int(token, "token")
+        with self._use() as h:
+            check(self._lib.r1_sampler_accept(h, token))
 
 
 class GenOptions(_Handle):
-    """Limits of one generation (r1_gen_opts): token limit, thinking budget, stop strings."""
+    """Limits of one generation (r1_gen_opts): token limit, thinking budget, stop strings.
+    A generation copies them when it begins."""
 
     def __init__(
         self,
@@ -288,36 +530,49 @@ class GenOptions(_Handle):
         stop: Iterable[str] = (),
     ) -> None:
         lib = _ffi.lib()
+        self._lib = lib
+        max_tokens = None if max_tokens is None else _int(max_tokens, "max_tokens")
+        think_budget = None if think_budget is None else _int(think_budget, "think_budget")
+        bridge = None if think_bridge is None else _cstr(think_bridge, "think_bridge")
+        if isinstance(stop, (str, bytes)):
+            stop = [stop]
+        stops = [_cstr(s, "stop string") for s in stop]
         h = _ffi.GenOptsP()
         check(lib.r1_gen_opts_create(ctypes.byref(h)))
-        self._own(h, lib.r1_gen_opts_destroy)
-        self._lib = lib
-        if max_tokens is not None:
-            check(lib.r1_gen_opts_set_max_tokens(h, max_tokens))
-        if think_budget is not None:
-            check(lib.r1_gen_opts_set_think_budget(h, think_budget))
-        if think_bridge is not None:
-            check(lib.r1_gen_opts_set_think_bridge(h, _encode(think_bridge)))
-        if isinstance(stop, str):
-            stop = [stop]
-        for s in stop:
-            check(lib.r1_gen_opts_add_stop(h, _encode(s)))
+        self._own(h)
+        with self._use() as h:
+            if max_tokens is not None:
+                check(lib.r1_gen_opts_set_max_tokens(h, max_tokens))
+            if think_budget is not None:
+                check(lib.r1_gen_opts_set_think_budget(h, think_budget))
+            if bridge is not None:
+                check(lib.r1_gen_opts_set_think_bridge(h, bridge))
+            for s in stops:
+                check(lib.r1_gen_opts_add_stop(h, s))
+
+    def _free(self, handle: Any) -> None:
+        self._lib.r1_gen_opts_destroy(handle)
 
     def clear_stops(self) -> None:
         """Remove every stop string."""
-        check(self._lib.r1_gen_opts_clear_stops(self._h()))
+        with self._use() as h:
+            check(self._lib.r1_gen_opts_clear_stops(h))
 
 
 class Model(_Handle):
     """A loaded .r1m model (r1_model): shareable by any number of threads and sessions.
 
-    Use as a context manager or call close(); sessions keep their own reference, so closing
-    the model while sessions live only defers the free.
+    Use as a context manager or call close(). Each session keeps the model's C object alive
+    (as libr1's sessions keep a reference on the C model), so closing the model while sessions
+    live only defers the free: the sessions go on working, the Model object itself raises
+    R1BadState from then on.
     """
+
+    _exclusive = False  # libr1 models lock internally
 
     def __init__(
         self,
-        path: str,
+        path: PathArg,
         threads: int = 0,
         backend: Optional[str] = None,
         expert_cache_bytes: int = 0,
@@ -327,25 +582,32 @@ class Model(_Handle):
     ) -> None:
         lib = _ffi.lib()
         self._lib = lib
+        cpath = _path(path)
+        threads = _int(threads, "threads")
+        cache = _int(expert_cache_bytes, "expert_cache_bytes", _UINT64)
+        device_cache = _int(device_expert_cache_bytes, "device_expert_cache_bytes", _UINT64)
+        cbackend = None if backend is None else _cstr(backend, "backend")
+        cdevice = None if device is None else _cstr(device, "device")
         opts = _ffi.ModelOptsP()
         check(lib.r1_model_opts_create(ctypes.byref(opts)))
         try:
             check(lib.r1_model_opts_set_threads(opts, threads))
-            check(lib.r1_model_opts_set_expert_cache_bytes(opts, expert_cache_bytes))
-            check(
-                lib.r1_model_opts_set_device_expert_cache_bytes(opts, device_expert_cache_bytes)
-            )
-            check(lib.r1_model_opts_set_verify_weights(opts, 1 if verify_weights else 0))
-            if backend is not None:
-                check(lib.r1_model_opts_set_backend(opts, _encode(backend)))
-            if device is not None:  # an index ("1") or part of the device's name
-                check(lib.r1_model_opts_set_device(opts, _encode(device)))
+            check(lib.r1_model_opts_set_expert_cache_bytes(opts, cache))
+            check(lib.r1_model_opts_set_device_expert_cache_bytes(opts, device_cache))
+            check(lib.r1_model_opts_set_verify_weights(opts, _flag(verify_weights)))
+            if cbackend is not None:
+                check(lib.r1_model_opts_set_backend(opts, cbackend))
+            if cdevice is not None:  # an index ("1") or part of the device's name
+                check(lib.r1_model_opts_set_device(opts, cdevice))
             h = _ffi.ModelP()
-            check(lib.r1_model_load(ctypes.byref(h), _encode(str(path)), None, opts))
+            check(lib.r1_model_load(ctypes.byref(h), cpath, None, opts))
         finally:
             lib.r1_model_opts_destroy(opts)
-        self._own(h, lib.r1_model_destroy)
-        self.path = str(path)
+        self.path = os.fsdecode(cpath)
+        self._own(h)
+
+    def _free(self, handle: Any) -> None:
+        self._lib.r1_model_destroy(handle)
 
     def __repr__(self) -> str:
         return f"<r1.Model {self.path!r}{' closed' if self.closed else ''}>"
@@ -356,14 +618,16 @@ class Model(_Handle):
         """Architecture, sizes and special tokens of the model."""
         s = _ffi.ModelInfoC()
         s.struct_size = ctypes.sizeof(s)
-        check(self._lib.r1_model_get_info(self._h(), ctypes.byref(s)))
+        with self._use() as h:
+            check(self._lib.r1_model_get_info(h, ctypes.byref(s)))
         return _from_struct(ModelInfo, s)
 
     def expert_cache_stats(self) -> ExpertCacheStats:
         """A consistent snapshot of the expert store's counters."""
         s = _ffi.ExpertCacheStatsC()
         s.struct_size = ctypes.sizeof(s)
-        check(self._lib.r1_model_get_expert_cache_stats(self._h(), ctypes.byref(s)))
+        with self._use() as h:
+            check(self._lib.r1_model_get_expert_cache_stats(h, ctypes.byref(s)))
         return _from_struct(ExpertCacheStats, s)
 
     def device_expert_cache_stats(self) -> ExpertCacheStats:
@@ -371,7 +635,8 @@ class Model(_Handle):
         misses are uploads to the device, bytes_read the bytes uploaded."""
         s = _ffi.ExpertCacheStatsC()
         s.struct_size = ctypes.sizeof(s)
-        check(self._lib.r1_model_get_device_expert_cache_stats(self._h(), ctypes.byref(s)))
+        with self._use() as h:
+            check(self._lib.r1_model_get_device_expert_cache_stats(h, ctypes.byref(s)))
         return _from_struct(ExpertCacheStats, s)
 
     # Tokenizer ---------------------------------------------------------------------------
@@ -384,7 +649,7 @@ class Model(_Handle):
         replace_invalid: bool = False,
     ) -> List[int]:
         """Encode *text* (str or UTF-8 bytes) into token ids."""
-        data = text if isinstance(text, bytes) else _encode(text)
+        data = bytes(text) if isinstance(text, (bytes, bytearray)) else _encode(text)
         flags = (
             (TOKENIZE_ADD_BOS if bos else 0)
             | (TOKENIZE_PARSE_SPECIAL if special else 0)
@@ -393,21 +658,21 @@ class Model(_Handle):
         cap = len(data) + 2
         ids = (ctypes.c_int32 * cap)()
         n = ctypes.c_size_t(0)
-        h = self._h()
-        st = self._lib.r1_tokenize(h, data, len(data), flags, ids, cap, ctypes.byref(n))
-        if st == _ERR_BUFFER_TOO_SMALL:
-            cap = n.value
-            ids = (ctypes.c_int32 * cap)()
+        with self._use() as h:
             st = self._lib.r1_tokenize(h, data, len(data), flags, ids, cap, ctypes.byref(n))
-        check(st)
+            if st == _ERR_BUFFER_TOO_SMALL:
+                cap = n.value
+                ids = (ctypes.c_int32 * cap)()
+                st = self._lib.r1_tokenize(h, data, len(data), flags, ids, cap, ctypes.byref(n))
+            check(st)
         return list(ids[: n.value])
 
     def detokenize_bytes(self, ids: Iterable[int], skip_special: bool = False) -> bytes:
         """Decode ids into raw bytes (ids that split a character give partial UTF-8)."""
         arr, n = _ids_array(ids)
         flags = DETOKENIZE_SKIP_SPECIAL if skip_special else 0
-        h = self._h()
-        return _grow_text(lambda b, c, l: self._lib.r1_detokenize(h, arr, n, flags, b, c, l))
+        with self._use() as h:
+            return _grow_text(lambda b, c, l: self._lib.r1_detokenize(h, arr, n, flags, b, c, l))
 
     def detokenize(self, ids: Iterable[int], skip_special: bool = False) -> str:
         """Decode ids into text; bytes that are not valid UTF-8 become U+FFFD."""
@@ -416,38 +681,52 @@ class Model(_Handle):
     @property
     def n_tokens(self) -> int:
         """Ids the tokenizer defines (may differ from ``info().vocab_size``)."""
-        return int(self._lib.r1_token_count(self._h()))
+        with self._use() as h:
+            return int(self._lib.r1_token_count(h))
 
     @property
     def bos(self) -> int:
         """Beginning-of-sentence id, or -1."""
-        return int(self._lib.r1_token_bos(self._h()))
+        with self._use() as h:
+            return int(self._lib.r1_token_bos(h))
 
     @property
     def eos(self) -> int:
         """End-of-sentence id (ends generation), or -1."""
-        return int(self._lib.r1_token_eos(self._h()))
+        with self._use() as h:
+            return int(self._lib.r1_token_eos(h))
 
     def token_id(self, piece: str) -> int:
         """The id of the token whose text is exactly *piece* (e.g. ``"</think>"``)."""
+        data = _cstr(piece, "piece")
         out = ctypes.c_int32()
-        check(self._lib.r1_token_find(self._h(), _encode(piece), ctypes.byref(out)))
+        with self._use() as h:
+            check(self._lib.r1_token_find(h, data, ctypes.byref(out)))
         return out.value
 
     # Chat --------------------------------------------------------------------------------
 
     def chat_render(self, messages: Sequence[Message], add_generation_prompt: bool = True) -> str:
         """Render ``[{'role': 'user', 'content': ...}, ...]`` in the model's chat format."""
+        return self._chat_render(messages, add_generation_prompt, False)
+
+    def _chat_render(
+        self, messages: Sequence[Message], add_generation_prompt: bool, borrowed: bool
+    ) -> str:
         n = len(messages)
         try:
             roles = (ctypes.c_int32 * max(n, 1))(*[ROLES[m["role"]] for m in messages])
         except KeyError as e:
             raise ValueError(f"unknown role {e.args[0]!r}; use one of {sorted(ROLES)}") from None
-        contents = (ctypes.c_char_p * max(n, 1))(*[_encode(m["content"]) for m in messages])
-        h, gen = self._h(), 1 if add_generation_prompt else 0
-        text = _grow_text(
-            lambda b, c, l: self._lib.r1_chat_render(h, roles, contents, n, gen, b, c, l), 1024
+        contents = (ctypes.c_char_p * max(n, 1))(
+            *[_cstr(m["content"], "message content") for m in messages]
         )
+        gen = _flag(add_generation_prompt)
+        with self._use(borrowed) as h:
+            text = _grow_text(
+                lambda b, c, l: self._lib.r1_chat_render(h, roles, contents, n, gen, b, c, l),
+                1024,
+            )
         return text.decode("utf-8")
 
     def session(self, **kwargs: Any) -> "Session":
@@ -459,9 +738,13 @@ class Model(_Handle):
     ) -> Union[str, Iterator[str]]:
         """Answer a conversation in a fresh session: the answer text, or with stream=True an
         iterator of answer pieces. Keyword arguments as for Session.generate (plus
-        ``context``)."""
-        session = Session(self, context=kwargs.pop("context", 4096))
-        pieces = (t for t, kind in session.generate(messages, **kwargs) if kind == "answer")
+        ``context``, by default the library's: 4096 or the model's maximum if smaller)."""
+        session = Session(self, context=kwargs.pop("context", None))
+        try:
+            pieces = (t for t, kind in session.generate(messages, **kwargs) if kind == "answer")
+        except BaseException:
+            session.close()
+            raise
         if stream:
             return _closing(pieces, session)
         try:
@@ -486,100 +769,149 @@ class Step(NamedTuple):
     kind: Optional[str]
 
 
+class _Generation:
+    """One generation begun by Session.steps(): the sampler it borrows until it ends, and
+    whether its iterator was given up while libr1's generation still runs."""
+
+    __slots__ = ("sampler", "abandoned")
+
+    def __init__(self, sampler: Sampler) -> None:
+        self.sampler = sampler
+        self.abandoned = False
+
+
 class Session(_Handle):
     """One conversation (r1_session): its KV cache, position and last logits.
 
-    A session must be used by one thread at a time; cancel() may be called from any thread.
-    It keeps a reference to its Model (and libr1 keeps one on the C model), so models and
-    sessions may be closed or collected in any order.
+    One thread at a time: a call while another is in progress (on any thread) raises
+    R1BadState; cancel() and close() may be called from any thread. close() during a
+    generation ends it: the step in progress completes, then the iterator raises R1BadState.
+    The session keeps its Model's C object alive, so models and sessions may be closed or
+    collected in any order.
     """
 
-    def __init__(self, model: Model, context: int = 4096, logits_all: bool = False) -> None:
+    def __init__(
+        self, model: Model, context: Optional[int] = None, logits_all: bool = False
+    ) -> None:
         lib = _ffi.lib()
         self._lib = lib
-        self.model = model
-        opts = _ffi.SessionOptsP()
-        check(lib.r1_session_opts_create(ctypes.byref(opts)))
+        if not isinstance(model, Model):
+            raise TypeError(f"model must be an r1.Model, not {type(model).__name__}")
+        ctx = None if context is None else _int(context, "context")
+        model._borrow()  # raises R1BadState when the model is closed
         try:
-            check(lib.r1_session_opts_set_context(opts, context))
-            check(lib.r1_session_opts_set_logits_all(opts, 1 if logits_all else 0))
-            h = _ffi.SessionP()
-            check(lib.r1_session_create(ctypes.byref(h), model._h(), opts))
-        finally:
-            lib.r1_session_opts_destroy(opts)
-        self._own(h, lib.r1_session_destroy)
-        self.context = context
+            opts = _ffi.SessionOptsP()
+            check(lib.r1_session_opts_create(ctypes.byref(opts)))
+            try:
+                if ctx is not None:  # else the library's default (never above the model's)
+                    check(lib.r1_session_opts_set_context(opts, ctx))
+                check(lib.r1_session_opts_set_logits_all(opts, _flag(logits_all)))
+                h = _ffi.SessionP()
+                with model._use(borrowed=True) as mh:
+                    check(lib.r1_session_create(ctypes.byref(h), mh, opts))
+            finally:
+                lib.r1_session_opts_destroy(opts)
+        except BaseException:
+            model._unborrow()
+            raise
+        self.model = model
+        #: The context length asked for, or None for the library's default.
+        self.context = ctx
+        self._gen: Optional[_Generation] = None
         self._cancel_requested = False
-        self._generating = False
         #: How the last generation ended: "done", "cancelled", or None before any.
         self.last_status: Optional[str] = None
+        self._own(h)
 
-    def close(self) -> None:
-        """Destroy the session (and its reference on the model). Idempotent."""
-        self._generating = False
-        super().close()
+    def _free(self, handle: Any) -> None:
+        self._lib.r1_session_destroy(handle)
+        self._end_generation()
+        self.model._unborrow()
+
+    def _closing(self) -> None:
+        if self._users and self._handle is not None:  # a call runs: end a generation early
+            self._lib.r1_session_cancel(self._handle)
+
+    def _end_generation(self) -> None:
+        """libr1's generation has ended: give its sampler back."""
+        gen, self._gen = self._gen, None
+        if gen is not None:
+            gen.sampler._unborrow()
 
     # Evaluation --------------------------------------------------------------------------
 
     def eval(self, ids: Iterable[int]) -> None:
         """Evaluate token ids at the current position (prefill or decode)."""
         arr, n = _ids_array(ids)
-        check(self._lib.r1_session_eval(self._h(), arr, n))
+        with self._use() as h:
+            check(self._lib.r1_session_eval(h, arr, n))
 
     def logits(self, row: int = -1) -> "array.array[float]":
         """A float32 copy of one row of the last evaluation's logits (-1: the last position).
 
         The result supports the buffer protocol: ``numpy.frombuffer(s.logits(), numpy.float32)``.
         """
+        row = _int(row, "row")
         ptr = ctypes.POINTER(ctypes.c_float)()
         n = ctypes.c_size_t(0)
-        check(self._lib.r1_session_logits(self._h(), row, ctypes.byref(ptr), ctypes.byref(n)))
-        out = array.array("f", bytes(n.value * 4))
-        ctypes.memmove(out.buffer_info()[0], ptr, n.value * 4)
+        with self._use() as h:
+            check(self._lib.r1_session_logits(h, row, ctypes.byref(ptr), ctypes.byref(n)))
+            out = array.array("f", bytes(n.value * 4))
+            ctypes.memmove(out.buffer_info()[0], ptr, n.value * 4)
         return out
 
     @property
     def position(self) -> int:
         """Positions in the session's cache."""
-        return int(self._lib.r1_session_position(self._h()))
+        with self._use() as h:
+            return int(self._lib.r1_session_position(h))
 
     def truncate(self, n_keep: int) -> None:
-        """Keep the first n_keep positions (reuse a shared prompt prefix)."""
-        check(self._lib.r1_session_truncate(self._h(), n_keep))
+        """Keep the first n_keep positions (reuse a shared prompt prefix); ends a generation."""
+        n_keep = _int(n_keep, "n_keep")
+        with self._use() as h:
+            check(self._lib.r1_session_truncate(h, n_keep))
+            self._end_generation()
 
     def reset(self) -> None:
-        """Empty the cache (position 0)."""
-        check(self._lib.r1_session_reset(self._h()))
+        """Empty the cache (position 0); ends a generation."""
+        with self._use() as h:
+            check(self._lib.r1_session_reset(h))
+            self._end_generation()
 
     # Generation --------------------------------------------------------------------------
 
     def feed(self, ids: Iterable[int]) -> None:
         """Queue prompt ids for the next generation."""
         arr, n = _ids_array(ids)
-        check(self._lib.r1_session_feed(self._h(), arr, n))
+        with self._use() as h:
+            check(self._lib.r1_session_feed(h, arr, n))
 
     def feed_text(self, text: str, special: bool = True) -> None:
         """Tokenize and queue text (special tokens parsed by default, as chat prompts need)."""
         data = _encode(text)
         flags = TOKENIZE_PARSE_SPECIAL if special else 0
-        check(self._lib.r1_session_feed_text(self._h(), data, len(data), flags))
+        with self._use() as h:
+            check(self._lib.r1_session_feed_text(h, data, len(data), flags))
 
     def cancel(self) -> None:
         """Ask the running generation to stop; safe from any thread. The generator then ends
         (last_status "cancelled") after the step in progress."""
         self._cancel_requested = True
-        h = self._handle
-        if h:
-            check(self._lib.r1_session_cancel(h))
+        state = self._state
+        if state is None:
+            return
+        with state:  # the C object cannot be freed meanwhile
+            if self._handle is not None:
+                check(self._lib.r1_session_cancel(self._handle))
 
     def counts(self) -> Tuple[int, int, int]:
         """(prompt, reasoning, answer) token counts of the current or last generation."""
         p, r, a = ctypes.c_int32(), ctypes.c_int32(), ctypes.c_int32()
-        check(
-            self._lib.r1_session_counts(
-                self._h(), ctypes.byref(p), ctypes.byref(r), ctypes.byref(a)
+        with self._use() as h:
+            check(
+                self._lib.r1_session_counts(h, ctypes.byref(p), ctypes.byref(r), ctypes.byref(a))
             )
-        )
         return p.value, r.value, a.value
 
     def _queue_prompt(self, prompt: Prompt, raw: bool, reset: bool) -> None:
@@ -594,9 +926,37 @@ class Session(_Handle):
             prompt = [{"role": "user", "content": prompt}]
         items = list(prompt)
         if items and isinstance(items[0], dict):
-            self.feed_text(self.model.chat_render(items))
+            # The model may be closed: this session's borrow keeps its C object alive.
+            self.feed_text(self.model._chat_render(items, True, True))
         else:
             self.feed(items)
+
+    def _drain_abandoned(self) -> None:
+        """Ends libr1's generation of an iterator that was given up while the session was busy
+        (see _finish), so that the session's history stays as it was."""
+        gen = self._gen
+        if gen is None or not gen.abandoned:
+            return
+        with self._use() as h:
+            if self._gen is not gen:
+                return
+            self._lib.r1_session_cancel(h)
+            with gen.sampler._use(borrowed=True):
+                while self._lib.r1_session_step(h, None, None) == OK:
+                    pass
+            self._end_generation()
+            self.last_status = "cancelled"
+
+    def _finish(self, gen: _Generation) -> None:
+        """The iterator of *gen* ends (exhausted, closed, collected): end libr1's generation
+        too, now if the session is free, else before the next generation."""
+        if self._gen is not gen:
+            return  # ended already, or the session was closed
+        gen.abandoned = True
+        try:
+            self._drain_abandoned()
+        except Exception:  # closed (its free ends it) or busy (the next generation ends it)
+            pass
 
     def steps(
         self,
@@ -625,19 +985,31 @@ class Session(_Handle):
         what feed()/feed_text() queued. With ``reset=True`` (the default) a given prompt starts
         from an empty cache. Sampling keywords build a Sampler unless *sampler* is given; limit
         keywords build GenOptions unless *options* is given. Closing the iterator early (break)
-        cancels the generation and leaves the session usable.
+        cancels the generation and leaves the session usable. After close() of the session,
+        or reset()/truncate() during the generation, the iterator raises R1BadState.
         """
-        self._h()
-        if self._generating:
-            raise R1BadState(-11, "a generation is already running", "R1_ERR_BAD_STATE")
+        if self.closed:
+            raise self._gone()
+        if self._gen is not None and not self._gen.abandoned:
+            raise R1BadState(
+                _ERR_BAD_STATE,
+                "a generation is already running on this session: exhaust, break out of or "
+                "close its iterator, or reset() the session",
+                "R1_ERR_BAD_STATE",
+            )
         own: List[_Handle] = []
-        if sampler is None:
-            sampler = Sampler(seed, temperature, top_p, top_k, min_p, repeat_penalty,
-                              logit_bias=logit_bias)
-            own.append(sampler)
-        if options is None:
-            options = GenOptions(max_tokens, think_budget, think_bridge, stop)
-            own.append(options)
+        try:
+            if sampler is None:
+                sampler = Sampler(seed, temperature, top_p, top_k, min_p, repeat_penalty,
+                                  logit_bias=logit_bias)
+                own.append(sampler)
+            if options is None:
+                options = GenOptions(max_tokens, think_budget, think_bridge, stop)
+                own.append(options)
+        except BaseException:
+            for obj in own:
+                obj.close()
+            raise
         # A cancel() from now on applies to this generation, even before its first step.
         self._cancel_requested = False
         return self._generation(prompt, raw, reset, sampler, options, own)
@@ -651,43 +1023,53 @@ class Session(_Handle):
         options: GenOptions,
         own: List[_Handle],
     ) -> Iterator[Step]:
+        gen: Optional[_Generation] = None
         try:
-            h = self._h()
+            self._drain_abandoned()
             self._queue_prompt(prompt, raw, reset)
-            check(self._lib.r1_session_begin(h, sampler._h(), options._h()))
-            self._generating = True
-            if self._cancel_requested:  # asked before begin cleared libr1's flag
-                self._lib.r1_session_cancel(h)
-            yield from self._run(h)
+            with self._use() as h, sampler._use() as sh, options._use() as oh:
+                check(self._lib.r1_session_begin(h, sh, oh))
+                sampler._borrow(held=True)  # libr1 keeps the sampler until the generation ends
+                gen = self._gen = _Generation(sampler)
+                if self._cancel_requested:  # asked before begin cleared libr1's flag
+                    self._lib.r1_session_cancel(h)
+            yield from self._run(gen)
         finally:
-            live = self._handle  # None when the session was closed under the iterator
-            if self._generating and live:  # closed early: end the generation cleanly
-                self._lib.r1_session_cancel(live)
-                while self._lib.r1_session_step(live, None, None) == OK:
-                    pass
-                self.last_status = "cancelled"
-            self._generating = False
+            if gen is not None:
+                self._finish(gen)
             for obj in own:
                 obj.close()
 
-    def _run(self, h: Any) -> Iterator[Step]:
+    def _run(self, gen: _Generation) -> Iterator[Step]:
         token, kind = ctypes.c_int32(), ctypes.c_int32()
         text, length = ctypes.c_void_p(), ctypes.c_size_t()
         lib = self._lib
         while True:
-            st = lib.r1_session_step(h, ctypes.byref(token), ctypes.byref(kind))
-            if st < 0:
-                self._generating = False
-                raise error(st)
-            if st == CANCELLED:
-                self._generating = False
-                self.last_status = "cancelled"
-                return
-            lib.r1_session_piece(h, ctypes.byref(text), ctypes.byref(length))
-            n = length.value
-            piece = ctypes.string_at(text.value, n).decode("utf-8", "replace") if n else ""
+            # The session is held only during the step, never while the iterator is suspended,
+            # so close(), cancel() and other threads see a free session between steps.
+            with self._use() as h:
+                if self._gen is not gen:
+                    raise R1BadState(
+                        _ERR_BAD_STATE,
+                        "the generation was ended by reset() or truncate() of its session",
+                        "R1_ERR_BAD_STATE",
+                    )
+                with gen.sampler._use(borrowed=True):
+                    st = lib.r1_session_step(h, ctypes.byref(token), ctypes.byref(kind))
+                    failure = error(st) if st < 0 else None
+                if self._closed:  # by another thread during the step (which close() cancels)
+                    raise self._gone()
+                if st != OK:
+                    self._end_generation()  # libr1's generation has ended
+                if failure is not None:
+                    raise failure
+                if st == CANCELLED:
+                    self.last_status = "cancelled"
+                    return
+                lib.r1_session_piece(h, ctypes.byref(text), ctypes.byref(length))
+                n = length.value
+                piece = ctypes.string_at(text.value, n).decode("utf-8", "replace") if n else ""
             if st == DONE:
-                self._generating = False
                 self.last_status = "done"
                 if piece:
                     yield Step(-1, piece, KINDS.get(kind.value))
@@ -710,7 +1092,8 @@ class Session(_Handle):
     ) -> str:
         """r1_session_generate() on the queued prompt: calls ``on_piece(text, kind)`` for each
         piece; a true return value cancels. Returns "done" or "cancelled"; an exception raised
-        by on_piece cancels and is re-raised."""
+        by on_piece cancels and is re-raised. on_piece must not call this session (that raises
+        R1BadState), but may cancel() or close() it (close() then raises R1BadState here)."""
         raised: List[BaseException] = []
 
         def trampoline(piece: int, length: int, kind: int, _user: Any) -> int:
@@ -722,19 +1105,27 @@ class Session(_Handle):
                 return 1
 
         fn = _ffi.PIECE_FN(trampoline)
-        st = self._lib.r1_session_generate(
-            self._h(), sampler._h(), options._h() if options else None, fn, None
-        )
+        self._drain_abandoned()
+        with self._use() as h, sampler._use() as sh:
+            with options._use() if options is not None else _NoUse() as oh:
+                st = self._lib.r1_session_generate(h, sh, oh, fn, None)
+                failure = error(st) if st < 0 else None
+            closed = self._closed
         if raised:
             raise raised[0]
-        check(st)
+        if closed:
+            raise R1BadState(
+                _ERR_BAD_STATE, "Session was closed during the generation", "R1_ERR_BAD_STATE"
+            )
+        if failure is not None:
+            raise failure
         self.last_status = "done" if st == DONE else "cancelled"
         return self.last_status
 
 
 def convert(
-    hf_dir: str,
-    out_path: str,
+    hf_dir: PathArg,
+    out_path: PathArg,
     quant: Optional[str] = None,
     threads: int = 1,
     no_shuffle: bool = False,
@@ -743,6 +1134,10 @@ def convert(
     """Convert a Hugging Face checkpoint into an .r1m file (r1_convert). *progress(done,
     total)* returning True cancels (R1Error is not raised then; the output is not written)."""
     lib = _ffi.lib()
+    src = _path(hf_dir, "hf_dir")
+    dst = _path(out_path, "out_path")
+    rules = _cstr(quant, "quant") if quant else None
+    threads = _int(threads, "threads")
     raised: List[BaseException] = []
 
     def trampoline(done: int, total: int, _user: Any) -> int:
@@ -753,15 +1148,8 @@ def convert(
             return 1
 
     fn = _ffi.PROGRESS_FN(trampoline) if progress else _ffi.PROGRESS_FN()
-    st = lib.r1_convert(
-        _encode(str(hf_dir)),
-        _encode(str(out_path)),
-        _encode(quant) if quant else None,
-        threads,
-        CONVERT_NO_SHUFFLE if no_shuffle else 0,
-        fn,
-        None,
-    )
+    flags = CONVERT_NO_SHUFFLE if no_shuffle else 0
+    st = lib.r1_convert(src, dst, rules, threads, flags, fn, None)
     if raised:
         raise raised[0]
     check(st)
@@ -779,6 +1167,7 @@ __all__ = [
     "Step",
     "backends",
     "convert",
+    "describe_backend",
     "version",
     "version_number",
 ]

@@ -12,6 +12,7 @@ from typing import List
 import pytest
 
 import r1
+from conftest import missing
 from r1 import _ffi
 
 PROMPT = "What is 2+2?"
@@ -34,6 +35,9 @@ def test_version_and_backends() -> None:
     assert "cpu" in names
     assert dict(r1.backends())["cpu"] is True
     assert r1.status_name(-3) == "R1_ERR_IO"
+    assert r1.describe_backend("cpu").startswith("0: ")
+    with pytest.raises(r1.R1NotFound):
+        r1.describe_backend("no such backend")
 
 
 def test_every_declared_function_has_types() -> None:
@@ -45,6 +49,7 @@ def test_every_declared_function_has_types() -> None:
             assert fn.restype == _ffi.DECLARATIONS[name][0], name
 
 
+@pytest.mark.nolib
 def test_discovery_order(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("R1_LIBRARY", "/from/env/libr1.so.1")
     found = _ffi.candidates("/explicit/libr1.so.1")
@@ -52,6 +57,7 @@ def test_discovery_order(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "libr1.so.1" in found[2:]
 
 
+@pytest.mark.nolib
 def test_struct_mirrors_match_the_header() -> None:
     import ctypes
 
@@ -186,7 +192,8 @@ def test_sampler_on_logits(session: r1.Session) -> None:
 def test_generation_matches_the_c_program(model: r1.Model, model_path: str) -> None:
     exe = os.environ.get("R1_GENERATE_EXE")
     if not exe:
-        pytest.skip("R1_GENERATE_EXE is not set")
+        missing("R1_GENERATE_EXE is not set (the examples/c program, BUILD/examples/"
+                "example-generate)")
     for seed in (7, 1234):
         out = subprocess.run(
             [exe, model_path, PROMPT, "--max-tokens", "24", "--seed", str(seed), "--print-ids"],

@@ -7,7 +7,8 @@
 //
 // The templates are rendered by Hugging Face's own Jinja engine (@huggingface/jinja), so the
 // expectations come from the template text, not from our reading of it:
-// - V3: the chat_template of /work/shared/data/tokenizers/deepseek-v3/tokenizer_config.json.
+// - V3: the chat_template of DeepSeek-V3's tokenizer_config.json, committed as
+//   test/data/tokenizer/tokenizer_config.json.
 // - R1: the chat_template of the revised deepseek-ai/DeepSeek-R1 tokenizer_config.json (the
 //   revision that joins system prompts with "\n\n" and opens "<think>\n" in the generation
 //   prompt), as quoted in a public template table labelled "deepseek-r1". Only its system, user
@@ -20,7 +21,7 @@ const { Template } = require('@huggingface/jinja');
 
 const here = __dirname;
 const outPath = process.argv[2] || path.join(here, '../../data/chat/renderings.json');
-const v3ConfigPath = '/work/shared/data/tokenizers/deepseek-v3/tokenizer_config.json';
+const v3ConfigPath = path.join(here, '../../data/tokenizer/tokenizer_config.json');
 
 const R1_TEMPLATE = [
     String.raw`{% if not add_generation_prompt is defined %}{% set add_generation_prompt = false %}{% endif %}`,
