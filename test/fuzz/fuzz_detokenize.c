@@ -7,26 +7,17 @@
 
 #include "fuzz_util.h"
 #include "tokenizer.h"
-#include "utf8.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static r1_tokenizer *g_tok[2];
-
-static int valid_utf8(const char *s, size_t n)
-{
-    return r1_utf8__valid_prefix((const unsigned char *)s, n) == n;
-}
 
 /* Input: a control byte (bit 0: tokenizer, bit 1: skip special), then 3 bytes per step: a 20-bit
  * id (values past n_ids test the range check) and a 4-bit output capacity (0-15 bytes, so
  * R1_ERR_BUFFER_TOO_SMALL and its retry happen often). */
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (!g_tok[0]) {
-        g_tok[0] = fuzz_deepseek_tokenizer();
-        g_tok[1] = fuzz_small_tokenizer();
-    }
+    fuzz_tokenizer_pair(g_tok);
     if (size < 1)
         return 0;
     const r1_tokenizer *tok = g_tok[data[0] & 1];
@@ -60,7 +51,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(s == R1_OK || s == R1_ERR_OUT_OF_RANGE); /* unused ids are out of range */
         if (s != R1_OK)
             continue;
-        FUZZ_CHECK(len <= sizeof out && valid_utf8(out, len));
+        FUZZ_CHECK(len <= sizeof out && fuzz_valid_utf8(out, len));
         memcpy(all + n_all, out, len);
         n_all += len;
         ids[n_ok++] = id;
@@ -69,7 +60,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     r1_status s = r1_tokenizer__stream_flush(st, out, 0, &len);
     if (s == R1_ERR_BUFFER_TOO_SMALL)
         s = r1_tokenizer__stream_flush(st, out, sizeof out, &len);
-    FUZZ_CHECK(s == R1_OK && valid_utf8(out, len));
+    FUZZ_CHECK(s == R1_OK && fuzz_valid_utf8(out, len));
     memcpy(all + n_all, out, len);
     n_all += len;
     r1_tokenizer__stream_destroy(st);
@@ -83,7 +74,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(r1_tokenizer__decode(tok, ids, n_ok, flags, buf, need, &got) == R1_OK);
     FUZZ_CHECK(got == need);
     /* When the whole text is valid UTF-8 the stream must have produced exactly it. */
-    if (valid_utf8(buf, got))
+    if (fuzz_valid_utf8(buf, got))
         FUZZ_CHECK(n_all == got && memcmp(all, buf, got) == 0);
     free(buf);
     free(all);

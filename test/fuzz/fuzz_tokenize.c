@@ -6,25 +6,16 @@
 
 #include "fuzz_util.h"
 #include "tokenizer.h"
-#include "utf8.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static r1_tokenizer *g_tok[2];
 
-static int valid_utf8(const char *s, size_t n)
-{
-    return r1_utf8__valid_prefix((const unsigned char *)s, n) == n;
-}
-
 /* Input: one control byte (bits 0-1: which tokenizer and flags, bits 2-5: encode flags,
  * bit 6: encode into a buffer that is one id short first), then the text. */
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (!g_tok[0]) {
-        g_tok[0] = fuzz_deepseek_tokenizer();
-        g_tok[1] = fuzz_small_tokenizer();
-    }
+    fuzz_tokenizer_pair(g_tok);
     if (size < 1)
         return 0;
     uint8_t ctl = data[0];
@@ -36,7 +27,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     r1_status st = r1_tokenizer__encode(tok, text, n, flags, NULL, 0, &need);
     if (st == R1_ERR_INVALID_UTF8) {
         FUZZ_CHECK(!(flags & R1_TOKENIZE_REPLACE_INVALID));
-        FUZZ_CHECK(!valid_utf8(text, n));
+        FUZZ_CHECK(!fuzz_valid_utf8(text, n));
         return 0;
     }
     FUZZ_CHECK(st == R1_OK || st == R1_ERR_BUFFER_TOO_SMALL);

@@ -10,6 +10,7 @@
 
 #include "error.h"
 #include "tokenizer.h"
+#include "utf8.h"
 
 #ifndef R1_FUZZ_DATA_DIR
 #define R1_FUZZ_DATA_DIR "test/data"
@@ -134,6 +135,21 @@ static inline r1_tokenizer *fuzz_small_tokenizer(void)
     }
     r1_tokenizer__spec_destroy(spec);
     return tok;
+}
+
+/* The text targets' two tokenizers, made on the first input: [0] DeepSeek's, [1] the small one
+ * with the paths DeepSeek's lacks. */
+static inline void fuzz_tokenizer_pair(r1_tokenizer *tok[2])
+{
+    if (!tok[0]) {
+        tok[0] = fuzz_deepseek_tokenizer();
+        tok[1] = fuzz_small_tokenizer();
+    }
+}
+
+static inline int fuzz_valid_utf8(const char *s, size_t n)
+{
+    return r1_utf8__valid_prefix((const unsigned char *)s, n) == n;
 }
 
 #endif
