@@ -245,6 +245,85 @@ R1_API r1_status r1_model_opts_set_expert_cache_bytes(r1_model_opts *opts, uint6
 R1_API r1_status r1_model_opts_set_device_expert_cache_bytes(r1_model_opts *opts, uint64_t bytes);
 
 /**
+ * @brief Size the routed-expert budget from the memory available when the model loads.
+ *
+ * r1_model_load() then reads MemAvailable (Linux /proc/meminfo) and gives the expert cache
+ * what is left after the model's dense weights, the KV cache of @p context_tokens tokens and a
+ * headroom of 512 MiB plus 5 % of MemAvailable; when every expert fits in that, the cache is
+ * unbounded. If what is left is less than one layer's selected experts (num_experts_per_tok
+ * times the largest expert), the load fails with R1_ERR_BUDGET and a message giving each term;
+ * where MemAvailable cannot be read it fails with R1_ERR_IO. r1_model_get_expert_cache_stats()
+ * reports the budget chosen. A later r1_model_opts_set_expert_cache_bytes() replaces this.
+ * The command-line program and the Python binding use it unless given a budget.
+ *
+ * @param opts Options to change.
+ * @param context_tokens Context whose KV cache to leave room for; 0 for the default context of
+ *        a session (4096, or the model's maximum if less).
+ * @return R1_OK or R1_ERR_INVALID_ARG (opts is NULL or context_tokens is negative).
+ * @note Thread rule: one thread at a time per options object.
+ * @since 1.1
+ */
+R1_API r1_status r1_model_opts_set_expert_cache_auto(r1_model_opts *opts, int32_t context_tokens);
+
+/** Eviction policies of the expert cache (r1_model_opts_set_expert_cache_policy). @since 1.1 */
+enum {
+    R1_CACHE_POLICY_LRU = 0,     /**< Least recently used. */
+    R1_CACHE_POLICY_DEFAULT = 1, /**< Decayed use counts weighed by how soon each layer runs. */
+};
+
+/**
+ * @brief Choose which routed expert the cache drops when its budget is full.
+ *
+ * R1_CACHE_POLICY_DEFAULT (the default) keeps decayed use counts per layer and expert and drops
+ * the expert with the fewest expected uses per unit of room until its layer runs again;
+ * R1_CACHE_POLICY_LRU drops the least recently used one (for comparison). Logits do not depend
+ * on the policy; only hit rates and speed do (docs/performance.md compares them).
+ *
+ * @param opts Options to change.
+ * @param policy R1_CACHE_POLICY_DEFAULT or R1_CACHE_POLICY_LRU.
+ * @return R1_OK or R1_ERR_INVALID_ARG (opts is NULL or an unknown policy).
+ * @note Thread rule: one thread at a time per options object.
+ * @since 1.1
+ */
+R1_API r1_status r1_model_opts_set_expert_cache_policy(r1_model_opts *opts, int32_t policy);
+
+/**
+ * @brief Set how many I/O threads read, verify and decode routed experts in the background.
+ *
+ * Each model's expert store starts its own threads at load (with every signal blocked) and
+ * joins them when the model is destroyed. Forward passes ask for all experts of a layer at once
+ * and compute them in the order they arrive; each thread has one read in flight, so the count
+ * is the drive's queue depth. Logits do not depend on it.
+ *
+ * @param opts Options to change.
+ * @param n_threads 1 to 64, or 0 for the default (8).
+ * @return R1_OK or R1_ERR_INVALID_ARG (opts is NULL or n_threads is outside 0..64).
+ * @note Thread rule: one thread at a time per options object.
+ * @since 1.1
+ */
+R1_API r1_status r1_model_opts_set_expert_io_threads(r1_model_opts *opts, int32_t n_threads);
+
+/**
+ * @brief Turn the prefetch of routed experts by router lookahead on or off.
+ *
+ * With a bounded expert budget (r1_model_opts_set_expert_cache_bytes()), each forward pass
+ * applies the router of the next MoE layer to the output of the layer just computed and starts
+ * reading the experts it predicts, at a lower priority than experts a layer is waiting for, so
+ * that the reads overlap the attention in between. Costs one small product per MoE layer and
+ * the bytes of experts predicted but not used; the expert-cache statistics report both. Each
+ * session measures, over alternating passes with and without it, whether it shortens the waits
+ * for expert data, keeps it only where it does, and measures again from time to time. Does nothing
+ * when every expert stays in memory (an unbounded budget). Logits do not depend on it.
+ *
+ * @param opts Options to change.
+ * @param on 1 (the default) to prefetch, 0 not to.
+ * @return R1_OK or R1_ERR_INVALID_ARG (opts is NULL or on is not 0 or 1).
+ * @note Thread rule: one thread at a time per options object.
+ * @since 1.1
+ */
+R1_API r1_status r1_model_opts_set_expert_prefetch(r1_model_opts *opts, int32_t on);
+
+/**
  * @brief Verify the checksum of every dense weight while loading.
  *
  * Off by default: loading then reads only the file's header and index, so it takes the same
@@ -346,8 +425,10 @@ R1_API void r1_model_destroy(r1_model *model);
  */
 typedef struct r1_model_info {
     uint32_t struct_size;            /**< In: sizeof(r1_model_info). Out: bytes filled. */
-    int32_t architecture;            /**< 1 = DeepSeek-V3/R1, 2 = DeepSeek-V2/V2-Lite. */
-    char architecture_name[32];      /**< "deepseek_v3" or "deepseek_v2", NUL-terminated. */
+    int32_t architecture;            /**< 1 = DeepSeek-V3/R1, 2 = DeepSeek-V2/V2-Lite, 3 = Qwen2
+                                          (R1-Distill-Qwen), 4 = Llama (R1-Distill-Llama). */
+    char architecture_name[32];      /**< "deepseek_v3", "deepseek_v2", "qwen2" or "llama",
+                                          NUL-terminated. */
     int64_t n_layers;                /**< Main transformer layers (num_hidden_layers). */
     int64_t n_mtp_layers;            /**< Multi-token-prediction layers stored (0 or 1). */
     int64_t hidden_size;             /**< Model width. */
@@ -396,6 +477,21 @@ typedef struct r1_expert_cache_stats {
     uint64_t current_bytes;      /**< Bytes held now (resident and loading). */
     uint64_t peak_bytes;         /**< Largest value current_bytes has had. */
     uint64_t budget_bytes;       /**< The budget; 0 when unbounded. */
+    /* Appended in 1.1 with the asynchronous expert store. A caller whose struct_size ends
+     * before a field does not get it. */
+    uint64_t prefetch_issued;       /**< Experts asked for ahead of use (router lookahead). */
+    uint64_t prefetch_used;         /**< Of those, demanded while resident or still loading. */
+    uint64_t prefetch_wasted_bytes; /**< Bytes of prefetched experts evicted before any use. */
+    uint64_t misses_prefetched;     /**< Of misses, those a prefetch had already queued or
+                                         started; prefetch_used - misses_prefetched prefetched
+                                         experts arrived in time (hits), so prefetch recall is
+                                         prefetch_used / (misses - misses_prefetched +
+                                         prefetch_used). */
+    uint64_t stall_ns;              /**< Nanoseconds forward passes waited for experts (summed
+                                         over threads). */
+    uint32_t io_workers;            /**< I/O threads that read and decode experts. */
+    uint32_t direct_io;             /**< 1 when expert reads bypass the page cache (O_DIRECT), so
+                                         the budget is all the memory experts take. */
 } r1_expert_cache_stats;
 
 /**
@@ -426,6 +522,73 @@ R1_API r1_status r1_model_get_expert_cache_stats(const r1_model *model,
 R1_API r1_status r1_model_get_device_expert_cache_stats(const r1_model *model,
                                                         r1_expert_cache_stats *stats);
 
+/** r1_plan::fits: how a model fits in the memory planned for. @since 1.1 */
+enum {
+    R1_PLAN_NO_FIT = 0,    /**< Not even one layer's selected experts fit beside the rest. */
+    R1_PLAN_STREAMS = 1,   /**< Runs with part of the experts read from the drive as needed. */
+    R1_PLAN_IN_MEMORY = 2, /**< Every weight fits in memory. */
+};
+
+/**
+ * @brief What a model needs and how fast it should decode, filled by r1_model_plan().
+ *
+ * Size-first: set struct_size to sizeof(r1_plan). Byte counts of experts are raw (as held in
+ * memory) unless named stored (as in the file). Speeds assume each decoded token reads every
+ * dense weight but the embedding table once from memory, plus its selected experts, and that
+ * routing is uniform (every expert equally likely: the worst case for a cache), so the expected
+ * share of expert bytes found in memory is the budget over all expert bytes; reads from the
+ * drive are taken to overlap compute, so the slower of the two bounds decides.
+ * @since 1.1
+ */
+typedef struct r1_plan {
+    uint32_t struct_size;             /**< In: sizeof(r1_plan). Out: bytes filled. */
+    int32_t fits;                     /**< R1_PLAN_NO_FIT, R1_PLAN_STREAMS or R1_PLAN_IN_MEMORY. */
+    uint64_t file_bytes;              /**< Size of the .r1m file. */
+    uint64_t dense_bytes;             /**< Dense (non-expert) weights. */
+    uint64_t expert_bytes;            /**< All routed experts, raw. */
+    uint64_t expert_stored_bytes;     /**< All routed experts as stored in the file. */
+    uint64_t expert_bytes_per_token;  /**< Raw bytes of the experts one token selects. */
+    uint64_t kv_bytes_per_token;      /**< KV cache per token of context. */
+    int64_t context;                  /**< Tokens of context the plan leaves KV room for. */
+    uint64_t ram_bytes;               /**< Memory planned for (given, or MemAvailable). */
+    uint64_t headroom_bytes;          /**< Kept free (see r1_model_opts_set_expert_cache_auto). */
+    uint64_t min_expert_budget_bytes; /**< One layer's selected experts: the smallest budget. */
+    uint64_t expert_budget_bytes;     /**< Memory left for experts (at most expert_bytes). */
+    double hit_rate;                  /**< Expected share of expert bytes found in memory. */
+    uint64_t memory_bytes_per_token;  /**< Weight bytes read from memory per decoded token. */
+    uint64_t drive_bytes_per_token;   /**< Expected bytes read from the drive per token. */
+    double mem_bytes_per_s;           /**< Memory bandwidth used (given or measured). */
+    double drive_bytes_per_s;         /**< Drive bandwidth used (given or measured). */
+    double memory_tokens_per_s;       /**< Decode bound by memory bandwidth. */
+    double drive_tokens_per_s;        /**< Decode bound by the drive; 0: no drive reads. */
+    double decode_tokens_per_s;       /**< Expected decode speed: the lower bound; 0: no fit. */
+} r1_plan;
+
+/**
+ * @brief Plan running a model in a given amount of memory without loading it.
+ *
+ * Reads only the file's header and index (planning a 400 GB model reads none of its weights),
+ * works out the budget r1_model_opts_set_expert_cache_auto() would choose with @p ram_bytes
+ * available, and the expected decode speed from the two bandwidths. A bandwidth given as 0 is
+ * measured: memory by a short triad over 3 x 64 MiB on every core (about 0.3 s), the drive by
+ * direct (O_DIRECT, bypassing the page cache where the file system allows) 16 MiB reads of the
+ * model file for at most about 1.5 s.
+ *
+ * @param path_utf8 The .r1m file.
+ * @param ram_bytes Memory to plan for; 0 for MemAvailable now.
+ * @param context_tokens Context to leave KV room for; 0 for a session's default.
+ * @param mem_bytes_per_s Memory bandwidth in bytes per second, or 0 to measure it.
+ * @param drive_bytes_per_s Drive bandwidth in bytes per second, or 0 to measure it.
+ * @param plan Output; plan->struct_size must be set to sizeof(r1_plan) first.
+ * @return R1_OK (also when the model does not fit: see plan->fits), R1_ERR_INVALID_ARG (NULL
+ *         argument, unset struct_size, negative value), or the errors of opening the file as
+ *         r1_model_load() reports them (R1_ERR_IO, R1_ERR_FORMAT, R1_ERR_UNSUPPORTED, ...).
+ * @note Thread-safe; takes the time of the measurements it makes.
+ * @since 1.1
+ */
+R1_API r1_status r1_model_plan(const char *path_utf8, uint64_t ram_bytes, int32_t context_tokens,
+                               double mem_bytes_per_s, double drive_bytes_per_s, r1_plan *plan);
+
 /**
  * @brief Progress callback of r1_convert().
  * @param done_bytes Source bytes processed so far.
@@ -435,7 +598,9 @@ R1_API r1_status r1_model_get_device_expert_cache_stats(const r1_model *model,
  */
 typedef int32_t (*r1_progress_fn)(uint64_t done_bytes, uint64_t total_bytes, void *user_data);
 
-/** r1_convert() flag: never byte-plane shuffle 16-bit experts before compressing them. */
+/** r1_convert() flag: never filter experts (byte-plane or nibble-plane split) before
+ * compressing them; as unfiltered zstd decodes too slowly to pay, every expert is then stored
+ * raw (docs/format.md §6). */
 #define R1_CONVERT_NO_SHUFFLE 0x1u
 
 /**
@@ -521,6 +686,20 @@ R1_API r1_status r1_session_opts_set_context(r1_session_opts *opts, int32_t n_ct
 R1_API r1_status r1_session_opts_set_logits_all(r1_session_opts *opts, int32_t on);
 
 /**
+ * @brief Chooses the value type of the session's attention cache.
+ *
+ * The grouped-query models (R1-Distill Qwen2 / Llama) keep keys and values in "f16" by default;
+ * "q8_0" takes 34 bytes per 32 values (53 % of f16) at a small cost in accuracy
+ * (docs/model.md §7), "f32" is exact. The DeepSeek (MLA) models keep their latent cache in f32:
+ * for them r1_session_create() refuses any other type with R1_ERR_UNSUPPORTED.
+ * @param opts The options.
+ * @param type "f16", "q8_0", "f32", or NULL for the model's default.
+ * @return R1_OK or R1_ERR_INVALID_ARG (NULL opts, unknown name).
+ * @since 1.1
+ */
+R1_API r1_status r1_session_opts_set_cache_type(r1_session_opts *opts, const char *type);
+
+/**
  * @brief Creates a session on a model.
  * @param out Receives the session; release with r1_session_destroy().
  * @param model The model; the session keeps a reference, so the model may be destroyed first.
@@ -602,8 +781,11 @@ R1_API r1_status r1_session_reset(r1_session *session);
  *
  * Attention includes the q/kv projections, the latent-cache products and the output
  * projection; experts are the routed experts' products once their weights are in memory;
- * expert loading is the time spent obtaining expert weights from the expert store (reads and
- * decompression on a miss); other is everything else (embedding, norms, residual sums).
+ * expert loading is the time spent waiting for expert data: the expert store reads, verifies and
+ * decompresses experts on its own I/O threads while the pass computes (the shared experts, the
+ * experts already in memory, the next layer's attention after a prefetch), and only what that
+ * overlap does not hide is counted here; other is everything else (embedding, norms, residual
+ * sums). The router class includes the lookahead that predicts the next layer's experts.
  */
 enum r1_profile_class {
     R1_PROFILE_ATTENTION = 0,   /**< MLA: projections, scores, softmax, values, output. */
@@ -612,7 +794,7 @@ enum r1_profile_class {
     R1_PROFILE_SHARED = 3,      /**< Shared experts. */
     R1_PROFILE_DENSE_MLP = 4,   /**< The dense MLP of the first layers. */
     R1_PROFILE_HEAD = 5,        /**< Final norm and output projection. */
-    R1_PROFILE_EXPERT_LOAD = 6, /**< Waiting for the expert store. */
+    R1_PROFILE_EXPERT_LOAD = 6, /**< Waiting for expert data. */
     R1_PROFILE_OTHER = 7,       /**< Everything else. */
     R1_PROFILE_N_CLASSES = 8    /**< Number of classes. */
 };
@@ -634,6 +816,10 @@ typedef struct r1_session_profile {
     uint64_t expert_uses;            /**< (layer, expert) pairs run, summed over passes. */
     double total_ms;                 /**< Wall time inside the forward passes. */
     double ms[R1_PROFILE_N_CLASSES]; /**< Wall time per class (r1_profile_class). */
+    /** Of weight_bytes, the bytes each class read (r1_profile_class; expert loading reads
+     *  none), so bytes per token compare part by part with another engine's. @since 1.1 */
+    uint64_t class_weight_bytes[R1_PROFILE_N_CLASSES];
+    uint64_t embed_bytes; /**< Of weight_bytes, embedding rows (one per token). @since 1.1 */
 } r1_session_profile;
 
 /**

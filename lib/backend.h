@@ -86,6 +86,13 @@ enum r1_op_kind {
      * q_lat . c_kv + q_pe . k_pe times softmax_scale, causal softmax, ctx = P . c_kv, out =
      * W_UV ctx. Params: r1_op_mla_prefill_params. */
     R1_OP_MLA_PREFILL = 9,
+    /* One decoded token's grouped-query attention (docs/model.md §7.1), all heads of a layer:
+     * src0 the queries (n_heads, head_dim) float32 with rope applied; src1 the key cache and src2
+     * the value cache, each (n_keys, n_kv_heads * head_dim) in kv_dtype (f32, f16 or q8_0, rows
+     * of whole blocks); dst (n_heads, head_dim). Query head j reads kv head j / (n_heads /
+     * n_kv_heads); each cache row is read once for all the heads of its group. Params:
+     * r1_op_gqa_decode_params. */
+    R1_OP_GQA_DECODE = 10,
     R1_OP_KIND_END
 };
 
@@ -99,6 +106,12 @@ typedef struct r1_op_mla_prefill_params {
     int64_t n_tokens, pos0; /* the keys are the cache rows 0 .. pos0 + n_tokens - 1 */
     double softmax_scale;
 } r1_op_mla_prefill_params;
+
+typedef struct r1_op_gqa_decode_params {
+    int64_t n_heads, n_kv_heads, head_dim, n_keys;
+    int32_t kv_dtype; /* r1_dtype of both caches */
+    double softmax_scale;
+} r1_op_gqa_decode_params;
 
 /* Rows of n elements; strides in floats (0: n). */
 typedef struct r1_op_rows_params {

@@ -873,6 +873,21 @@ r1_status r1_compute__mla_prefill(r1_compute *c, const r1_op_mla_prefill_params 
                      p->kv_lora_rank + p->qk_rope_dim, kv_b);
 }
 
+r1_status r1_compute__gqa_decode(r1_compute *c, const r1_op_gqa_decode_params *p, const float *q,
+                                 const void *k, const void *v, float *out)
+{
+    const int64_t H = p->n_heads, hd = p->head_dim, kv_cols = p->n_kv_heads * hd;
+    const size_t kv_bytes = r1_dtype__row_bytes(p->kv_dtype, kv_cols) * (size_t)p->n_keys;
+    const r1_dtensor kv = {.dtype = p->kv_dtype, .n_dims = 2, .shape = {p->n_keys, kv_cols}};
+    r1_host_op h;
+    r1_host_op_init(&h, R1_OP_GQA_DECODE, 3, p);
+    r1_host_operand(&h, 0, out, (size_t)(H * hd) * sizeof(float), r1_f32_2d(H, hd));
+    r1_host_operand(&h, 1, q, (size_t)(H * hd) * sizeof(float), r1_f32_2d(H, hd));
+    r1_host_operand(&h, 2, k, kv_bytes, kv);
+    r1_host_operand(&h, 3, v, kv_bytes, kv);
+    return r1_run_host_op(c, &h);
+}
+
 /* An op over rows of n floats: dst y (p->y_stride) from a (p->x_stride) and b, whose extent
  * differs by op (RMSNorm's gain vector, SwiGLU's second rows). */
 static r1_status r1_rows_op(r1_compute *c, int32_t kind, const r1_op_rows_params *p, float *y,

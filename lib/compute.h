@@ -103,6 +103,13 @@ r1_status r1_compute__mla_decode(r1_compute *c, const r1_op_mla_decode_params *p
 r1_status r1_compute__mla_prefill(r1_compute *c, const r1_op_mla_prefill_params *p, const float *q,
                                   const r1_compute_latent *lat, const r1_tensor *kv_b, float *out);
 
+/* One decoded token's grouped-query attention for all heads of a layer (R1_OP_GQA_DECODE): q
+ * (H, hd) with rope applied, the first p->n_keys rows of the layer's key and value caches
+ * (n_kv * hd values each, in p->kv_dtype); out (H, hd), host float32. A device that lacks the
+ * op leaves it to the CPU (the hybrid rule). */
+r1_status r1_compute__gqa_decode(r1_compute *c, const r1_op_gqa_decode_params *p, const float *q,
+                                 const void *k, const void *v, float *out);
+
 /* The rest of a layer, each one backend op (backend.h documents operands and parameters) over
  * host float32 arrays: run on the device when it supports the op (operands go up, the result
  * comes back before return), else on the CPU backend in place. */

@@ -15,6 +15,7 @@
 #include "dtype.h"
 #include "error.h"
 #include "le.h"
+#include "model_schema.h"
 #include "name_index.h"
 
 typedef struct meta_entry {
@@ -51,6 +52,8 @@ struct r1_container {
     int32_t *blob_of; /* (n_layers_stored * n_routed_experts): index into blobs or -1 */
     uint64_t max_expert_bytes, dense_bytes, expert_bytes;
     r1_model_config cfg;
+    uint16_t version_minor;
+    int32_t direct_ok; /* every blob's padded span is block-aligned and inside the file */
 };
 
 /* A bounds-checked cursor over untrusted bytes. */
@@ -356,7 +359,8 @@ uint64_t r1_container__expert_layout(r1_expert_blob *b)
         if (tr->has_block_scale) {
             off = (off + R1M_ALIGN - 1) / R1M_ALIGN * R1M_ALIGN;
             b->scale_off[k] = off;
-            b->scale_bytes[k] = (uint64_t)((rows + 127) / 128) * (uint64_t)((cols + 127) / 128) * 4;
+            b->scale_bytes[k] = (uint64_t)r1_model_schema__fp8_scale_rows(rows) *
+                                (uint64_t)r1_model_schema__fp8_scale_cols(cols) * 4;
             off += b->scale_bytes[k];
         }
     }
@@ -405,7 +409,7 @@ static r1_status parse_blob(r1_container *c, cursor *cur, uint32_t i)
                              "expert (layer %u, expert %u) uses unknown codec "
                              "%u",
                              layer, expert, b->codec);
-    if (b->filter > R1M_FILTER_BYTEPLANE2)
+    if (b->filter > R1M_FILTER_NIBBLEPLANE2)
         return r1_error__set(R1_ERR_UNSUPPORTED,
                              "expert (layer %u, expert %u) uses unknown "
                              "filter %u",
@@ -436,6 +440,16 @@ static r1_status parse_blob(r1_container *c, cursor *cur, uint32_t i)
                                      "expert (layer %u, expert %u): byte-plane "
                                      "filter on a non-16-bit dtype",
                                      layer, expert);
+    if (b->filter == R1M_FILTER_NIBBLEPLANE2)
+        for (int k = 0; k < 3; k++)
+            if (b->dtype[k] != R1_DTYPE_FP8_E4M3)
+                return r1_error__set(R1_ERR_FORMAT,
+                                     "expert (layer %u, expert %u): nibble-plane "
+                                     "filter on a non-FP8 dtype",
+                                     layer, expert);
+    if (b->filter != R1M_FILTER_NONE && b->codec == R1M_CODEC_RAW)
+        return r1_error__set(
+            R1_ERR_FORMAT, "expert (layer %u, expert %u): a filter without a codec", layer, expert);
     uint64_t end;
     if ((b->codec == R1M_CODEC_RAW && b->stored_size != b->raw_size) || b->stored_size == 0 ||
         b->offset < R1M_HEADER_SIZE || !add_ok(b->offset, b->stored_size, &end) ||
@@ -455,6 +469,36 @@ static r1_status parse_blob(r1_container *c, cursor *cur, uint32_t i)
     return R1_OK;
 }
 
+/* Decides whether the expert blobs can be read with O_DIRECT: each starts on an
+ * R1M_BLOB_ALIGN boundary and its stored bytes rounded up to whole blocks stay inside the file
+ * (docs/format.md §6). Version 1.1 files promise this, so there it is a format error when false;
+ * in a 1.0 file it only decides what r1_container__open_direct() answers. */
+static r1_status check_blob_spans(r1_container *c)
+{
+    c->direct_ok = c->n_blobs > 0;
+    for (uint32_t i = 0; i < c->n_blobs; i++) {
+        const r1_expert_blob *b = &c->blobs[i];
+        uint64_t span = r1_container__blob_span(b), end;
+        if (b->offset % R1M_BLOB_ALIGN == 0 && add_ok(b->offset, span, &end) && end <= c->file_size)
+            continue;
+        c->direct_ok = 0;
+        if (c->version_minor >= R1M_VERSION_MINOR_ALIGNED)
+            return r1_error__set(R1_ERR_FORMAT,
+                                 "expert (layer %d, expert %d): an .r1m %d.%u file must start "
+                                 "it on a %d-byte boundary with %" PRIu64
+                                 " readable bytes, but it lies at offset %" PRIu64
+                                 " in a file of %" PRIu64 " bytes",
+                                 b->layer, b->expert, R1M_VERSION_MAJOR, c->version_minor,
+                                 R1M_BLOB_ALIGN, span, b->offset, c->file_size);
+    }
+    return R1_OK;
+}
+
+uint64_t r1_container__blob_span(const r1_expert_blob *b)
+{
+    return (b->stored_size + R1M_BLOB_ALIGN - 1) / R1M_BLOB_ALIGN * R1M_BLOB_ALIGN;
+}
+
 static r1_status parse_index(r1_container *c, uint64_t index_off, uint64_t index_size,
                              uint32_t n_tensors, uint32_t n_blobs, uint32_t align)
 {
@@ -471,7 +515,7 @@ static r1_status parse_index(r1_container *c, uint64_t index_off, uint64_t index
     size_t n_slots = (size_t)r1_model_config__n_layers_stored(cfg) * (size_t)cfg->n_routed_experts;
     c->tensors = calloc(n_tensors ? n_tensors : 1, sizeof *c->tensors);
     c->blobs = calloc(n_blobs ? n_blobs : 1, sizeof *c->blobs);
-    c->blob_of = malloc(n_slots * sizeof *c->blob_of);
+    c->blob_of = malloc((n_slots > 0 ? n_slots : 1) * sizeof *c->blob_of); /* dense: none */
     if (!c->tensors || !c->blobs || !c->blob_of ||
         r1_name_index__init(&c->tensor_ix, n_tensors) != R1_OK)
         return r1_error__set(R1_ERR_NO_MEMORY, "out of memory reading the index");
@@ -519,9 +563,48 @@ static r1_status expect_layer(r1_container *c, int64_t l, const char *suffix, in
     return expect(c, name, n_dims, d0, d1);
 }
 
+/* An architecture with a schema (model_schema.h): every tensor it names, in the shape and type
+ * it allows, and nothing it does not name, so a file the forward pass would misread never opens. */
+static r1_status check_schema(r1_container *c, const r1_schema *schema)
+{
+    const r1_model_config *g = &c->cfg;
+    char name[R1M_MAX_NAME + 1];
+    if (c->n_blobs != 0)
+        return r1_error__set(R1_ERR_FORMAT, "a %s model has no expert blobs", g->architecture);
+    for (size_t i = 0; i < schema->n_tensors; i++) {
+        const r1_schema_tensor *e = &schema->tensors[i];
+        for (int64_t l = 0; l < (e->per_layer ? g->num_hidden_layers : 1); l++) {
+            r1_model_schema__name(e, l, name, sizeof name);
+            int32_t k = r1_name_index__find(&c->tensor_ix, name, strlen(name));
+            if (k < 0) {
+                if (!r1_model_schema__required(g, e))
+                    continue;
+                return r1_error__set(R1_ERR_FORMAT, "required tensor '%s' is missing", name);
+            }
+            const tensor_entry *t = &c->tensors[k];
+            r1_status st = r1_model_schema__check(g, e, name, t->dtype, t->n_dims, t->shape);
+            if (st != R1_OK)
+                return st;
+        }
+    }
+    for (uint32_t i = 0; i < c->n_tensors; i++) {
+        const tensor_entry *t = &c->tensors[i];
+        snprintf(name, sizeof name, "%.*s", (int)t->name_len, t->name);
+        int64_t layer;
+        const r1_schema_tensor *e = r1_model_schema__match(schema, name, &layer);
+        if (e == NULL || layer >= g->num_hidden_layers)
+            return r1_error__set(R1_ERR_FORMAT, "tensor '%s' is not part of a %s model", name,
+                                 g->architecture);
+    }
+    return R1_OK;
+}
+
 static r1_status check_required(r1_container *c)
 {
     const r1_model_config *g = &c->cfg;
+    const r1_schema *schema = r1_model_schema__get(g);
+    if (schema != NULL)
+        return check_schema(c, schema);
     const int64_t D = g->hidden_size, V = g->vocab_size, H = g->num_attention_heads;
     const int64_t dqk = g->qk_nope_head_dim + g->qk_rope_head_dim;
     const int64_t E = g->n_routed_experts, Is = g->n_shared_experts * g->moe_intermediate_size;
@@ -605,11 +688,13 @@ static r1_status check_required(r1_container *c)
             return r1_error__set(R1_ERR_FORMAT, "fp8 tensor '%.*s' has no scale tensor '%s'",
                                  (int)t->name_len, t->name, name);
         const tensor_entry *sc = &c->tensors[s];
-        if (sc->dtype != R1_DTYPE_F32 || sc->n_dims != 2 || sc->shape[0] != (rows + 127) / 128 ||
-            sc->shape[1] != (cols + 127) / 128)
+        const int64_t s_rows = r1_model_schema__fp8_scale_rows(rows);
+        const int64_t s_cols = r1_model_schema__fp8_scale_cols(cols);
+        if (sc->dtype != R1_DTYPE_F32 || sc->n_dims != 2 || sc->shape[0] != s_rows ||
+            sc->shape[1] != s_cols)
             return r1_error__set(R1_ERR_FORMAT,
                                  "scale tensor '%s' must be f32 [%" PRId64 ", %" PRId64 "]", name,
-                                 (rows + 127) / 128, (cols + 127) / 128);
+                                 s_rows, s_cols);
         t->scale_index = s;
     }
     return R1_OK;
@@ -714,6 +799,9 @@ static r1_status open_checked(r1_container *c, const char *path)
                           r1_le__u32(h + R1M_H_N_EXPERTS), align)) != R1_OK)
         return st;
     if ((st = check_required(c)) != R1_OK)
+        return st;
+    c->version_minor = vminor;
+    if ((st = check_blob_spans(c)) != R1_OK)
         return st;
     void *map = mmap(NULL, (size_t)c->file_size, PROT_READ, MAP_SHARED, c->fd, 0);
     if (map == MAP_FAILED)
@@ -856,6 +944,31 @@ const r1_expert_blob *r1_container__expert_at(const r1_container *c, int32_t i)
 int r1_container__fd(const r1_container *c)
 {
     return c->fd;
+}
+
+int r1_container__open_direct(const r1_container *c)
+{
+    if (c == NULL || !c->direct_ok)
+        return -1;
+    /* Through /proc rather than by path: the same file even if it was renamed or replaced since
+     * the container opened it. */
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", c->fd);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_DIRECT);
+    if (fd < 0)
+        return -1;
+    struct stat a, b;
+    if (fstat(fd, &a) != 0 || fstat(c->fd, &b) != 0 || a.st_dev != b.st_dev ||
+        a.st_ino != b.st_ino) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+uint16_t r1_container__version_minor(const r1_container *c)
+{
+    return c->version_minor;
 }
 
 uint64_t r1_container__file_size(const r1_container *c)

@@ -14,7 +14,11 @@
 enum {
     R1M_MAGIC_LEN = 8,
     R1M_VERSION_MAJOR = 1,
-    R1M_VERSION_MINOR = 0,
+    /* 1.1 (R1M_VERSION_MINOR_ALIGNED): expert blobs start on R1M_BLOB_ALIGN boundaries and the
+     * file is padded so that every blob's span (r1_container__blob_span) lies inside it. */
+    R1M_VERSION_MINOR = 1,
+    R1M_VERSION_MINOR_ALIGNED = 1,
+    R1M_BLOB_ALIGN = 4096, /* O_DIRECT's block: expert blob alignment from version 1.1 */
     R1M_HEADER_SIZE = 128,
     R1M_ALIGN = 64,         /* data_alignment written by this converter */
     R1M_EXPERT_RECORD = 64, /* bytes per expert-blob record in the index */
@@ -25,7 +29,7 @@ enum {
 /* Largest raw expert blob a reader accepts (docs/format.md §6). */
 #define R1M_MAX_EXPERT_BYTES (UINT64_C(1) << 34)
 enum { R1M_CODEC_RAW = 0, R1M_CODEC_ZSTD = 1 };
-enum { R1M_FILTER_NONE = 0, R1M_FILTER_BYTEPLANE2 = 1 };
+enum { R1M_FILTER_NONE = 0, R1M_FILTER_BYTEPLANE2 = 1, R1M_FILTER_NIBBLEPLANE2 = 2 };
 enum { R1M_META_I64 = 1, R1M_META_F64 = 2, R1M_META_STR = 3, R1M_META_BYTES = 4 };
 /* Header field offsets. */
 enum {
@@ -92,6 +96,15 @@ int32_t r1_container__n_expert_blobs(const r1_container *c);
 const r1_expert_blob *r1_container__expert_at(const r1_container *c, int32_t i);
 /* The file descriptor (for pread by the expert store) and file size. */
 int r1_container__fd(const r1_container *c);
+/* A new descriptor of the container's file opened with O_DIRECT when every expert blob's offset
+ * is a multiple of R1M_BLOB_ALIGN (4096) and reading r1_container__blob_span(b) bytes from it
+ * stays inside the file; -1 otherwise or when the file system refuses O_DIRECT (not an error).
+ * Caller closes it. Reads through it need R1M_BLOB_ALIGN-aligned buffers, offsets and lengths. */
+int r1_container__open_direct(const r1_container *c);
+/* The bytes a direct reader reads for blob b: stored_size rounded up to R1M_BLOB_ALIGN. */
+uint64_t r1_container__blob_span(const r1_expert_blob *b);
+/* The file's format minor version (docs/format.md §1). */
+uint16_t r1_container__version_minor(const r1_container *c);
 uint64_t r1_container__file_size(const r1_container *c);
 /* 1 when [p, p + n) lies inside the file's read-only mapping, where dense tensors stay unchanged
  * at one address for the container's lifetime (device caches key them by address). */

@@ -12,13 +12,14 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <zstd.h>
 
+#include "blob_codec.h"
 #include "checksum.h"
 #include "container.h"
 #include "error.h"
 #include "le.h"
 #include "model_config.h"
+#include "model_schema.h"
 #include "safetensors.h"
 #include "tokenizer.h"
 
@@ -285,7 +286,7 @@ static r1_status out_write(out_file *o, const void *p, size_t n)
 
 static r1_status out_pad(out_file *o, uint64_t align)
 {
-    static const uint8_t zeros[R1M_ALIGN];
+    static const uint8_t zeros[R1M_BLOB_ALIGN]; /* the largest alignment asked for */
     uint64_t pad = (align - o->pos % align) % align;
     return pad ? out_write(o, zeros, (size_t)pad) : R1_OK;
 }
@@ -481,6 +482,15 @@ static r1_status write_dense(conv *cv, const r1_st_tensor *t)
         return r1_error__set(R1_ERR_UNSUPPORTED, "tensor '%.200s' (%s, %d dims) cannot be stored",
                              t->name, t->st_dtype, (int)t->n_dims);
     int32_t cls = r1_convert__classify(t->name, t->n_dims);
+    const r1_schema *schema = r1_model_schema__get(&cv->cfg);
+    if (schema != NULL) { /* the architecture's table names every tensor and its class */
+        int64_t layer;
+        const r1_schema_tensor *e = r1_model_schema__match(schema, t->name, &layer);
+        if (e == NULL || layer >= cv->cfg.num_hidden_layers)
+            return r1_error__set(R1_ERR_FORMAT, "tensor '%.200s' is not part of a %s model",
+                                 t->name, cv->cfg.architecture);
+        cls = e->qclass;
+    }
     int32_t out_dt = cls >= 0 && cv->rules.rule[cls] >= 0 ? cv->rules.rule[cls] : t->dtype;
     written *w = &cv->done[t - cv->st->tensors];
     const r1_st_tensor *alias = alias_source(cv, t);
@@ -599,11 +609,11 @@ typedef struct expert_job {
     conv *cv;
     int64_t layer, expert;
     r1_expert_blob blob;
-    uint8_t *raw, *shuf, *c_plain, *c_shuf;
-    size_t raw_cap, shuf_cap, c_cap, c_shuf_cap;
-    ZSTD_CCtx *cctx;
+    uint8_t *raw;
+    size_t raw_cap;
+    r1_blob_encoder *enc;
     const uint8_t *stored;
-    uint64_t zstd_plain, zstd_shuf, src_bytes;
+    uint64_t coded_bytes, src_bytes;
     r1_status st;
     char err[512];
 } expert_job;
@@ -626,17 +636,6 @@ static int job_grow(uint8_t **p, size_t *cap, size_t n)
     *p = malloc(n);
     *cap = *p ? n : 0;
     return *p != NULL;
-}
-
-static void byteplane_shuffle(const uint8_t *in, uint8_t *out, size_t n)
-{
-    size_t half = n / 2;
-    for (size_t i = 0; i < half; i++) {
-        out[i] = in[2 * i];
-        out[half + i] = in[2 * i + 1];
-    }
-    if (n & 1)
-        out[n - 1] = in[n - 1];
 }
 
 static void run_job(expert_job *j)
@@ -685,8 +684,8 @@ static void run_job(expert_job *j)
         job_fail(j, R1_ERR_UNSUPPORTED, j->err);
         return;
     }
-    size_t raw = (size_t)b->raw_size, bound = ZSTD_compressBound(raw);
-    if (!job_grow(&j->raw, &j->raw_cap, raw) || !job_grow(&j->c_plain, &j->c_cap, bound)) {
+    size_t raw = (size_t)b->raw_size;
+    if (!job_grow(&j->raw, &j->raw_cap, raw)) {
         job_fail(j, R1_ERR_NO_MEMORY, "out of memory");
         return;
     }
@@ -718,46 +717,9 @@ static void run_job(expert_job *j)
         free(scale);
     }
     b->checksum = r1_checksum__xxh64(j->raw, raw);
-    size_t cp = ZSTD_compressCCtx(j->cctx, j->c_plain, bound, j->raw, raw, cv->opts->zstd_level);
-    if (ZSTD_isError(cp)) {
-        snprintf(j->err, sizeof j->err, "zstd: %s", ZSTD_getErrorName(cp));
-        job_fail(j, R1_ERR_INTERNAL, j->err);
-        return;
-    }
-    j->zstd_plain = cp;
-    j->zstd_shuf = 0;
-    b->codec = R1M_CODEC_ZSTD;
-    b->filter = R1M_FILTER_NONE;
-    b->stored_size = cp;
-    j->stored = j->c_plain;
-    int sixteen = 1;
-    for (int k = 0; k < 3; k++)
-        sixteen &= r1_dtype__traits(b->dtype[k])->block_bytes == 2;
-    if (sixteen && !cv->opts->no_shuffle) {
-        if (!job_grow(&j->shuf, &j->shuf_cap, raw) ||
-            !job_grow(&j->c_shuf, &j->c_shuf_cap, bound)) {
-            job_fail(j, R1_ERR_NO_MEMORY, "out of memory");
-            return;
-        }
-        byteplane_shuffle(j->raw, j->shuf, raw);
-        size_t cs =
-            ZSTD_compressCCtx(j->cctx, j->c_shuf, bound, j->shuf, raw, cv->opts->zstd_level);
-        if (!ZSTD_isError(cs)) {
-            j->zstd_shuf = cs;
-            if (cs < cp) {
-                b->filter = R1M_FILTER_BYTEPLANE2;
-                b->stored_size = cs;
-                j->stored = j->c_shuf;
-            }
-        }
-    }
-    /* Compression must save at least 1/32 of the bytes to be worth a decompression per load. */
-    if (b->stored_size + raw / 32 >= raw) {
-        b->codec = R1M_CODEC_RAW;
-        b->filter = R1M_FILTER_NONE;
-        b->stored_size = raw;
-        j->stored = j->raw;
-    }
+    r1_status est = r1_blob_encoder__encode(j->enc, b, j->raw, &j->stored, &j->coded_bytes);
+    if (est != R1_OK)
+        job_fail(j, est, r1_error__message());
 }
 
 static void *job_thread(void *arg)
@@ -769,7 +731,7 @@ static void *job_thread(void *arg)
 static r1_status write_blob(conv *cv, expert_job *j)
 {
     r1_expert_blob *b = &j->blob;
-    r1_status st = out_pad(&cv->out, R1M_ALIGN);
+    r1_status st = out_pad(&cv->out, cv->opts->legacy_v1_0 ? R1M_ALIGN : R1M_BLOB_ALIGN);
     if (st != R1_OK)
         return st;
     b->offset = cv->out.pos;
@@ -794,9 +756,8 @@ static r1_status write_blob(conv *cv, expert_job *j)
     ds->n_blobs++;
     ds->raw_bytes += b->raw_size;
     ds->stored_bytes += b->stored_size;
-    ds->zstd_bytes += j->zstd_plain;
-    ds->zstd_shuf_bytes += j->zstd_shuf;
-    ds->n_shuffled += b->filter == R1M_FILTER_BYTEPLANE2;
+    ds->coded_bytes += j->coded_bytes;
+    ds->n_filtered += b->filter != R1M_FILTER_NONE;
     ds->n_raw += b->codec == R1M_CODEC_RAW;
     cv->rep.n_blobs++;
     cv->src_done += j->src_bytes;
@@ -817,10 +778,11 @@ static r1_status write_experts(conv *cv)
     }
     for (int32_t i = 0; i < n_threads; i++) {
         jobs[i].cv = cv;
-        if ((jobs[i].cctx = ZSTD_createCCtx()) == NULL) {
-            st = r1_error__set(R1_ERR_NO_MEMORY, "out of memory for zstd");
+        int32_t mode = cv->opts->legacy_v1_0  ? R1_BLOB_ENCODE_V1_0
+                       : cv->opts->no_shuffle ? R1_BLOB_ENCODE_NO_FILTER
+                                              : R1_BLOB_ENCODE_DEFAULT;
+        if ((st = r1_blob_encoder__create(&jobs[i].enc, cv->opts->zstd_level, mode)) != R1_OK)
             goto done;
-        }
     }
     const r1_model_config *g = &cv->cfg;
     int64_t total = r1_model_config__n_layers_stored(g) * g->n_routed_experts, next = 0;
@@ -855,11 +817,8 @@ static r1_status write_experts(conv *cv)
     }
 done:
     for (int32_t i = 0; jobs && i < n_threads; i++) {
-        ZSTD_freeCCtx(jobs[i].cctx);
+        r1_blob_encoder__destroy(jobs[i].enc);
         free(jobs[i].raw);
-        free(jobs[i].shuf);
-        free(jobs[i].c_plain);
-        free(jobs[i].c_shuf);
     }
     free(jobs);
     free(tids);
@@ -964,7 +923,8 @@ static r1_status finish_file(conv *cv, meta_writer *m)
 {
     r1_status st;
     uint8_t h[R1M_HEADER_SIZE] = {0};
-    if ((st = out_pad(&cv->out, 8)) != R1_OK)
+    /* From 1.1 a direct reader reads whole blocks, so the last blob's block is completed. */
+    if ((st = out_pad(&cv->out, cv->opts->legacy_v1_0 ? 8 : R1M_BLOB_ALIGN)) != R1_OK)
         return st;
     uint64_t meta_off = cv->out.pos;
     uint8_t count[4];
@@ -991,7 +951,7 @@ static r1_status finish_file(conv *cv, meta_writer *m)
         goto done;
     memcpy(h, R1M_MAGIC, R1M_MAGIC_LEN);
     r1_le__put16(h + R1M_H_VMAJOR, R1M_VERSION_MAJOR);
-    r1_le__put16(h + R1M_H_VMINOR, R1M_VERSION_MINOR);
+    r1_le__put16(h + R1M_H_VMINOR, cv->opts->legacy_v1_0 ? 0 : R1M_VERSION_MINOR);
     r1_le__put32(h + R1M_H_HEADER_SIZE, R1M_HEADER_SIZE);
     r1_le__put64(h + R1M_H_FILE_SIZE, cv->out.pos);
     r1_le__put64(h + R1M_H_META_OFF, meta_off);
@@ -1045,8 +1005,8 @@ r1_status r1_convert__run(const char *hf_dir, const char *out_path, const r1_con
                           r1_convert_report *report)
 {
     r1_convert_opts o = opts ? *opts : (r1_convert_opts){0};
-    if (o.zstd_level == 0)
-        o.zstd_level = 3;
+    if (o.zstd_level == 0) /* the 1.0 converter's level was 3 */
+        o.zstd_level = o.legacy_v1_0 ? 3 : R1_BLOB_ZSTD_LEVEL;
     conv cv = {0};
     cv.opts = &o;
     cv.out.fd = -1;

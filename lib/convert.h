@@ -34,21 +34,24 @@ int32_t r1_convert__classify(const char *name, int32_t n_dims);
 typedef struct r1_convert_opts {
     const char *quant;  /* rules as for r1_convert__parse_rules; NULL keeps all */
     int32_t n_threads;  /* compression workers; <= 0 means 1 */
-    int32_t no_shuffle; /* 1: never try byte-plane shuffling */
-    int32_t zstd_level; /* 0: 3 */
+    int32_t no_shuffle; /* 1: never filter, so every expert is stored raw (blob_codec.h) */
+    int32_t zstd_level; /* 0: R1_BLOB_ZSTD_LEVEL (blob_codec.h) */
     /* Called after each tensor or batch of experts; non-zero cancels (R1_CANCELLED). */
     int32_t (*progress)(uint64_t done_bytes, uint64_t total_bytes, void *user_data);
     void *user_data;
+    /* 1: write an .r1m 1.0 file as the 1.0 converter did (blobs on 64-byte boundaries, no
+     * padding, its codec choices at zstd level 3), so that tests can check that files from
+     * before 1.1 still read; never needed otherwise. */
+    int32_t legacy_v1_0;
 } r1_convert_opts;
 
 /* What happened to the expert blobs, per (first projection's) stored dtype. */
 typedef struct r1_convert_dtype_stats {
     uint64_t n_blobs;
-    uint64_t raw_bytes;       /* uncompressed */
-    uint64_t stored_bytes;    /* as written (compressed or raw, whichever was chosen) */
-    uint64_t zstd_bytes;      /* zstd without shuffling, whether or not it was kept */
-    uint64_t zstd_shuf_bytes; /* zstd after byte-plane shuffling (16-bit types only) */
-    uint64_t n_shuffled, n_raw;
+    uint64_t raw_bytes;    /* uncompressed */
+    uint64_t stored_bytes; /* as written (compressed or raw, whichever was chosen) */
+    uint64_t coded_bytes;  /* the coding tried (blob_codec.h), whether or not it was kept */
+    uint64_t n_filtered, n_raw;
 } r1_convert_dtype_stats;
 
 typedef struct r1_convert_report {

@@ -166,15 +166,31 @@ static r1_status r1_build_uk_t(const r1_model_config *cfg, r1_layer_weights *w)
     return R1_OK;
 }
 
+/* The router lookahead's gate (r1_prefetch_gate): windows of passes and its phases. */
+enum { R1_PF_WINDOW = 16, R1_PF_EXPLOIT = 8 };
+enum { R1_PF_MEASURING = 0, R1_PF_EXPLOITING = 1 };
+
 r1_status r1_forward__bind(r1_forward *f, const r1_container *c, r1_expert_cache *experts,
                            r1_compute *compute)
 {
     memset(f, 0, sizeof *f);
     const r1_model_config *cfg = r1_container__config(c);
+    if (r1_model_config__is_dense(cfg))
+        return r1_forward_dense__bind(f, c, compute);
     f->cfg = cfg;
     f->container = c;
     f->experts = experts;
     f->compute = compute;
+    f->prefetch = 1;
+    if (experts != NULL) {
+        r1_expert_cache_counters k;
+        r1_expert_cache__counters(experts, &k);
+        f->experts_bounded = k.budget_bytes != 0;
+        for (int i = 0; i < 2; i++) { /* the lookahead gates' first windows start now */
+            f->pf[i].phase = R1_PF_MEASURING;
+            f->pf[i].left = 2 * R1_PF_WINDOW;
+        }
+    }
     const int64_t D = cfg->hidden_size, V = cfg->vocab_size;
     r1_status st = r1_rope__init(&f->rope, cfg);
     if (st == R1_OK)
@@ -217,6 +233,10 @@ r1_status r1_forward__bind(r1_forward *f, const r1_container *c, r1_expert_cache
 
 void r1_forward__unbind(r1_forward *f)
 {
+    if (f->dense != NULL) {
+        r1_forward_dense__unbind(f);
+        return;
+    }
     if (f->layers != NULL) {
         for (int64_t l = 0; l < f->cfg->num_hidden_layers; l++) {
             r1_layer_weights *w = &f->layers[l];
@@ -235,13 +255,23 @@ void r1_forward__unbind(r1_forward *f)
 
 /* ---- cache and scratch -------------------------------------------------------------------- */
 
-r1_status r1_kv_cache__create(r1_kv_cache *kv, const r1_model_config *cfg, int64_t n_ctx)
+r1_status r1_kv_cache__create(r1_kv_cache *kv, const r1_model_config *cfg, int64_t n_ctx,
+                              int32_t dtype)
 {
     /* Never reused, unlike an address: a new cache can never be taken for a freed one whose
      * rows a device still mirrors. */
     static _Atomic uint64_t last_id;
     memset(kv, 0, sizeof *kv);
     kv->id = atomic_fetch_add(&last_id, 1) + 1;
+    if (r1_model_config__is_dense(cfg)) {
+        r1_status gst = r1_gqa_cache__create(&kv->gqa, cfg, n_ctx, dtype);
+        kv->n_ctx = gst == R1_OK ? n_ctx : 0;
+        return gst;
+    }
+    /* The latent cache is f32 (a q8_0 latent cache is not built yet). */
+    if (dtype >= 0 && dtype != R1_DTYPE_F32)
+        return r1_error__set(R1_ERR_UNSUPPORTED,
+                             "this model keeps its latent attention cache in f32 only");
     const size_t per = (size_t)cfg->num_hidden_layers * (size_t)n_ctx;
     kv->lat = malloc(per * (size_t)(cfg->kv_lora_rank + cfg->qk_rope_head_dim) * sizeof(float));
     if (kv->lat == NULL) {
@@ -255,6 +285,7 @@ r1_status r1_kv_cache__create(r1_kv_cache *kv, const r1_model_config *cfg, int64
 
 void r1_kv_cache__destroy(r1_kv_cache *kv)
 {
+    r1_gqa_cache__destroy(kv->gqa);
     free(kv->lat);
     memset(kv, 0, sizeof *kv);
 }
@@ -277,8 +308,17 @@ struct r1_forward_scratch {
     float *uk_tmp; /* made on first use when the forward pass keeps no W_UK copy */
     int32_t *sel;
     float *selw;
-    int32_t *tok;
-    float *tokw;
+    /* A MoE layer's (token, expert) pairs grouped by expert: the experts used, in increasing
+     * order, own rows [ex_off[i], ex_off[i + 1]) of tok (the token), tokw (its routing weight)
+     * and ey (the expert's output for it), so experts can finish in any order and still be
+     * combined in one fixed order. */
+    int32_t *tok;            /* (T * K) */
+    float *tokw;             /* (T * K) */
+    float *ey;               /* (T * K, D) */
+    int32_t *ex_ids;         /* (E) */
+    int32_t *ex_off;         /* (E + 1) */
+    uint8_t *taken;          /* (E) */
+    r1_dense_scratch *dense; /* the dense architectures' instead of all the above */
 };
 
 r1_status r1_forward_scratch__create(r1_forward_scratch **out, const r1_model_config *cfg,
@@ -297,6 +337,14 @@ r1_status r1_forward_scratch__create(r1_forward_scratch **out, const r1_model_co
     if (s == NULL)
         return r1_error__set(R1_ERR_NO_MEMORY, "cannot allocate forward scratch");
     s->max_tokens = T;
+    if (r1_model_config__is_dense(cfg)) {
+        r1_status dst = r1_dense_scratch__create(&s->dense, cfg, T, n_ctx);
+        if (dst != R1_OK)
+            free(s);
+        else
+            *out = s;
+        return dst;
+    }
     struct {
         float **p;
         int64_t n;
@@ -324,7 +372,8 @@ r1_status r1_forward_scratch__create(r1_forward_scratch **out, const r1_model_co
         {&s->gq,
          T * (cfg->qk_nope_head_dim > cfg->v_head_dim ? cfg->qk_nope_head_dim : cfg->v_head_dim)},
         {&s->selw, T * cfg->num_experts_per_tok},
-        {&s->tokw, T},
+        {&s->tokw, T * cfg->num_experts_per_tok},
+        {&s->ey, T * cfg->num_experts_per_tok * D},
     };
     r1_status st = R1_OK;
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0] && st == R1_OK; i++)
@@ -332,7 +381,10 @@ r1_status r1_forward_scratch__create(r1_forward_scratch **out, const r1_model_co
             st = R1_ERR_NO_MEMORY;
     if (st == R1_OK &&
         ((s->sel = malloc((size_t)(T * cfg->num_experts_per_tok) * sizeof(int32_t))) == NULL ||
-         (s->tok = malloc((size_t)T * sizeof(int32_t))) == NULL))
+         (s->tok = malloc((size_t)(T * cfg->num_experts_per_tok + 1) * sizeof(int32_t))) == NULL ||
+         (s->ex_ids = malloc((size_t)(cfg->n_routed_experts + 1) * sizeof(int32_t))) == NULL ||
+         (s->ex_off = malloc((size_t)(cfg->n_routed_experts + 1) * sizeof(int32_t))) == NULL ||
+         (s->taken = malloc((size_t)(cfg->n_routed_experts + 1))) == NULL))
         st = R1_ERR_NO_MEMORY;
     if (st != R1_OK) {
         r1_forward_scratch__destroy(s);
@@ -346,14 +398,18 @@ void r1_forward_scratch__destroy(r1_forward_scratch *s)
 {
     if (s == NULL)
         return;
+    r1_dense_scratch__destroy(s->dense);
     float *all[] = {s->h,       s->a,      s->cq,   s->q,     s->kva, s->qlat,   s->olat, s->oh,
                     s->attn,    s->b,      s->ffn,  s->g,     s->u,   s->router, s->gx,   s->gy,
-                    s->rope_cs, s->scores, s->wrow, s->ckv_t, s->gq,  s->selw,   s->tokw};
+                    s->rope_cs, s->scores, s->wrow, s->ckv_t, s->gq,  s->selw,   s->tokw, s->ey};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         free(all[i]);
     free(s->uk_tmp);
     free(s->sel);
     free(s->tok);
+    free(s->ex_ids);
+    free(s->ex_off);
+    free(s->taken);
     free(s);
 }
 
@@ -442,6 +498,9 @@ static void r1_prof_lap(r1_forward *f, int32_t cls, uint64_t *mark)
     const uint64_t now = r1_clock__now_ns();
     f->prof->ns[cls] += now - *mark;
     *mark = now;
+    /* Every weight read between two laps belongs to the class the second one charges. */
+    f->prof->class_bytes[cls] += f->prof->weight_bytes - f->prof->lapped_bytes;
+    f->prof->lapped_bytes = f->prof->weight_bytes;
 }
 
 static size_t r1_weight_bytes(const r1_tensor *w)
@@ -656,17 +715,13 @@ static r1_status r1_attention(r1_forward *f, r1_forward_scratch *s, r1_kv_cache 
 
 /* ---- feed-forward ------------------------------------------------------------------------- */
 
-/* The routed experts (each run once on all of its tokens), then the shared ones; *mark is the
- * profiling clock. */
-static r1_status r1_moe(r1_forward *f, r1_forward_scratch *s, int64_t l, int64_t T, uint64_t *mark)
+/* The router's parameters for a MoE layer of f's model, over n_rows tokens. */
+static r1_op_router_params r1_router_params(const r1_model_config *cfg, int64_t n_rows)
 {
-    const r1_model_config *cfg = f->cfg;
-    const r1_layer_weights *w = &f->layers[l];
-    const int64_t D = cfg->hidden_size, E = cfg->n_routed_experts, K = cfg->num_experts_per_tok;
     const r1_op_router_params rp = {
-        .n_rows = T,
-        .n_experts = E,
-        .top_k = K,
+        .n_rows = n_rows,
+        .n_experts = cfg->n_routed_experts,
+        .top_k = cfg->num_experts_per_tok,
         .n_group = cfg->n_group,
         .topk_group = cfg->topk_group,
         .topk_method = cfg->topk_method,
@@ -674,59 +729,230 @@ static r1_status r1_moe(r1_forward *f, r1_forward_scratch *s, int64_t l, int64_t
         .norm_topk_prob = (int32_t)cfg->norm_topk_prob,
         .routed_scaling_factor = cfg->routed_scaling_factor,
     };
+    return rp;
+}
+
+/* Groups the T x K selections of s->sel by expert (scratch's ex_ids, ex_off, tok, tokw): the
+ * experts used in increasing index, each with its tokens in increasing order. Returns how many
+ * experts are used. */
+static int32_t r1_group_by_expert(r1_forward_scratch *s, int64_t T, int64_t K, int64_t E)
+{
+    int32_t *count = s->ex_off + 1; /* counts first, then turned into offsets in place */
+    memset(s->ex_off, 0, (size_t)(E + 1) * sizeof *s->ex_off);
+    for (int64_t i = 0; i < T * K; i++)
+        count[s->sel[i]]++;
+    int32_t n_used = 0;
+    for (int64_t e = 0; e < E; e++) {
+        if (count[e] > 0)
+            s->ex_ids[n_used++] = (int32_t)e;
+        count[e] += s->ex_off[e]; /* ex_off[e + 1] = rows of experts <= e */
+    }
+    /* ex_off[e] is now where expert e's rows start; fill them, moving each start along. */
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t k = 0; k < K; k++) {
+            const int32_t e = s->sel[t * K + k], r = s->ex_off[e]++;
+            s->tok[r] = (int32_t)t;
+            s->tokw[r] = s->selw[t * K + k];
+        }
+    /* Each start moved to the next expert's: shift back, indexed by use rather than expert. */
+    int32_t prev = 0;
+    for (int32_t i = 0; i < n_used; i++) {
+        const int32_t end = s->ex_off[s->ex_ids[i]];
+        s->ex_off[i] = prev;
+        prev = end;
+    }
+    s->ex_off[n_used] = prev;
+    return n_used;
+}
+
+/* One routed expert on its rows of the grouped selection (rows [r0, r1) of s->tok): gathers
+ * their inputs, runs the expert's SwiGLU into the same rows of s->ey. */
+static r1_status r1_routed_expert(r1_forward *f, r1_forward_scratch *s, const r1_expert *ex,
+                                  int32_t r0, int32_t r1)
+{
+    const int64_t D = f->cfg->hidden_size, n = r1 - r0;
+    for (int64_t i = 0; i < n; i++)
+        memcpy(s->gx + i * D, s->b + (int64_t)s->tok[r0 + i] * D, (size_t)D * sizeof(float));
+    if (f->prof != NULL) {
+        f->prof->expert_bytes += r1_weight_bytes(&ex->gate_proj) + r1_weight_bytes(&ex->up_proj) +
+                                 r1_weight_bytes(&ex->down_proj);
+        f->prof->expert_uses++;
+        f->prof->expert_tokens[(int64_t)ex->layer * f->cfg->n_routed_experts + ex->expert] +=
+            (uint64_t)n;
+    }
+    return r1_swiglu(f, s, &ex->gate_proj, &ex->up_proj, &ex->down_proj, s->gx, n,
+                     s->ey + (int64_t)r0 * D);
+}
+
+/* The MoE block of layer l: routing; a request for every selected expert at once (the store's
+ * I/O workers read them while the shared experts run); the routed experts in the order they
+ * become resident, one pinned at a time, each into its own output rows; then the combination in
+ * a fixed order (increasing expert index, each expert's tokens in order, then the shared
+ * experts), so the result never depends on arrival order, budget, prefetch or I/O workers.
+ * *mark is the profiling clock. */
+static r1_status r1_moe(r1_forward *f, r1_forward_scratch *s, int64_t l, int64_t T, uint64_t *mark)
+{
+    const r1_model_config *cfg = f->cfg;
+    const r1_layer_weights *w = &f->layers[l];
+    const int64_t D = cfg->hidden_size, E = cfg->n_routed_experts, K = cfg->num_experts_per_tok;
+    const r1_op_router_params rp = r1_router_params(cfg, T);
     r1_status st = r1_mm(f, &w->router, s->b, T, s->router);
     if (st == R1_OK)
         st = r1_compute__route(f->compute, &rp, s->router, w->router_bias, s->sel, s->selw);
     if (st != R1_OK)
         return st;
+    const int32_t n_used = r1_group_by_expert(s, T, K, E);
+    for (int32_t i = 0; i < n_used && st == R1_OK; i++)
+        st = r1_expert_cache__request(f->experts, l, s->ex_ids[i], R1_EXPERT_DEMAND);
+    if (st != R1_OK)
+        return st;
     r1_prof_lap(f, R1_PROFILE_ROUTER, mark);
 
-    memset(s->ffn, 0, (size_t)(T * D) * sizeof(float));
-    /* Experts in increasing index order, so every token sums its experts in one fixed order
-     * whatever the chunking and the cache state. One expert is pinned at a time. */
-    for (int64_t e = 0; e < E; e++) {
-        int64_t n = 0;
-        for (int64_t t = 0; t < T; t++)
-            for (int64_t k = 0; k < K; k++)
-                if (s->sel[t * K + k] == e) {
-                    s->tok[n] = (int32_t)t;
-                    s->tokw[n] = s->selw[t * K + k];
-                    memcpy(s->gx + n * D, s->b + t * D, (size_t)D * sizeof(float));
-                    n++;
-                }
-        if (n == 0)
-            continue;
-        r1_prof_lap(f, R1_PROFILE_EXPERTS, mark);
+    /* The shared experts need no expert data: they run while the reads are in flight, into gy
+     * (added after the routed experts, as the fixed order says). */
+    if (w->sh_gate.data != NULL) {
+        st = r1_swiglu(f, s, &w->sh_gate, &w->sh_up, &w->sh_down, s->b, T, s->gy);
+        if (st != R1_OK)
+            return st;
+        r1_prof_lap(f, R1_PROFILE_SHARED, mark);
+    }
+
+    memset(s->taken, 0, (size_t)n_used);
+    for (int32_t done = 0; done < n_used; done++) {
+        int32_t i = -1;
         const r1_expert *ex = NULL;
-        st = r1_expert_cache__acquire(f->experts, l, e, &ex);
+        st = r1_expert_cache__acquire_any(f->experts, l, s->ex_ids, n_used, s->taken, &i, &ex);
         if (st != R1_OK)
             return st;
         r1_prof_lap(f, R1_PROFILE_EXPERT_LOAD, mark);
-        if (f->prof != NULL) {
-            f->prof->expert_bytes += r1_weight_bytes(&ex->gate_proj) +
-                                     r1_weight_bytes(&ex->up_proj) +
-                                     r1_weight_bytes(&ex->down_proj);
-            f->prof->expert_uses++;
-            f->prof->expert_tokens[l * E + e] += (uint64_t)n;
-        }
-        st = r1_swiglu(f, s, &ex->gate_proj, &ex->up_proj, &ex->down_proj, s->gx, n, s->gy);
+        s->taken[i] = 1;
+        st = r1_routed_expert(f, s, ex, s->ex_off[i], s->ex_off[i + 1]);
         r1_expert_cache__release(f->experts, ex);
-        const r1_op_rows_params cp = {.n_rows = n, .n = D};
-        if (st == R1_OK)
-            st = r1_compute__moe_combine(f->compute, &cp, s->gy, s->tokw, s->tok, T, s->ffn);
+        if (st != R1_OK)
+            return st;
+        r1_prof_lap(f, R1_PROFILE_EXPERTS, mark);
+    }
+
+    memset(s->ffn, 0, (size_t)(T * D) * sizeof(float));
+    for (int32_t i = 0; i < n_used; i++) {
+        const int32_t r0 = s->ex_off[i];
+        const r1_op_rows_params cp = {.n_rows = s->ex_off[i + 1] - r0, .n = D};
+        st = r1_compute__moe_combine(f->compute, &cp, s->ey + (int64_t)r0 * D, s->tokw + r0,
+                                     s->tok + r0, T, s->ffn);
         if (st != R1_OK)
             return st;
     }
     r1_prof_lap(f, R1_PROFILE_EXPERTS, mark);
     if (w->sh_gate.data != NULL) {
-        st = r1_swiglu(f, s, &w->sh_gate, &w->sh_up, &w->sh_down, s->b, T, s->gy);
-        if (st == R1_OK)
-            st = r1_accumulate(f, s->gy, T, D, s->ffn);
-        if (st != R1_OK)
+        if ((st = r1_accumulate(f, s->gy, T, D, s->ffn)) != R1_OK)
+            return st;
+        r1_prof_lap(f, R1_PROFILE_SHARED, mark);
+    }
+    return R1_OK;
+}
+
+/* Router lookahead for MoE layer l, whose input is still to be computed: layer l's norm and
+ * router applied to the residual stream as it is now (the output of layer l - 1, which the
+ * attention of layer l changes little), and a prefetch of every expert that predicts for any
+ * token of the chunk, those picked by more tokens first. Nothing here reaches the logits: the
+ * buffers it uses (gx, router, sel, selw, ex_ids, ex_off) are rewritten before their next use,
+ * and a wrong prediction only costs a read. Its product is not counted as weight traffic: the
+ * router is read again, from cache, by the layer itself. */
+static r1_status r1_lookahead(r1_forward *f, r1_forward_scratch *s, int64_t l, int64_t T)
+{
+    const r1_model_config *cfg = f->cfg;
+    const r1_layer_weights *w = &f->layers[l];
+    const int64_t D = cfg->hidden_size, E = cfg->n_routed_experts, K = cfg->num_experts_per_tok;
+    const r1_op_router_params rp = r1_router_params(cfg, T);
+    r1_status st = r1_rmsnorm(f, s->h, 0, w->ffn_norm, T, D, s->gx, 0);
+    if (st == R1_OK)
+        st = r1_compute__matmul(f->compute, &w->router, s->gx, T, s->router);
+    if (st == R1_OK)
+        st = r1_compute__route(f->compute, &rp, s->router, w->router_bias, s->sel, s->selw);
+    if (st != R1_OK)
+        return st;
+    const int32_t n_used = r1_group_by_expert(s, T, K, E);
+    /* Most tokens first (a selection sort over at most E; for one token all tie), so when the
+     * budget has room for only some, it holds those most of the chunk needs. ex_off becomes
+     * each used expert's token count. */
+    for (int32_t i = 0; i < n_used; i++)
+        s->ex_off[i] = s->ex_off[i + 1] - s->ex_off[i];
+    for (int32_t i = 0; i < n_used; i++) {
+        int32_t best = i;
+        for (int32_t j = i + 1; j < n_used; j++)
+            if (s->ex_off[j] > s->ex_off[best])
+                best = j;
+        const int32_t e = s->ex_ids[best], n = s->ex_off[best];
+        s->ex_ids[best] = s->ex_ids[i];
+        s->ex_off[best] = s->ex_off[i];
+        s->ex_ids[i] = e;
+        s->ex_off[i] = n;
+        if ((st = r1_expert_cache__request(f->experts, l, e, R1_EXPERT_PREFETCH)) != R1_OK)
             return st;
     }
-    r1_prof_lap(f, R1_PROFILE_SHARED, mark);
     return R1_OK;
+}
+
+/* Whether the lookahead pays depends on things the forward pass cannot see: how well it
+ * predicts this model's routing, how skewed the routing is (a wrong prefetch takes the place
+ * of an expert that may be demanded again), and whether the drive is the bottleneck (then a
+ * wrong prefetch delays the demanded reads as much as a miss would). So it is measured: over
+ * 2 R1_PF_WINDOW passes it runs in every other pass, and whichever of the two halves waited
+ * less for expert data per token (the store's stall time) runs for the next R1_PF_EXPLOIT
+ * windows; then it is measured again, since routing changes with the text. The halves are
+ * interleaved, not one window after the other, so that both see the same state of the cache:
+ * a first window filling a cold cache would lose whatever it ran (and it was the lookahead's).
+ * Logits never depend on it. */
+static int32_t r1_prefetch_adaptive = 1;
+
+void r1_forward__set_prefetch_adaptive(int32_t on)
+{
+    r1_prefetch_adaptive = on;
+}
+
+/* Whether this pass of T tokens runs the lookahead. Prompt chunks and decoded tokens wait for
+ * different amounts of expert data per token, and the lookahead may pay for one and not the
+ * other, so each has its own gate, and only the passes of its kind count in its windows. */
+static int32_t r1_prefetch_gate(r1_forward *f, int64_t T)
+{
+    if (!r1_prefetch_adaptive)
+        return 1;
+    r1_lookahead_gate *g = &f->pf[T == 1];
+    r1_expert_cache_counters k;
+    r1_expert_cache__counters(f->experts, &k);
+    f->pf_stall0 = k.stall_ns; /* r1_prefetch_gate_end adds this pass's share */
+    if (g->left == 0) {
+        if (g->phase == R1_PF_MEASURING) {
+            /* on <= off, per token: stall_on * tokens_off <= stall_off * tokens_on */
+            g->choice = (double)g->stall_ns[1] * (double)g->tokens[0] <=
+                        (double)g->stall_ns[0] * (double)g->tokens[1];
+            g->phase = R1_PF_EXPLOITING;
+            g->left = R1_PF_WINDOW * R1_PF_EXPLOIT;
+        } else {
+            g->phase = R1_PF_MEASURING;
+            g->left = 2 * R1_PF_WINDOW;
+            g->stall_ns[0] = g->stall_ns[1] = g->tokens[0] = g->tokens[1] = 0;
+        }
+    }
+    g->left--;
+    if (g->phase == R1_PF_EXPLOITING)
+        return g->choice;
+    return g->left % 2; /* the first pass of a measurement with it */
+}
+
+/* Charges the store's stall time since the gate ran, and the pass's tokens, to this pass's
+ * kind and to the half of its measurement that look (whether it ran the lookahead) says. */
+static void r1_prefetch_gate_end(r1_forward *f, int64_t T, int32_t look)
+{
+    if (!r1_prefetch_adaptive || !f->prefetch || !f->experts_bounded)
+        return;
+    r1_lookahead_gate *g = &f->pf[T == 1];
+    if (g->phase != R1_PF_MEASURING)
+        return;
+    r1_expert_cache_counters k;
+    r1_expert_cache__counters(f->experts, &k);
+    g->stall_ns[look != 0] += k.stall_ns - f->pf_stall0;
+    g->tokens[look != 0] += (uint64_t)T;
 }
 
 /* ---- the whole model ---------------------------------------------------------------------- */
@@ -734,6 +960,8 @@ static r1_status r1_moe(r1_forward *f, r1_forward_scratch *s, int64_t l, int64_t
 r1_status r1_forward__run(r1_forward *f, r1_forward_scratch *s, r1_kv_cache *kv, const int32_t *ids,
                           int64_t T, int64_t pos0, float *logits, int32_t all_logits)
 {
+    if (f->dense != NULL)
+        return r1_forward_dense__run(f, s->dense, kv->gqa, ids, T, pos0, logits, all_logits);
     const r1_model_config *cfg = f->cfg;
     const int64_t D = cfg->hidden_size, dr = cfg->qk_rope_head_dim;
     if (T <= 0 || T > s->max_tokens || pos0 < 0 || pos0 + T > kv->n_ctx)
@@ -741,6 +969,7 @@ r1_status r1_forward__run(r1_forward *f, r1_forward_scratch *s, r1_kv_cache *kv,
                              (long long)T, (long long)pos0);
     const uint64_t start = f->prof != NULL ? r1_clock__now_ns() : 0;
     uint64_t mark = start;
+    const int32_t look = f->prefetch && f->experts_bounded && r1_prefetch_gate(f, T);
     for (int64_t t = 0; t < T; t++) {
         r1_weight_row(&f->embed, ids[t], s->h + t * D);
         r1_rope__table(&f->rope, pos0 + t, s->rope_cs + t * dr);
@@ -768,7 +997,17 @@ r1_status r1_forward__run(r1_forward *f, r1_forward_scratch *s, r1_kv_cache *kv,
             st = r1_accumulate(f, s->ffn, T, D, s->h);
         if (st != R1_OK)
             return st;
+        /* Layer l's output is known: guess the next layer's experts from it while this
+         * thread still has the attention of layer l + 1 to compute. */
+        if (look && l + 1 < cfg->num_hidden_layers && f->layers[l + 1].is_moe) {
+            r1_prof_lap(f, R1_PROFILE_OTHER, &mark);
+            if ((st = r1_lookahead(f, s, l + 1, T)) != R1_OK)
+                return st;
+            f->lookaheads++;
+            r1_prof_lap(f, R1_PROFILE_ROUTER, &mark);
+        }
     }
+    r1_prefetch_gate_end(f, T, look);
     r1_prof_lap(f, R1_PROFILE_OTHER, &mark);
     const int64_t first = all_logits ? 0 : T - 1, n_out = T - first;
     r1_status st = r1_rmsnorm(f, s->h + first * D, 0, f->final_norm, n_out, D, s->a, 0);
@@ -779,8 +1018,11 @@ r1_status r1_forward__run(r1_forward *f, r1_forward_scratch *s, r1_kv_cache *kv,
         f->prof->total_ns += mark - start;
         f->prof->n_tokens += (uint64_t)T;
         f->prof->n_chunks++;
-        f->prof->weight_bytes +=
+        const uint64_t rows =
             (uint64_t)T * r1_dtype__row_bytes(f->embed.dtype, r1_tensor__cols(&f->embed));
+        f->prof->weight_bytes += rows;
+        f->prof->embed_bytes += rows;
+        f->prof->lapped_bytes = f->prof->weight_bytes; /* no class's */
     }
     return st;
 }

@@ -6,6 +6,7 @@
 
 #include "compute.h"
 #include "container.h"
+#include "forward_dense.h"
 #include "model_config.h"
 #include "r1.h"
 #include "rope.h"
@@ -44,8 +45,18 @@ typedef struct r1_forward_profile {
     uint64_t total_ns;
     uint64_t n_tokens, n_chunks;
     uint64_t weight_bytes, expert_bytes, expert_uses;
+    /* weight_bytes split by the class whose lap follows the read (r1_prof_lap), and the
+     * embedding rows; lapped_bytes is weight_bytes at the last lap. */
+    uint64_t class_bytes[R1_PROFILE_N_CLASSES], embed_bytes, lapped_bytes;
     uint64_t *expert_tokens; /* (num_hidden_layers, n_routed_experts) tokens routed */
 } r1_forward_profile;
+
+/* One gate of the router lookahead (forward.c, r1_prefetch_gate). */
+typedef struct r1_lookahead_gate {
+    int32_t phase, left;
+    int32_t choice;                  /* while exploiting: run the lookahead */
+    uint64_t stall_ns[2], tokens[2]; /* this measurement's passes without [0] and with [1] it */
+} r1_lookahead_gate;
 
 typedef struct r1_forward {
     const r1_model_config *cfg;
@@ -58,6 +69,19 @@ typedef struct r1_forward {
     r1_tensor head;           /* (vocab_size, D) */
     r1_layer_weights *layers; /* num_hidden_layers */
     r1_forward_profile *prof; /* NULL unless profiling; owned by the caller */
+    /* Router lookahead (on after bind): once a layer's output is known, the next MoE layer's
+     * router is applied to it and the experts it predicts are prefetched. Only a bounded store
+     * can miss, so with an unbounded one (experts_bounded 0) the lookahead never runs. */
+    int32_t prefetch;
+    int32_t experts_bounded;
+    /* The lookahead's gate (forward.c, r1_prefetch_gate), one for prompt chunks ([0]) and one
+     * for decoded tokens ([1]): its phase, passes left in it, and what it measured or chose.
+     * stall0 is the store's stall time when the current pass began. lookaheads counts layers
+     * whose experts the lookahead predicted. */
+    r1_lookahead_gate pf[2];
+    uint64_t pf_stall0;
+    uint64_t lookaheads;
+    r1_dense *dense; /* the dense architectures (forward_dense.c); NULL for MoE */
 } r1_forward;
 
 /* Resolves and checks every weight the forward pass reads: R1_ERR_NOT_FOUND naming a missing
@@ -68,6 +92,9 @@ void r1_forward__unbind(r1_forward *f);
 /* Largest total size of the float32 copies of W_UK that binding makes (default 256 MiB);
  * process-wide, for tests: 0 makes every pass transpose W_UK into scratch instead. */
 void r1_forward__set_uk_copy_limit(uint64_t bytes);
+/* Whether the lookahead measures its worth and runs only where it shortens the waits for
+ * expert data (1, the default), or runs in every pass (0); process-wide, for tests. */
+void r1_forward__set_prefetch_adaptive(int32_t on);
 
 /* The latent cache of docs/model.md §2.6: per layer and position, RMSNorm(c_kv) followed by the
  * rotated k_pe, in float32 (kv_lora_rank + qk_rope_head_dim values per token and layer). One row
@@ -76,9 +103,14 @@ typedef struct r1_kv_cache {
     int64_t n_ctx;
     float *lat;  /* (layers, n_ctx, kv_lora_rank + qk_rope_head_dim) */
     uint64_t id; /* unique within the process: a device keys its mirror of lat by it */
+    /* The dense architectures' cache instead of lat (forward_dense.h). */
+    r1_gqa_cache *gqa;
 } r1_kv_cache;
 
-r1_status r1_kv_cache__create(r1_kv_cache *kv, const r1_model_config *cfg, int64_t n_ctx);
+/* dtype: the cache's value type (R1_DTYPE_*), or -1 for the model's default (f32 latent for MLA,
+ * f16 for grouped-query attention); R1_ERR_UNSUPPORTED for a type the model cannot keep. */
+r1_status r1_kv_cache__create(r1_kv_cache *kv, const r1_model_config *cfg, int64_t n_ctx,
+                              int32_t dtype);
 void r1_kv_cache__destroy(r1_kv_cache *kv);
 
 /* Working memory for chunks of up to max_tokens tokens at a time. */

@@ -7,16 +7,26 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "budget.h"
 #include "dtype.h"
 #include "error.h"
+#include "expert_policy.h"
 
 struct r1_model_opts {
     uint64_t expert_cache_bytes;
     uint64_t device_expert_cache_bytes; /* 0: bounded by the device's memory */
+    /* r1_model_opts_set_expert_cache_auto: size the budget at load (budget.h), leaving KV room
+     * for expert_cache_auto_context tokens (0: the default context). */
+    int32_t expert_cache_auto;
+    int32_t expert_cache_auto_context;
+    int32_t expert_policy; /* R1_CACHE_POLICY_* + 1; 0: R1_CACHE_POLICY_DEFAULT */
     int32_t verify_weights;
     int32_t n_threads; /* 0: one per core */
     char backend[32];  /* "" : cpu */
     char device[256];  /* "" : the backend's default device */
+    /* Router lookahead off (r1_model_opts_set_expert_prefetch); zeroed options leave it on. */
+    int32_t no_expert_prefetch;
+    int32_t expert_io_threads; /* 0: R1_EXPERT_IO_WORKERS_DEFAULT */
 };
 
 struct r1_model {
@@ -25,6 +35,7 @@ struct r1_model {
     r1_expert_cache *experts;
     r1_tokenizer *tokenizer;
     r1_compute compute;
+    int32_t expert_prefetch; /* whether sessions run the router lookahead */
 };
 
 R1_API r1_status r1_model_opts_create(r1_model_opts **out)
@@ -47,6 +58,39 @@ R1_API r1_status r1_model_opts_set_expert_cache_bytes(r1_model_opts *opts, uint6
     if (opts == NULL)
         return r1_error__set(R1_ERR_INVALID_ARG, "opts is NULL");
     opts->expert_cache_bytes = bytes;
+    opts->expert_cache_auto = 0;
+    return R1_OK;
+}
+
+/* The public policy numbers are the store's (expert_policy.h). */
+_Static_assert((int)R1_CACHE_POLICY_LRU == (int)R1_EXPERT_POLICY_LRU &&
+                   (int)R1_CACHE_POLICY_DEFAULT == (int)R1_EXPERT_POLICY_DEFAULT,
+               "r1.h and expert_policy.h number the policies alike");
+
+R1_API r1_status r1_model_opts_set_expert_cache_policy(r1_model_opts *opts, int32_t policy)
+{
+    r1_error__clear();
+    if (opts == NULL)
+        return r1_error__set(R1_ERR_INVALID_ARG, "opts is NULL");
+    if (policy != R1_CACHE_POLICY_LRU && policy != R1_CACHE_POLICY_DEFAULT)
+        return r1_error__set(R1_ERR_INVALID_ARG,
+                             "expert cache policy %d is neither R1_CACHE_POLICY_DEFAULT (1) nor "
+                             "R1_CACHE_POLICY_LRU (0)",
+                             (int)policy);
+    opts->expert_policy = policy + 1;
+    return R1_OK;
+}
+
+R1_API r1_status r1_model_opts_set_expert_cache_auto(r1_model_opts *opts, int32_t context_tokens)
+{
+    r1_error__clear();
+    if (opts == NULL)
+        return r1_error__set(R1_ERR_INVALID_ARG, "opts is NULL");
+    if (context_tokens < 0)
+        return r1_error__set(R1_ERR_INVALID_ARG, "context of %d tokens is negative",
+                             (int)context_tokens);
+    opts->expert_cache_auto = 1;
+    opts->expert_cache_auto_context = context_tokens;
     return R1_OK;
 }
 
@@ -82,6 +126,29 @@ R1_API r1_status r1_model_opts_set_threads(r1_model_opts *opts, int32_t n_thread
     return R1_OK;
 }
 
+R1_API r1_status r1_model_opts_set_expert_io_threads(r1_model_opts *opts, int32_t n_threads)
+{
+    r1_error__clear();
+    if (opts == NULL)
+        return r1_error__set(R1_ERR_INVALID_ARG, "opts is NULL");
+    if (n_threads < 0 || n_threads > R1_EXPERT_IO_WORKERS_MAX)
+        return r1_error__set(R1_ERR_INVALID_ARG, "expert I/O thread count %d is outside 0..%d",
+                             (int)n_threads, R1_EXPERT_IO_WORKERS_MAX);
+    opts->expert_io_threads = n_threads;
+    return R1_OK;
+}
+
+R1_API r1_status r1_model_opts_set_expert_prefetch(r1_model_opts *opts, int32_t on)
+{
+    r1_error__clear();
+    if (opts == NULL)
+        return r1_error__set(R1_ERR_INVALID_ARG, "opts is NULL");
+    if (on != 0 && on != 1)
+        return r1_error__set(R1_ERR_INVALID_ARG, "on must be 0 or 1, not %d", (int)on);
+    opts->no_expert_prefetch = !on;
+    return R1_OK;
+}
+
 R1_API r1_status r1_model_opts_set_backend(r1_model_opts *opts, const char *name)
 {
     r1_error__clear();
@@ -107,6 +174,20 @@ R1_API r1_status r1_model_opts_set_device(r1_model_opts *opts, const char *devic
         return r1_error__set(R1_ERR_INVALID_ARG, "device name '%.40s...' is too long", device);
     snprintf(opts->device, sizeof opts->device, "%s", device != NULL ? device : "");
     return R1_OK;
+}
+
+/* The expert budget the options ask for: their bytes, or the auto budget (budget.h). */
+static r1_status model_expert_budget(const r1_container *c, const r1_model_opts *opts,
+                                     uint64_t *out)
+{
+    *out = opts->expert_cache_bytes;
+    if (!opts->expert_cache_auto)
+        return R1_OK;
+    r1_budget_parts parts;
+    r1_status st =
+        r1_budget__auto(c, r1_budget__mem_available(), opts->expert_cache_auto_context, &parts);
+    *out = parts.budget;
+    return st;
 }
 
 static void model_free(r1_model *m)
@@ -153,12 +234,18 @@ R1_API r1_status r1_model_load(r1_model **out, const char *path_utf8, r1_backend
     if (m == NULL)
         return r1_error__set(R1_ERR_NO_MEMORY, "out of memory");
     atomic_init(&m->refs, 1);
+    m->expert_prefetch = !opts->no_expert_prefetch;
+    uint64_t expert_budget = 0;
     r1_status st = r1_container__open(&m->c, path_utf8);
     if (st == R1_OK && opts->verify_weights)
         for (int32_t i = 0; i < r1_container__n_tensors(m->c) && st == R1_OK; i++)
             st = r1_container__verify_tensor(m->c, i);
     if (st == R1_OK)
-        st = r1_expert_cache__create(&m->experts, m->c, opts->expert_cache_bytes);
+        st = model_expert_budget(m->c, opts, &expert_budget);
+    if (st == R1_OK)
+        st = r1_expert_cache__create2(&m->experts, m->c, expert_budget, opts->expert_io_threads,
+                                      opts->expert_policy ? opts->expert_policy - 1
+                                                          : R1_EXPERT_POLICY_DEFAULT);
     if (st == R1_OK)
         st = load_tokenizer(m);
     if (st == R1_OK)
@@ -217,6 +304,11 @@ const r1_tokenizer *r1_model__tokenizer(const r1_model *m)
 r1_compute *r1_model__compute(r1_model *m)
 {
     return &m->compute;
+}
+
+int32_t r1_model__expert_prefetch(const r1_model *m)
+{
+    return m->expert_prefetch;
 }
 
 const r1_model_config *r1_model__config(const r1_model *m)
@@ -310,6 +402,13 @@ R1_API r1_status r1_model_get_expert_cache_stats(const r1_model *model,
     v.current_bytes = k.current_bytes;
     v.peak_bytes = k.peak_bytes;
     v.budget_bytes = k.budget_bytes;
+    v.prefetch_issued = k.prefetch_issued;
+    v.prefetch_used = k.prefetch_used;
+    v.prefetch_wasted_bytes = k.prefetch_wasted_bytes;
+    v.misses_prefetched = k.demand_misses_prefetched;
+    v.stall_ns = k.stall_ns;
+    v.io_workers = (uint32_t)k.io_workers;
+    v.direct_io = (uint32_t)k.direct_io;
     memcpy(stats, &v, v.struct_size);
     return R1_OK;
 }

@@ -16,6 +16,8 @@ const r1_tokenizer *r1_model__tokenizer(const r1_model *m);
 const r1_model_config *r1_model__config(const r1_model *m);
 /* The device the model's ops run on (shared by its sessions; the backends lock internally). */
 r1_compute *r1_model__compute(r1_model *m);
+/* 1 unless the options turned the router lookahead off (r1_model_opts_set_expert_prefetch). */
+int32_t r1_model__expert_prefetch(const r1_model *m);
 
 /* Reference counting: a session retains its model and releases it when destroyed; the model is
  * freed when the last reference goes (r1_model_destroy drops the creator's reference).

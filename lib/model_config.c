@@ -16,20 +16,20 @@
 static const r1_config_field config_fields[] = {
     F("hidden_size", R1_CONFIG_I64, hidden_size, 1, 0),
     F("intermediate_size", R1_CONFIG_I64, intermediate_size, 1, 0),
-    F("moe_intermediate_size", R1_CONFIG_I64, moe_intermediate_size, 1, 0),
+    F("moe_intermediate_size", R1_CONFIG_I64, moe_intermediate_size, R1_CONFIG_REQUIRED_MOE, 0),
     F("num_hidden_layers", R1_CONFIG_I64, num_hidden_layers, 1, 0),
     F("first_k_dense_replace", R1_CONFIG_I64, first_k_dense_replace, 0, 0),
     F("moe_layer_freq", R1_CONFIG_I64, moe_layer_freq, 0, 1),
-    F("n_routed_experts", R1_CONFIG_I64, n_routed_experts, 1, 0),
+    F("n_routed_experts", R1_CONFIG_I64, n_routed_experts, R1_CONFIG_REQUIRED_MOE, 0),
     F("n_shared_experts", R1_CONFIG_I64, n_shared_experts, 0, 0),
-    F("num_experts_per_tok", R1_CONFIG_I64, num_experts_per_tok, 1, 0),
+    F("num_experts_per_tok", R1_CONFIG_I64, num_experts_per_tok, R1_CONFIG_REQUIRED_MOE, 0),
     F("n_group", R1_CONFIG_I64, n_group, 0, 1),
     F("topk_group", R1_CONFIG_I64, topk_group, 0, 1),
     F("q_lora_rank", R1_CONFIG_I64, q_lora_rank, 0, 0),
-    F("kv_lora_rank", R1_CONFIG_I64, kv_lora_rank, 1, 0),
-    F("qk_nope_head_dim", R1_CONFIG_I64, qk_nope_head_dim, 1, 0),
-    F("qk_rope_head_dim", R1_CONFIG_I64, qk_rope_head_dim, 1, 0),
-    F("v_head_dim", R1_CONFIG_I64, v_head_dim, 1, 0),
+    F("kv_lora_rank", R1_CONFIG_I64, kv_lora_rank, R1_CONFIG_REQUIRED_MOE, 0),
+    F("qk_nope_head_dim", R1_CONFIG_I64, qk_nope_head_dim, R1_CONFIG_REQUIRED_MOE, 0),
+    F("qk_rope_head_dim", R1_CONFIG_I64, qk_rope_head_dim, R1_CONFIG_REQUIRED_MOE, 0),
+    F("v_head_dim", R1_CONFIG_I64, v_head_dim, R1_CONFIG_REQUIRED_MOE, 0),
     F("num_attention_heads", R1_CONFIG_I64, num_attention_heads, 1, 0),
     F("num_key_value_heads", R1_CONFIG_I64, num_key_value_heads, 0, 0),
     F("vocab_size", R1_CONFIG_I64, vocab_size, 1, 0),
@@ -51,6 +51,9 @@ static const r1_config_field config_fields[] = {
     F("rope_scaling.beta_slow", R1_CONFIG_F64, rope_beta_slow, 0, 1.0),
     F("rope_scaling.mscale", R1_CONFIG_F64, rope_mscale, 0, 1.0),
     F("rope_scaling.mscale_all_dim", R1_CONFIG_F64, rope_mscale_all_dim, 0, 0.0),
+    F("head_dim", R1_CONFIG_I64, head_dim, 0, 0),
+    F("rope_scaling.low_freq_factor", R1_CONFIG_F64, rope_low_freq_factor, 0, 1.0),
+    F("rope_scaling.high_freq_factor", R1_CONFIG_F64, rope_high_freq_factor, 0, 4.0),
     F("model_type", R1_CONFIG_STR, architecture, 1, 0),
     F("topk_method", R1_CONFIG_STR, topk_method, 0, 0),
     F("scoring_func", R1_CONFIG_STR, scoring_func, 0, 0),
@@ -73,6 +76,8 @@ typedef struct enum_name {
 static const enum_name enum_names[] = {
     {"model_type", "deepseek_v3", R1_ARCH_DEEPSEEK_V3},
     {"model_type", "deepseek_v2", R1_ARCH_DEEPSEEK_V2},
+    {"model_type", "qwen2", R1_ARCH_QWEN2},
+    {"model_type", "llama", R1_ARCH_LLAMA},
     {"topk_method", "greedy", R1_TOPK_GREEDY},
     {"topk_method", "group_limited_greedy", R1_TOPK_GROUP_LIMITED_GREEDY},
     {"topk_method", "noaux_tc", R1_TOPK_NOAUX_TC},
@@ -80,6 +85,7 @@ static const enum_name enum_names[] = {
     {"scoring_func", "sigmoid", R1_SCORING_SIGMOID},
     {"rope_scaling.type", "none", R1_ROPE_NONE},
     {"rope_scaling.type", "yarn", R1_ROPE_YARN},
+    {"rope_scaling.type", "llama3", R1_ROPE_LLAMA3},
 };
 enum { N_ENUM_NAMES = sizeof enum_names / sizeof enum_names[0] };
 
@@ -109,7 +115,8 @@ r1_status r1_model_config__set_string(r1_model_config *cfg, const char *key, con
             return R1_OK;
         }
     return r1_error__set(R1_ERR_UNSUPPORTED, "unsupported %s '%.64s'%s", key, value,
-                         slot == &cfg->arch ? " (supported: deepseek_v3, deepseek_v2)" : "");
+                         slot == &cfg->arch ? " (supported: deepseek_v3, deepseek_v2, qwen2, llama)"
+                                            : "");
 }
 
 const char *r1_model_config__get_string(const r1_model_config *cfg, const char *key)
@@ -121,6 +128,11 @@ const char *r1_model_config__get_string(const r1_model_config *cfg, const char *
         if (strcmp(enum_names[i].key, key) == 0 && enum_names[i].value == *slot)
             return enum_names[i].text;
     return NULL;
+}
+
+int32_t r1_model_config__is_dense(const r1_model_config *cfg)
+{
+    return cfg->arch == R1_ARCH_QWEN2 || cfg->arch == R1_ARCH_LLAMA;
 }
 
 int64_t r1_model_config__n_layers_stored(const r1_model_config *cfg)
@@ -143,8 +155,63 @@ int32_t r1_model_config__layer_is_moe(const r1_model_config *cfg, int64_t layer)
             return r1_error__set(R1_ERR_FORMAT, "invalid model config: " __VA_ARGS__);             \
     } while (0)
 
+/* The dense architectures (docs/model.md §7): no experts, no latent attention, grouped-query
+ * attention with head_dim-wide heads. */
+static r1_status r1_validate_dense(const r1_model_config *c)
+{
+    const int64_t big = INT64_C(1) << 24;
+    const struct {
+        const char *name;
+        int64_t v;
+        int64_t lo, hi;
+    } dims[] = {
+        {"hidden_size", c->hidden_size, 1, big},
+        {"intermediate_size", c->intermediate_size, 1, big},
+        {"num_hidden_layers", c->num_hidden_layers, 1, 4096},
+        {"num_attention_heads", c->num_attention_heads, 1, 4096},
+        {"num_key_value_heads", c->num_key_value_heads, 1, 4096},
+        {"head_dim", c->head_dim, 2, 2 * 128}, /* rope tables hold up to 128 pairs */
+        {"vocab_size", c->vocab_size, 1, big},
+        {"max_position_embeddings", c->max_position_embeddings, 1, big},
+        {"n_routed_experts", c->n_routed_experts, 0, 0},
+        {"num_nextn_predict_layers", c->num_nextn_predict_layers, 0, 0},
+        {"n_tokenizer_ids", c->n_tokenizer_ids, 0, big},
+    };
+    for (size_t i = 0; i < sizeof dims / sizeof dims[0]; i++)
+        CHECK(dims[i].v >= dims[i].lo && dims[i].v <= dims[i].hi,
+              "%s = %lld is outside [%lld, %lld]", dims[i].name, (long long)dims[i].v,
+              (long long)dims[i].lo, (long long)dims[i].hi);
+    CHECK(c->num_attention_heads % c->num_key_value_heads == 0,
+          "num_attention_heads %lld not divisible by num_key_value_heads %lld",
+          (long long)c->num_attention_heads, (long long)c->num_key_value_heads);
+    CHECK(c->head_dim % 2 == 0, "head_dim %lld is odd", (long long)c->head_dim);
+    CHECK(c->tie_word_embeddings == 0 || c->tie_word_embeddings == 1, "tie_word_embeddings");
+    CHECK(c->fp8_block_size == 0 || c->fp8_block_size == 128, "fp8_block_size %lld",
+          (long long)c->fp8_block_size);
+    CHECK(c->rope_scaling == R1_ROPE_NONE || c->rope_scaling == R1_ROPE_LLAMA3,
+          "rope_scaling must be none or llama3 for %s", c->architecture);
+    CHECK(isfinite(c->rms_norm_eps) && c->rms_norm_eps > 0 && c->rms_norm_eps < 1,
+          "rms_norm_eps %g", c->rms_norm_eps);
+    CHECK(isfinite(c->rope_theta) && c->rope_theta > 1, "rope_theta %g", c->rope_theta);
+    if (c->rope_scaling == R1_ROPE_LLAMA3) {
+        CHECK(isfinite(c->rope_factor) && c->rope_factor >= 1, "rope_scaling.factor %g",
+              c->rope_factor);
+        CHECK(isfinite(c->rope_low_freq_factor) && isfinite(c->rope_high_freq_factor) &&
+                  c->rope_low_freq_factor > 0 && c->rope_high_freq_factor > c->rope_low_freq_factor,
+              "llama3 rope needs 0 < low_freq_factor < high_freq_factor (%g, %g)",
+              c->rope_low_freq_factor, c->rope_high_freq_factor);
+        CHECK(c->rope_original_max_position_embeddings >= 1 &&
+                  c->rope_original_max_position_embeddings <= big,
+              "rope_scaling.original_max_position_embeddings %lld",
+              (long long)c->rope_original_max_position_embeddings);
+    }
+    return R1_OK;
+}
+
 r1_status r1_model_config__validate(const r1_model_config *c)
 {
+    if (r1_model_config__is_dense(c))
+        return r1_validate_dense(c);
     const int64_t big = INT64_C(1) << 24; /* no dimension of a real model comes near */
     const struct {
         const char *name;
@@ -223,6 +290,26 @@ static cJSON *json_path(cJSON *root, const char *key)
     return cJSON_IsObject(sub) ? cJSON_GetObjectItemCaseSensitive(sub, dot + 1) : NULL;
 }
 
+/* What a dense config.json leaves implicit: the key/value heads (all heads: no grouping) and
+ * the head width; and the module options libr1 does not implement, refused by name. */
+static r1_status r1_dense_defaults(r1_model_config *cfg, cJSON *root)
+{
+    if (cfg->num_key_value_heads == 0)
+        cfg->num_key_value_heads = cfg->num_attention_heads;
+    if (cfg->head_dim == 0 && cfg->num_attention_heads > 0)
+        cfg->head_dim = cfg->hidden_size / cfg->num_attention_heads;
+    /* Qwen2 always has q/k/v biases and nothing else; Llama has none unless these say so. */
+    static const char *const refused[] = {"attention_bias", "mlp_bias", "use_sliding_window"};
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++)
+        if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, refused[i])))
+            return r1_error__set(R1_ERR_UNSUPPORTED, "%s: '%s' true is not supported",
+                                 cfg->architecture, refused[i]);
+    cJSON *act = cJSON_GetObjectItemCaseSensitive(root, "hidden_act");
+    if (act != NULL && (!cJSON_IsString(act) || strcmp(act->valuestring, "silu") != 0))
+        return r1_error__set(R1_ERR_UNSUPPORTED, "%s: hidden_act must be silu", cfg->architecture);
+    return R1_OK;
+}
+
 r1_status r1_model_config__from_json(r1_model_config *cfg, const char *text, size_t len)
 {
     memset(cfg, 0, sizeof *cfg);
@@ -265,7 +352,8 @@ r1_status r1_model_config__from_json(r1_model_config *cfg, const char *text, siz
         }
         double value;
         if (v == NULL || cJSON_IsNull(v)) {
-            if (f[i].required) {
+            if (f[i].required == R1_CONFIG_REQUIRED ||
+                (f[i].required == R1_CONFIG_REQUIRED_MOE && !r1_model_config__is_dense(cfg))) {
                 st = r1_error__set(R1_ERR_FORMAT, "config.json lacks '%s'", f[i].key);
                 break;
             }
@@ -293,6 +381,8 @@ r1_status r1_model_config__from_json(r1_model_config *cfg, const char *text, siz
         goto done;
     if (cfg->rope_mscale_all_dim == 0 && json_path(root, "rope_scaling.mscale_all_dim") == NULL)
         cfg->rope_mscale_all_dim = cfg->rope_mscale;
+    if (r1_model_config__is_dense(cfg) && (st = r1_dense_defaults(cfg, root)) != R1_OK)
+        goto done;
     cJSON *qc = cJSON_GetObjectItemCaseSensitive(root, "quantization_config");
     if (cJSON_IsObject(qc)) {
         cJSON *method = cJSON_GetObjectItemCaseSensitive(qc, "quant_method");

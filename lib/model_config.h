@@ -8,10 +8,12 @@
 
 #include "r1.h"
 
-enum { R1_ARCH_DEEPSEEK_V3 = 1, R1_ARCH_DEEPSEEK_V2 = 2 };
+/* The dense distills (Qwen2, Llama-3) follow the MoE models; lib/model_schema.c describes each
+ * architecture's tensors. */
+enum { R1_ARCH_DEEPSEEK_V3 = 1, R1_ARCH_DEEPSEEK_V2 = 2, R1_ARCH_QWEN2 = 3, R1_ARCH_LLAMA = 4 };
 enum { R1_TOPK_GREEDY = 0, R1_TOPK_GROUP_LIMITED_GREEDY = 1, R1_TOPK_NOAUX_TC = 2 };
 enum { R1_SCORING_SOFTMAX = 0, R1_SCORING_SIGMOID = 1 };
-enum { R1_ROPE_NONE = 0, R1_ROPE_YARN = 1 };
+enum { R1_ROPE_NONE = 0, R1_ROPE_YARN = 1, R1_ROPE_LLAMA3 = 2 };
 
 /* Every config.json field of docs/model.md §1.1 that changes the math. Integer fields absent from
  * config.json take the value noted; q_lora_rank 0 means "no q LoRA" (plain q_proj). */
@@ -57,6 +59,10 @@ typedef struct r1_model_config {
     double rope_beta_slow;
     double rope_mscale;
     double rope_mscale_all_dim;
+    /* The dense architectures (docs/model.md §7); 0 / defaults for the MoE ones. */
+    int64_t head_dim;             /* per attention head; 0 in config.json: hidden / heads */
+    double rope_low_freq_factor;  /* llama3 rope scaling */
+    double rope_high_freq_factor; /* llama3 rope scaling */
 } r1_model_config;
 
 /* One stored field: the .r1m metadata key is "config." + key; for the converter, key is the
@@ -65,10 +71,13 @@ typedef struct r1_config_field {
     const char *key;
     int32_t kind; /* R1_CONFIG_I64, R1_CONFIG_F64, R1_CONFIG_STR */
     size_t offset;
-    int32_t required; /* 1: must be present; 0: the default below applies */
+    int32_t required; /* R1_CONFIG_REQUIRED*: must be present; 0: the default below applies */
     double default_value;
 } r1_config_field;
 enum { R1_CONFIG_I64 = 1, R1_CONFIG_F64 = 2, R1_CONFIG_STR = 3 };
+/* Required by every architecture, or by the MoE ones only (absent from a dense config.json;
+ * stored all the same, as 0, so a .r1m always holds every field). */
+enum { R1_CONFIG_REQUIRED = 1, R1_CONFIG_REQUIRED_MOE = 2 };
 
 /* The table of stored fields, in storage order. String fields (topk_method, scoring_func,
  * rope_scaling.type) are stored as text and converted with r1_model_config__set_string. */
@@ -87,6 +96,9 @@ r1_status r1_model_config__from_json(r1_model_config *cfg, const char *text, siz
 
 /* Consistency checks (positive sizes, divisibility, ranges). R1_ERR_FORMAT with the field. */
 r1_status r1_model_config__validate(const r1_model_config *cfg);
+
+/* 1 for the dense architectures (Qwen2, Llama-3: lib/forward_dense.c), 0 for the MoE ones. */
+int32_t r1_model_config__is_dense(const r1_model_config *cfg);
 
 /* 1 when layer l (0 <= l < num_hidden_layers + num_nextn_predict_layers) has a MoE FFN. */
 int32_t r1_model_config__layer_is_moe(const r1_model_config *cfg, int64_t layer);

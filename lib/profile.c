@@ -59,8 +59,11 @@ R1_API r1_status r1_session_get_profile(const r1_session *s, r1_session_profile 
         p.expert_bytes = k->expert_bytes;
         p.expert_uses = k->expert_uses;
         p.total_ms = (double)k->total_ns / 1e6;
-        for (int i = 0; i < R1_PROFILE_N_CLASSES; i++)
+        for (int i = 0; i < R1_PROFILE_N_CLASSES; i++) {
             p.ms[i] = (double)k->ns[i] / 1e6;
+            p.class_weight_bytes[i] = k->class_bytes[i];
+        }
+        p.embed_bytes = k->embed_bytes;
     }
     memcpy(out, &p, p.struct_size);
     return R1_OK;

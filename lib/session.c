@@ -2,7 +2,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dtype.h"
 #include "error.h"
+#include "forward_dense.h"
 #include "generate.h"
 #include "model.h"
 #include "r1.h"
@@ -42,6 +44,25 @@ R1_API r1_status r1_session_opts_set_logits_all(r1_session_opts *opts, int32_t o
     if (opts == NULL)
         return r1_error__set(R1_ERR_INVALID_ARG, "r1_session_opts_set_logits_all: opts is NULL");
     opts->logits_all = on != 0;
+    return R1_OK;
+}
+
+R1_API r1_status r1_session_opts_set_cache_type(r1_session_opts *opts, const char *type)
+{
+    r1_error__clear();
+    if (opts == NULL)
+        return r1_error__set(R1_ERR_INVALID_ARG, "r1_session_opts_set_cache_type: opts is NULL");
+    if (type == NULL) {
+        opts->cache_dtype = 0;
+        return R1_OK;
+    }
+    const int32_t dt = r1_dtype__from_name(type);
+    if (!r1_gqa_cache__valid_dtype(dt))
+        return r1_error__set(R1_ERR_INVALID_ARG,
+                             "r1_session_opts_set_cache_type: unknown cache type \"%.32s\" (f16, "
+                             "q8_0 or f32)",
+                             type);
+    opts->cache_dtype = dt + 1;
     return R1_OK;
 }
 
@@ -92,10 +113,11 @@ R1_API r1_status r1_session_create(r1_session **out, r1_model *model, const r1_s
     int64_t chunk = n_ctx < R1_SESSION_CHUNK ? n_ctx : R1_SESSION_CHUNK;
     r1_status st = r1_forward__bind(&s->forward, r1_model__container(model),
                                     r1_model__experts(model), r1_model__compute(model));
+    s->forward.prefetch = r1_model__expert_prefetch(model);
     if (st == R1_OK)
         st = r1_forward_scratch__create(&s->scratch, cfg, chunk, n_ctx);
     if (st == R1_OK)
-        st = r1_kv_cache__create(&s->kv, cfg, n_ctx);
+        st = r1_kv_cache__create(&s->kv, cfg, n_ctx, opts ? opts->cache_dtype - 1 : -1);
     if (st == R1_OK && (s->tokens = malloc((size_t)n_ctx * sizeof *s->tokens)) == NULL)
         st = r1_error__set(R1_ERR_NO_MEMORY, "cannot allocate the token history");
     if (st != R1_OK) {

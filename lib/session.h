@@ -16,6 +16,7 @@ enum { R1_SESSION_CHUNK = 512, R1_SESSION_DEFAULT_CTX = 4096 };
 struct r1_session_opts {
     int32_t n_ctx; /* 0: not set, the default R1_SESSION_DEFAULT_CTX capped at the model's */
     int32_t logits_all;
+    int32_t cache_dtype; /* R1_DTYPE_* + 1; 0: the model's default */
 };
 
 typedef struct r1_sampler r1_sampler;

@@ -3,6 +3,7 @@
 #include "tokenizer.h"
 
 #include "error.h"
+#include "tokenizer_normalize.h"
 #include "tokenizer_unicode.h"
 
 #include <pcre2.h>
@@ -103,6 +104,8 @@ r1_status r1_tokenizer__spec_validate(const r1_tokenizer_spec *s)
         return r1_error__set(R1_ERR_FORMAT, "tokenizer: unk/bos/eos id out of range");
     if ((s->ignore_merges | s->add_bos | s->add_eos) > 1)
         return r1_error__set(R1_ERR_FORMAT, "tokenizer: bad flags");
+    if (s->normalizer > R1_TOKENIZER_NORM_NFC)
+        return r1_error__set(R1_ERR_FORMAT, "tokenizer: bad normalizer %u", s->normalizer);
     if (s->chat_template_len && !s->chat_template)
         return r1_error__set(R1_ERR_FORMAT, "tokenizer: chat template missing");
     return R1_OK;
@@ -358,6 +361,7 @@ struct r1_tokenizer {
     pcre2_code *gpt2_re; /* ByteLevel use_regex */
     int32_t unk_id, bos_id, eos_id;
     uint8_t ignore_merges;
+    uint8_t normalizer; /* R1_TOKENIZER_NORM_* */
     char *chat_template;
     pthread_mutex_t cache_lock;
     cache_entry *cache;
@@ -739,13 +743,32 @@ static int cmp_u32_desc(const void *a, const void *b)
     return x < y ? 1 : x > y ? -1 : 0;
 }
 
+/* The text an added token of the set is matched by: its content, normalized for the tokens
+ * matched in normalized text (HF normalizes them when it builds its added vocabulary). *norm is
+ * a malloc'd copy or NULL when the content is that text already. */
+static r1_status added_match_text(const r1_tokenizer *tok, const r1_tokenizer_added *a, char **norm,
+                                  size_t *len)
+{
+    *norm = NULL;
+    *len = a->content_len;
+    if (a->normalized && tok->normalizer == R1_TOKENIZER_NORM_NFC)
+        return r1_tokenizer__nfc(a->content, a->content_len, norm, len);
+    return R1_OK;
+}
+
 static r1_status build_added_set(r1_tokenizer *tok, added_set *set, uint8_t normalized)
 {
     uint64_t total = 0;
     for (uint32_t i = 0; i < tok->n_added; i++)
         if (tok->added[i].normalized == normalized) {
+            char *norm;
+            size_t len;
+            r1_status st = added_match_text(tok, &tok->added[i], &norm, &len);
+            if (st != R1_OK)
+                return st;
+            free(norm);
             set->n++;
-            total += tok->added[i].content_len;
+            total += len;
         }
     set->index = malloc((set->n + 1) * sizeof *set->index);
     set->off = malloc((set->n + 1) * sizeof *set->off);
@@ -759,19 +782,26 @@ static r1_status build_added_set(r1_tokenizer *tok, added_set *set, uint8_t norm
         const r1_tokenizer_added *a = &tok->added[i];
         if (a->normalized != normalized)
             continue;
+        char *norm;
+        size_t len;
+        r1_status st = added_match_text(tok, a, &norm, &len);
+        if (st != R1_OK)
+            return st;
+        const char *text = norm ? norm : a->content;
         set->index[k] = i;
-        memcpy(set->bytes + set->off[k], a->content, a->content_len);
-        set->off[k + 1] = set->off[k] + a->content_len;
-        set->first[(uint8_t)a->content[0]] = 1;
+        memcpy(set->bytes + set->off[k], text, len);
+        set->off[k + 1] = set->off[k] + len;
+        set->first[(uint8_t)text[0]] = 1;
+        free(norm);
         /* A later duplicate replaces an earlier one, as in HF's added vocabulary. */
         int64_t old = strmap_insert(&set->map, set->bytes, set->off, k);
         if (old >= 0)
             set->index[old] = i;
         int seen = 0;
         for (uint32_t j = 0; j < set->n_lens; j++)
-            seen |= set->lens[j] == a->content_len;
+            seen |= set->lens[j] == len;
         if (!seen)
-            set->lens[set->n_lens++] = a->content_len;
+            set->lens[set->n_lens++] = (uint32_t)len;
         k++;
     }
     qsort(set->lens, set->n_lens, sizeof *set->lens, cmp_u32_desc);
@@ -966,6 +996,7 @@ r1_status r1_tokenizer__create(r1_tokenizer **out, const r1_tokenizer_spec *spec
     tok->bos_id = spec->bos_id;
     tok->eos_id = spec->eos_id;
     tok->ignore_merges = spec->ignore_merges;
+    tok->normalizer = spec->normalizer;
     build_byte_level(tok);
     st = build_vocab(tok, spec);
     if (st == R1_OK)
@@ -1486,23 +1517,37 @@ static int find_added(const r1_tokenizer *tok, const added_set *set, const char 
     return 0;
 }
 
-/* Second pass: tokens with normalized == 1 in the text left by the first pass. */
-static r1_status encode_pass2(enc_ctx *c, const char *text, size_t n, uint32_t flags)
+/* Second pass, on the text left by the first one, normalized (as HF normalizes each stretch
+ * between the added tokens that skip normalization): the tokens with normalized == 1. */
+static r1_status encode_pass2(enc_ctx *c, const char *text_in, size_t n_in, uint32_t flags)
 {
-    size_t pos = 0;
+    const char *text = text_in;
+    size_t n = n_in, pos = 0;
+    char *norm = NULL;
+    r1_status st = R1_OK;
+    if (c->tok->normalizer == R1_TOKENIZER_NORM_NFC && n_in > 0) {
+        st = r1_tokenizer__nfc(text_in, n_in, &norm, &n);
+        if (st != R1_OK)
+            return st;
+        if (norm)
+            text = norm;
+    }
     while (pos < n) {
         size_t m0, m1;
         int32_t id;
         if (!find_added(c->tok, &c->tok->sets[1], text, n, pos, flags, &m0, &m1, &id))
             break;
-        r1_status st = encode_plain(c, text + pos, m0 - pos);
+        st = encode_plain(c, text + pos, m0 - pos);
         if (st == R1_OK)
             st = emit(c, id);
         if (st != R1_OK)
-            return st;
+            break;
         pos = m1;
     }
-    return encode_plain(c, text + pos, n - pos);
+    if (st == R1_OK)
+        st = encode_plain(c, text + pos, n - pos);
+    free(norm);
+    return st;
 }
 
 /* HF matches added tokens that skip normalization on the raw text first, then the others on

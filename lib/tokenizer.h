@@ -79,6 +79,7 @@ typedef struct r1_tokenizer_spec {
     r1_tokenizer_step *steps;
     int32_t unk_id;           /* -1 when none */
     uint8_t ignore_merges;    /* BPE: emit a piece that is a vocab entry as is */
+    uint8_t normalizer;       /* R1_TOKENIZER_NORM_* (tokenizer_normalize.h) */
     uint8_t add_bos, add_eos; /* tokenizer_config.json add_bos_token / add_eos_token */
     int32_t bos_id, eos_id;   /* -1 when unknown */
     char *chat_template;      /* NULL when absent; NUL-terminated */
@@ -93,7 +94,8 @@ r1_status r1_tokenizer__spec_create(r1_tokenizer_spec **out);
 void r1_tokenizer__spec_destroy(r1_tokenizer_spec *spec);
 
 /* tokenizer_json.c: parse tokenizer.json (and optionally tokenizer_config.json, config may be
- * NULL) into a new spec. Unknown normalizers, models or pre-tokenizers: R1_ERR_UNSUPPORTED;
+ * NULL) into a new spec. Normalizers: none, NFC, or a Sequence of those. Other normalizers,
+ * models or pre-tokenizers: R1_ERR_UNSUPPORTED;
  * malformed JSON or inconsistent content: R1_ERR_FORMAT. */
 r1_status r1_tokenizer__spec_from_json(r1_tokenizer_spec **out, const char *json, size_t json_len,
                                        const char *config_json, size_t config_len);

@@ -5,7 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { BLOB_HEADER_BYTES = 20, BLOB_VERSION = 1 };
+/* Version 2 is version 1 with a normalizer in the byte version 1 reserves; a spec without a
+ * normalizer is still written as version 1, byte for byte as before. */
+enum { BLOB_HEADER_BYTES = 20, BLOB_VERSION = 1, BLOB_VERSION_NORMALIZER = 2 };
 static const uint8_t BLOB_MAGIC[4] = {'R', '1', 'T', 'K'};
 #define BLOB_NO_TEMPLATE UINT32_C(0xFFFFFFFF)
 
@@ -72,7 +74,7 @@ static void write_payload(const r1_tokenizer_spec *s, wr *w)
     put_u8(w, s->ignore_merges);
     put_u8(w, s->add_bos);
     put_u8(w, s->add_eos);
-    put_u8(w, 0);
+    put_u8(w, s->normalizer);
     put_u32(w, s->chat_template ? s->chat_template_len : BLOB_NO_TEMPLATE);
     if (s->chat_template)
         put_bytes(w, s->chat_template, s->chat_template_len);
@@ -127,7 +129,7 @@ r1_status r1_tokenizer__spec_serialize(const r1_tokenizer_spec *spec, uint8_t *b
     write_payload(spec, &w);
     wr h = {buf, 0};
     put_bytes(&h, BLOB_MAGIC, 4);
-    put_u32(&h, BLOB_VERSION);
+    put_u32(&h, spec->normalizer ? BLOB_VERSION_NORMALIZER : BLOB_VERSION);
     put_u64(&h, count.n);
     put_u32(&h, crc32_bytes(buf + BLOB_HEADER_BYTES, count.n));
     return R1_OK;
@@ -178,7 +180,7 @@ static char *get_str(rd *r, uint32_t n)
     return s;
 }
 
-static r1_status read_payload(r1_tokenizer_spec *s, rd *r)
+static r1_status read_payload(r1_tokenizer_spec *s, rd *r, uint32_t version)
 {
     s->n_ids = get_u32(r);
     s->n_merges = get_u32(r);
@@ -190,9 +192,10 @@ static r1_status read_payload(r1_tokenizer_spec *s, rd *r)
     s->ignore_merges = get_u8(r);
     s->add_bos = get_u8(r);
     s->add_eos = get_u8(r);
-    uint8_t reserved = get_u8(r);
+    s->normalizer = get_u8(r);
     uint32_t tl = get_u32(r);
-    if (r->bad || reserved != 0)
+    /* Version 2 exists for its normalizer: a version 2 blob without one is not written. */
+    if (r->bad || (version == BLOB_VERSION) != (s->normalizer == 0))
         return R1_ERR_FORMAT;
     if (tl != BLOB_NO_TEMPLATE) {
         s->chat_template = get_str(r, tl);
@@ -283,7 +286,7 @@ r1_status r1_tokenizer__spec_parse(r1_tokenizer_spec **out, const uint8_t *buf, 
     uint32_t crc = get_u32(&h);
     if (h.bad || memcmp(magic, BLOB_MAGIC, 4) != 0)
         return r1_error__set(R1_ERR_FORMAT, "tokenizer blob: bad header");
-    if (version != BLOB_VERSION)
+    if (version != BLOB_VERSION && version != BLOB_VERSION_NORMALIZER)
         return r1_error__set(R1_ERR_UNSUPPORTED, "tokenizer blob: version %u", version);
     uint64_t plen = (uint64_t)hi << 32 | lo;
     if (plen != len - BLOB_HEADER_BYTES)
@@ -296,7 +299,7 @@ r1_status r1_tokenizer__spec_parse(r1_tokenizer_spec **out, const uint8_t *buf, 
     if (st != R1_OK)
         return st;
     rd r = {buf + BLOB_HEADER_BYTES, (size_t)plen, 0, 0};
-    st = read_payload(s, &r);
+    st = read_payload(s, &r, version);
     if (st == R1_ERR_FORMAT)
         st = r1_error__set(R1_ERR_FORMAT, "tokenizer blob: malformed payload near byte %zu",
                            BLOB_HEADER_BYTES + r.at);

@@ -1,6 +1,7 @@
 /* tokenizer_json.c: read HF tokenizer.json and tokenizer_config.json into a tokenizer spec. */
 #include "error.h"
 #include "tokenizer.h"
+#include "tokenizer_normalize.h"
 
 #include <cjson/cJSON.h>
 #include <stdlib.h>
@@ -30,7 +31,11 @@ static int get_bool(const cJSON *obj, const char *name, int dflt)
     return cJSON_IsBool(j) ? cJSON_IsTrue(j) : -1;
 }
 
-static r1_status check_normalizer(const cJSON *n)
+/* The normalizers Hugging Face's tokenizer.json files for these models declare: none (null or
+ * an empty Sequence: DeepSeek-V3/R1, Llama-3) and NFC (Qwen2); a Sequence of them is their
+ * composition (NFC after NFC is NFC). Anything else would change ids silently, so it is refused
+ * by name. */
+static r1_status read_normalizer(const cJSON *n, uint8_t *kind)
 {
     if (is_null(n))
         return R1_OK;
@@ -44,13 +49,21 @@ static r1_status check_normalizer(const cJSON *n)
             return r1_error__set(R1_ERR_FORMAT, "tokenizer.json: bad normalizer Sequence");
         cJSON_ArrayForEach(e, list)
         {
-            r1_status st = check_normalizer(e);
+            if (is_null(e))
+                return r1_error__set(R1_ERR_FORMAT, "tokenizer.json: null in a normalizer "
+                                                    "Sequence");
+            r1_status st = read_normalizer(e, kind);
             if (st != R1_OK)
                 return st;
         }
         return R1_OK;
     }
-    return r1_error__set(R1_ERR_UNSUPPORTED, "tokenizer.json: normalizer '%s' is not supported",
+    if (strcmp(type->valuestring, "NFC") == 0) {
+        *kind = R1_TOKENIZER_NORM_NFC;
+        return R1_OK;
+    }
+    return r1_error__set(R1_ERR_UNSUPPORTED,
+                         "tokenizer.json: normalizer '%s' is not supported (only NFC is)",
                          type->valuestring);
 }
 
@@ -483,7 +496,8 @@ r1_status r1_tokenizer__spec_from_json(r1_tokenizer_spec **out, const char *json
         goto done;
     }
     if ((st = check_model(model)) != R1_OK ||
-        (st = check_normalizer(cJSON_GetObjectItemCaseSensitive(root, "normalizer"))) != R1_OK ||
+        (st = read_normalizer(cJSON_GetObjectItemCaseSensitive(root, "normalizer"),
+                              &s->normalizer)) != R1_OK ||
         (st = check_decoder(cJSON_GetObjectItemCaseSensitive(root, "decoder"))) != R1_OK)
         goto done;
     int im = get_bool(model, "ignore_merges", 0);

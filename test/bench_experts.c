@@ -77,13 +77,13 @@ static void report(const r1_container *c)
         raw[d] += b->raw_size;
         stored[d] += b->stored_size;
         zstd[d] += b->codec == R1M_CODEC_ZSTD;
-        shuf[d] += b->filter == R1M_FILTER_BYTEPLANE2;
+        shuf[d] += b->filter != R1M_FILTER_NONE; /* byte-plane (16-bit) or nibble-plane (FP8) */
     }
     printf("expert blobs by dtype (stored/raw over the whole file):\n");
     for (int32_t d = 0; d < R1_DTYPE_COUNT; d++)
         if (n[d])
             printf("  %-9s blobs %6" PRIu64 "  raw %10.1f MB  stored %10.1f MB  ratio %.4f  "
-                   "zstd %" PRIu64 "  byteplane-shuffled %" PRIu64 "\n",
+                   "zstd %" PRIu64 "  filtered %" PRIu64 "\n",
                    dtype_name(d), n[d], (double)raw[d] / 1e6, (double)stored[d] / 1e6,
                    (double)stored[d] / (double)raw[d], zstd[d], shuf[d]);
     printf("  file %.1f MB, dense %.1f MB, experts raw %.1f MB\n",

@@ -151,4 +151,63 @@ if grep -q '^vulkan  *available' "$T/out"; then
 else
     echo "note: no Vulkan device here; the software-device check did not run"
 fi
+# ---- --expert-ram / --device-expert-ram BYTES|auto on run, chat, eval and bench (issue 17)
+for cmd in run chat eval bench; do
+    for o in --expert-ram --device-expert-ram; do
+        check_missing $cmd $o
+        for bad in 4X -1 nan inf 0x10 '' 1e3G 16E 99999999999T; do
+            check_range $cmd $o "$bad" -m "$MODEL" -p x
+        done
+    done
+done
+# the flag reaches the library: a budget below one layer's experts fails the load, naming it
+for args in "run -p x --max-tokens 1" "eval --tokens 1 --logits $T/l" \
+    "bench -p 1 -n 1 --reps 1 --triad-mb 1"; do
+    # shellcheck disable=SC2086
+    "$R1" $args -m "$MODEL" --expert-ram 1K >"$T/out" 2>"$T/err"
+    rc=$?
+    [ $rc -eq 1 ] || fail "$args --expert-ram 1K: exit $rc, not 1 ($(cat "$T/err"))"
+    grep -q 'budget of 1024 bytes is too small' "$T/err" ||
+        fail "$args --expert-ram 1K says: $(cat "$T/err")"
+    for ok in 512M 1.5G 64KiB 0 auto; do
+        # shellcheck disable=SC2086
+        "$R1" $args -m "$MODEL" --expert-ram $ok --device-expert-ram $ok >"$T/out" 2>"$T/err" ||
+            fail "$args --expert-ram $ok: exit $? ($(cat "$T/err"))"
+    done
+done
+printf 'What is 2+2?\n' | "$R1" chat -m "$MODEL" --max-tokens 1 --expert-ram 1K >/dev/null 2>"$T/err"
+grep -q 'budget of 1024 bytes is too small' "$T/err" || fail "chat --expert-ram 1K: $(cat "$T/err")"
+for cmd in run chat eval bench; do
+    check_missing $cmd --expert-policy
+    "$R1" $cmd --expert-policy mru -m "$MODEL" >/dev/null 2>"$T/err"
+    [ $? -eq 2 ] || fail "$cmd --expert-policy mru is not refused"
+    grep -q -- '--expert-policy takes default or lru' "$T/err" || fail "$cmd: $(cat "$T/err")"
+done
+"$R1" run -m "$MODEL" -p x --max-tokens 2 --expert-ram 64K --expert-policy lru >/dev/null 2>&1 ||
+    fail "run --expert-policy lru"
+"$R1" run --help | grep -q -- '--expert-ram B|auto' || fail "run --help lacks --expert-ram"
+"$R1" bench --help | grep -q -- '--device-expert-ram' || fail "bench --help lacks it"
+
+# ---- r1 plan: header-only numbers, what fits, bandwidths given or measured
+"$R1" plan -m "$MODEL" --ram 64G --mem-bw 10 --drive-bw 1 >"$T/out" 2>"$T/err" ||
+    fail "plan: exit $? ($(cat "$T/err"))"
+grep -q '^fits: *in memory' "$T/out" || fail "plan --ram 64G: $(cat "$T/out")"
+grep -q '^bandwidth: *memory 10.0 GB/s, drive 1.00 GB/s' "$T/out" || fail "plan: $(cat "$T/out")"
+grep -q '^KV cache: .* per token' "$T/out" || fail "plan: $(cat "$T/out")"
+"$R1" plan -m "$MODEL" --ram 1M --mem-bw 10 --drive-bw 1 >"$T/out" 2>"$T/err"
+rc=$?
+[ $rc -eq 1 ] || fail "plan --ram 1M: exit $rc, not 1"
+grep -q '^fits: *does not fit' "$T/out" || fail "plan --ram 1M: $(cat "$T/out")"
+"$R1" plan -m "$MODEL" --ram 64G --json >"$T/out" 2>"$T/err" || fail "plan --json: exit $?"
+python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["fits"] == "in memory" and d["mem_bytes_per_s"] > 0, d' "$T/out" ||
+    fail "plan --json: $(cat "$T/out")"
+for o in --ram --mem-bw --drive-bw --ctx; do
+    check_range plan $o -3 -m "$MODEL"
+    check_missing plan $o
+done
+check_range plan --mem-bw 0 -m "$MODEL"
+"$R1" plan -m "$T/nonexistent.r1m" >/dev/null 2>"$T/err"
+[ $? -eq 1 ] || fail "plan of a missing file"
+grep -q "^r1 plan: $T/nonexistent.r1m: " "$T/err" || fail "plan of a missing file: $(cat "$T/err")"
+
 echo "r1 CLI ok"

@@ -52,7 +52,7 @@ echo "== build (thread sanitizer) and the suites that share a model across threa
     -Db_lundef=false -Dcuda=disabled -Dvulkan=disabled
 ninja -C build-tsan -j "$jobs"
 TSAN_OPTIONS=halt_on_error=1 meson test -C build-tsan --print-errorlogs --verbose \
-    --num-processes "$jobs" error expert_cache generate dlopen 2>&1 | tee -a "$log"
+    --num-processes "$jobs" error expert_cache expert_stats expert_stream generate dlopen 2>&1 | tee -a "$log"
 
 echo "== fuzzing every parser of untrusted input (libFuzzer, bounded) =="
 # R1_FUZZ_SECONDS is per target: 8 targets x 25 s keeps CI's fuzzing near 4 minutes.

@@ -119,6 +119,63 @@ START_TEST(test_profile_counts_tokens_passes_and_routing)
 }
 END_TEST
 
+/* weight_bytes split by class and embedding rows: the parts add up, routed experts are
+ * expert_bytes, every pass reads the head once and every token one embedding row, and the
+ * classes that read weights say so; an older, shorter struct is filled only as far as it goes. */
+START_TEST(test_profile_bytes_by_class)
+{
+    const char *models[] = {"tiny-v2lite-q8_0", "tiny-v3-src"};
+    for (int mi = 0; mi < 2; mi++) {
+        r1_model_info info;
+        r1_model *m = load(models[mi], &info);
+        r1_session *s = session(m);
+        ck_assert_int_eq(r1_session_set_profiling(s, 1), R1_OK);
+        feed(s);
+        r1_session_profile p = get_profile(s);
+        uint64_t sum = p.embed_bytes;
+        for (int c = 0; c < R1_PROFILE_N_CLASSES; c++)
+            sum += p.class_weight_bytes[c];
+        ck_assert_uint_eq(sum, p.weight_bytes);
+        ck_assert_uint_eq(p.class_weight_bytes[R1_PROFILE_EXPERTS], p.expert_bytes);
+        ck_assert_uint_eq(p.class_weight_bytes[R1_PROFILE_EXPERT_LOAD], 0);
+        ck_assert_uint_gt(p.class_weight_bytes[R1_PROFILE_ATTENTION], 0);
+        ck_assert_uint_gt(p.class_weight_bytes[R1_PROFILE_ROUTER], 0);
+        ck_assert_uint_gt(p.class_weight_bytes[R1_PROFILE_HEAD], 0);
+        if (info.n_shared_experts > 0)
+            ck_assert_uint_gt(p.class_weight_bytes[R1_PROFILE_SHARED], 0);
+        ck_assert_uint_gt(p.embed_bytes, 0);
+        ck_assert_uint_eq(p.embed_bytes % N_IDS, 0);
+        ck_assert_uint_eq(p.class_weight_bytes[R1_PROFILE_HEAD] % p.n_passes, 0);
+        /* The head is the (vocab, hidden) output matrix: at least 4 bits a weight. */
+        ck_assert_uint_ge(p.class_weight_bytes[R1_PROFILE_HEAD] / p.n_passes,
+                          (uint64_t)info.vocab_size * (uint64_t)info.hidden_size / 2);
+        const uint64_t head_per_pass = p.class_weight_bytes[R1_PROFILE_HEAD] / p.n_passes;
+        const uint64_t row = p.embed_bytes / N_IDS;
+
+        /* One more decoded token adds one head and one embedding row, nothing left over. */
+        ck_assert_int_eq(r1_session_set_profiling(s, 1), R1_OK);
+        ck_assert_int_eq(r1_session_eval(s, IDS, 1), R1_OK);
+        p = get_profile(s);
+        ck_assert_uint_eq(p.embed_bytes, row);
+        ck_assert_uint_eq(p.class_weight_bytes[R1_PROFILE_HEAD], head_per_pass);
+        sum = p.embed_bytes;
+        for (int c = 0; c < R1_PROFILE_N_CLASSES; c++)
+            sum += p.class_weight_bytes[c];
+        ck_assert_uint_eq(sum, p.weight_bytes);
+
+        r1_session_profile old;
+        memset(&old, 0xAB, sizeof old);
+        old.struct_size = (uint32_t)offsetof(r1_session_profile, class_weight_bytes);
+        ck_assert_int_eq(r1_session_get_profile(s, &old), R1_OK);
+        ck_assert_uint_eq(old.struct_size, offsetof(r1_session_profile, class_weight_bytes));
+        ck_assert_uint_eq(old.weight_bytes, p.weight_bytes);
+        ck_assert_uint_eq(old.embed_bytes, UINT64_C(0xABABABABABABABAB));
+        r1_session_destroy(s);
+        r1_model_destroy(m);
+    }
+}
+END_TEST
+
 START_TEST(test_profile_does_not_change_logits)
 {
     r1_model_info info;
@@ -204,6 +261,7 @@ static Suite *profile_suite(void)
     TCase *tc = tcase_create("profile");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_profile_counts_tokens_passes_and_routing);
+    tcase_add_test(tc, test_profile_bytes_by_class);
     tcase_add_test(tc, test_profile_does_not_change_logits);
     tcase_add_test(tc, test_profile_never_on_reads_zero);
     tcase_add_test(tc, test_profile_argument_errors);

@@ -1,6 +1,7 @@
 /* test_tokenizer.c: tokenizer vs Hugging Face reference ids; decode, streaming, blobs. */
 #include "error.h"
 #include "tokenizer.h"
+#include "tokenizer_normalize.h"
 
 #include <check.h>
 #include <cjson/cJSON.h>
@@ -818,11 +819,18 @@ START_TEST(test_tokenizer_json_errors)
     r1_tokenizer_spec *s = NULL;
     const char *bad = "{\"model\": ";
     ck_assert_int_eq(r1_tokenizer__spec_from_json(&s, bad, strlen(bad), NULL, 0), R1_ERR_FORMAT);
-    const char *norm = "{\"normalizer\": {\"type\": \"NFC\"}, \"model\": {\"type\": \"BPE\", "
+    const char *norm = "{\"normalizer\": {\"type\": \"NFKC\"}, \"model\": {\"type\": \"BPE\", "
                        "\"vocab\": {\"a\": 0},"
                        " \"merges\": []}, \"pre_tokenizer\": {\"type\": \"ByteLevel\"}}";
     ck_assert_int_eq(r1_tokenizer__spec_from_json(&s, norm, strlen(norm), NULL, 0),
                      R1_ERR_UNSUPPORTED);
+    /* Pre-tokenizers other than Sequence, Split and ByteLevel (which the DeepSeek, Qwen2 and
+     * Llama-3 files use) are refused by name. */
+    const char *digits = "{\"pre_tokenizer\": {\"type\": \"Digits\", \"individual_digits\": true}, "
+                         "\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}}";
+    ck_assert_int_eq(r1_tokenizer__spec_from_json(&s, digits, strlen(digits), NULL, 0),
+                     R1_ERR_UNSUPPORTED);
+    ck_assert_ptr_nonnull(strstr(r1_error__message(), "'Digits'"));
     const char *wp =
         "{\"model\": {\"type\": \"WordPiece\", \"vocab\": {\"a\": 0}, \"merges\": []}}";
     ck_assert_int_eq(r1_tokenizer__spec_from_json(&s, wp, strlen(wp), NULL, 0), R1_ERR_UNSUPPORTED);
@@ -854,6 +862,378 @@ START_TEST(test_tokenizer_json_errors)
 }
 END_TEST
 
+/* NFC as Hugging Face's tokenizers 0.23.2 compute it (outputs from its NFC normalizer): canonical
+ * order and composition of Unicode 9.0, and every later character (U+1DF6, U+16D63, U+16D67
+ * here) an inert starter, as its Unicode 9.0 tables have them. utf8proc alone reorders
+ * "a U+1DF6 U+0316" and composes U+16D63 U+16D67. */
+START_TEST(test_tokenizer_nfc_hf)
+{
+    static const struct {
+        const char *in, *out; /* out NULL: unchanged */
+    } cases[] = {
+        {"e\xcc\x81", "\xc3\xa9"},
+        {"a\xcc\x81\xcc\x96", "\xc3\xa1\xcc\x96"},
+        {"a\xe1\xb7\xb6\xcc\x96", NULL},
+        {"\xe1\xb7\xb6\xcc\x96\xcc\x81", NULL},
+        {"\xe1\x84\x80\xe1\x85\xa1\xe1\x86\xa8", "\xea\xb0\x81"},
+        {"\xe2\x84\xab", "\xc3\x85"},
+        {"\xcd\x84", "\xcc\x88\xcc\x81"},
+        {"A\xcc\x8a\xcc\xa3", "\xe1\xba\xa0\xcc\x8a"},
+        {"\xf0\x96\xb5\xa3\xf0\x96\xb5\xa7", NULL},
+        {"x\xcd\x85\xcc\xb4y", "x\xcc\xb4\xcd\x85y"},
+        {"\xea\xb0\x80\xe1\x86\xa8", "\xea\xb0\x81"},
+        {"\xe0\xaf\x86\xe0\xae\xbe", "\xe0\xaf\x8a"},
+        {"plain ascii", NULL},
+        {"\xc3\xa9t\xc3\xa9", NULL},
+        {"e\xcc\x81\xe1\xb7\xb6\xcc\x81", "\xc3\xa9\xe1\xb7\xb6\xcc\x81"},
+        {"", NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *out = (char *)1;
+        size_t n = 12345, in_len = strlen(cases[i].in);
+        ck_assert_int_eq(r1_tokenizer__nfc(cases[i].in, in_len, &out, &n), R1_OK);
+        if (!cases[i].out) {
+            ck_assert_msg(out == NULL && n == in_len, "case %zu changed", i);
+            continue;
+        }
+        ck_assert_msg(out != NULL, "case %zu unchanged", i);
+        ck_assert_uint_eq(n, strlen(cases[i].out));
+        ck_assert_msg(memcmp(out, cases[i].out, n) == 0, "case %zu", i);
+        free(out);
+    }
+}
+END_TEST
+
+/* The normalizers tokenizer.json may declare: none, NFC, Sequences of them; others are refused
+ * by name. */
+START_TEST(test_tokenizer_json_normalizers)
+{
+    static const struct {
+        const char *normalizer;
+        r1_status st;
+        int kind;
+        const char *msg; /* in the error message */
+    } cases[] = {
+        {"null", R1_OK, R1_TOKENIZER_NORM_NONE, NULL},
+        {"{\"type\": \"Sequence\", \"normalizers\": []}", R1_OK, R1_TOKENIZER_NORM_NONE, NULL},
+        {"{\"type\": \"NFC\"}", R1_OK, R1_TOKENIZER_NORM_NFC, NULL},
+        {"{\"type\": \"Sequence\", \"normalizers\": [{\"type\": \"NFC\"}]}", R1_OK,
+         R1_TOKENIZER_NORM_NFC, NULL},
+        {"{\"type\": \"NFD\"}", R1_ERR_UNSUPPORTED, 0, "'NFD'"},
+        {"{\"type\": \"Sequence\", \"normalizers\": [{\"type\": \"NFC\"}, {\"type\": "
+         "\"Lowercase\"}]}",
+         R1_ERR_UNSUPPORTED, 0, "'Lowercase'"},
+        {"{\"type\": \"Sequence\", \"normalizers\": [null]}", R1_ERR_FORMAT, 0, "null"},
+        {"{\"normalizers\": []}", R1_ERR_FORMAT, 0, "without a type"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char json[512];
+        snprintf(json, sizeof json,
+                 "{\"normalizer\": %s, \"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, "
+                 "\"merges\": []}, \"pre_tokenizer\": {\"type\": \"ByteLevel\"}}",
+                 cases[i].normalizer);
+        r1_tokenizer_spec *s = NULL;
+        r1_status st = r1_tokenizer__spec_from_json(&s, json, strlen(json), NULL, 0);
+        ck_assert_msg(st == cases[i].st, "case %zu: %d %s", i, st, r1_error__message());
+        if (st == R1_OK) {
+            ck_assert_int_eq(s->normalizer, cases[i].kind);
+            r1_tokenizer__spec_destroy(s);
+        } else {
+            ck_assert_ptr_null(s);
+            ck_assert_msg(strstr(r1_error__message(), cases[i].msg) != NULL, "case %zu: %s", i,
+                          r1_error__message());
+        }
+    }
+}
+END_TEST
+
+static void encode_expect(const r1_tokenizer *tok, const char *text, const int32_t *want,
+                          size_t n_want)
+{
+    int32_t ids[16];
+    size_t n = 0;
+    ck_assert_int_eq(r1_tokenizer__encode(tok, text, strlen(text), 0, ids, 16, &n), R1_OK);
+    ck_assert_uint_eq(n, n_want);
+    for (size_t i = 0; i < n; i++)
+        ck_assert_int_eq(ids[i], want[i]);
+}
+
+/* A spec with NFC normalizes the text before pre-tokenizing (byte tokens: id = byte), keeps
+ * added tokens that skip normalization apart from it, and its blob (version 2) keeps the
+ * normalizer; a spec without one still writes version 1. */
+START_TEST(test_tokenizer_nfc_encode_and_blob)
+{
+    r1_tokenizer_spec *s = tiny_spec();
+    r1_tokenizer *plain = NULL, *nfc = NULL;
+    ck_assert_int_eq(r1_tokenizer__create(&plain, s), R1_OK);
+    s->normalizer = R1_TOKENIZER_NORM_NFC;
+    ck_assert_int_eq(r1_tokenizer__create(&nfc, s), R1_OK);
+    static const int32_t decomposed[] = {'x', 'e', 0xCC, 0x81}, composed[] = {'x', 0xC3, 0xA9};
+    encode_expect(plain, "xe\xcc\x81", decomposed, 4);
+    encode_expect(nfc, "xe\xcc\x81", composed, 3);
+    /* The added token <|x|> (normalized: false) splits the text before NFC: the mark after it
+     * has no starter to compose with. */
+    int32_t ids[16];
+    size_t n = 0;
+    ck_assert_int_eq(
+        r1_tokenizer__encode(nfc, "e<|x|>\xcc\x81", 8, R1_TOKENIZE_PARSE_SPECIAL, ids, 16, &n),
+        R1_OK);
+    ck_assert_uint_eq(n, 4);
+    ck_assert_int_eq(ids[0], 'e');
+    ck_assert_int_eq(ids[1], 259);
+    ck_assert_int_eq(ids[2], 0xCC);
+    ck_assert_int_eq(ids[3], 0x81);
+    r1_tokenizer__destroy(plain);
+    r1_tokenizer__destroy(nfc);
+
+    uint8_t blob[8192];
+    size_t len = 0;
+    ck_assert_int_eq(r1_tokenizer__spec_serialize(s, blob, sizeof blob, &len), R1_OK);
+    ck_assert_int_eq(blob[4], 2); /* version 2: it has a normalizer */
+    r1_tokenizer_spec *back = NULL;
+    ck_assert_int_eq(r1_tokenizer__spec_parse(&back, blob, len), R1_OK);
+    ck_assert_int_eq(back->normalizer, R1_TOKENIZER_NORM_NFC);
+    ck_assert_int_eq(r1_tokenizer__create(&nfc, back), R1_OK);
+    encode_expect(nfc, "xe\xcc\x81", composed, 3);
+    r1_tokenizer__destroy(nfc);
+    r1_tokenizer__spec_destroy(back);
+    /* A version 1 header on it (the version is outside the checksummed payload) is malformed. */
+    blob[4] = 1;
+    ck_assert_int_eq(r1_tokenizer__spec_parse(&back, blob, len), R1_ERR_FORMAT);
+    s->normalizer = R1_TOKENIZER_NORM_NONE;
+    ck_assert_int_eq(r1_tokenizer__spec_serialize(s, blob, sizeof blob, &len), R1_OK);
+    ck_assert_int_eq(blob[4], 1);
+    blob[4] = 2; /* and version 2 without a normalizer */
+    ck_assert_int_eq(r1_tokenizer__spec_parse(&back, blob, len), R1_ERR_FORMAT);
+    blob[4] = 3;
+    ck_assert_int_eq(r1_tokenizer__spec_parse(&back, blob, len), R1_ERR_UNSUPPORTED);
+    s->normalizer = 2;
+    ck_assert_int_eq(r1_tokenizer__spec_validate(s), R1_ERR_FORMAT);
+    r1_tokenizer__spec_destroy(s);
+}
+END_TEST
+
+/* The distills' test tokenizers (test/ref/tokenizer/make_distill_tokenizers.js): [0] Qwen, [1]
+ * Llama. */
+static r1_tokenizer_spec *g_distill_spec[2];
+static r1_tokenizer *g_distill[2];
+
+static void setup_distill(void)
+{
+    static const char *const dirs[2] = {"distill-qwen", "distill-llama"};
+    for (int d = 0; d < 2; d++) {
+        char name[128];
+        size_t jl, cl;
+        snprintf(name, sizeof name, "%s/tokenizer.json.zst", dirs[d]);
+        char *json = read_zstd(name, &jl);
+        snprintf(name, sizeof name, "%s/tokenizer_config.json", dirs[d]);
+        char *cfg = read_file(name, &cl);
+        r1_status st = r1_tokenizer__spec_from_json(&g_distill_spec[d], json, jl, cfg, cl);
+        ck_assert_msg(st == R1_OK, "%s: %s", dirs[d], r1_error__message());
+        ck_assert_int_eq(r1_tokenizer__create(&g_distill[d], g_distill_spec[d]), R1_OK);
+        free(json);
+        free(cfg);
+    }
+}
+
+static void teardown_distill(void)
+{
+    for (int d = 0; d < 2; d++) {
+        r1_tokenizer__destroy(g_distill[d]);
+        r1_tokenizer__spec_destroy(g_distill_spec[d]);
+        g_distill[d] = NULL;
+        g_distill_spec[d] = NULL;
+    }
+}
+
+/* What the chat code and the model loader rely on: ids, BOS/EOS, which tokens are special. */
+START_TEST(test_tokenizer_distill_tokens)
+{
+    static const struct {
+        uint32_t n_ids;
+        int32_t bos, eos, user, assistant, think, end_think;
+        uint8_t normalizer;
+    } want[2] = {{151665, 151646, 151643, 151644, 151645, 151648, 151649, R1_TOKENIZER_NORM_NFC},
+                 {128256, 128000, 128001, 128011, 128012, 128013, 128014, R1_TOKENIZER_NORM_NONE}};
+    for (int d = 0; d < 2; d++) {
+        const r1_tokenizer *tok = g_distill[d];
+        ck_assert_uint_eq(r1_tokenizer__n_ids(tok), want[d].n_ids);
+        ck_assert_int_eq(r1_tokenizer__bos_id(tok), want[d].bos);
+        ck_assert_int_eq(r1_tokenizer__eos_id(tok), want[d].eos);
+        ck_assert_int_eq(g_distill_spec[d]->add_bos, 1);
+        ck_assert_int_eq(g_distill_spec[d]->normalizer, want[d].normalizer);
+        ck_assert_ptr_nonnull(r1_tokenizer__chat_template(tok));
+        static const char *const names[4] = {"<\xef\xbd\x9cUser\xef\xbd\x9c>",
+                                             "<\xef\xbd\x9c"
+                                             "Assistant\xef\xbd\x9c>",
+                                             "<think>", "</think>"};
+        const int32_t ids[4] = {want[d].user, want[d].assistant, want[d].think, want[d].end_think};
+        for (int k = 0; k < 4; k++) {
+            ck_assert_int_eq(r1_tokenizer__token_to_id(tok, names[k], strlen(names[k])), ids[k]);
+            ck_assert_int_eq(r1_tokenizer__is_special(tok, ids[k]), 0);
+        }
+        ck_assert_int_eq(r1_tokenizer__is_special(tok, want[d].bos), 1);
+        ck_assert_int_eq(r1_tokenizer__is_special(tok, want[d].eos), 1);
+    }
+}
+END_TEST
+
+/* Ids of Hugging Face's tokenizers 0.23.2 (addSpecialTokens false) for both distills: Qwen2
+ * splits digits one at a time and normalizes to NFC (e + U+0301 is é; U+1DF6, new since
+ * Unicode 9.0, stays after U+0316), Llama-3 groups digits by three and does not normalize. */
+START_TEST(test_tokenizer_distill_reference_ids)
+{
+    static const char *const texts[4] = {
+        "12345 apples, 3.14159!",
+        "<\xef\xbd\x9cUser\xef\xbd\x9c>What is 1+1?<\xef\xbd\x9c"
+        "Assistant\xef\xbd\x9c><think>\n",
+        "I'LL e\xcc\x81te\xcc\x81 caf\xc3\xa9 \xea\xb0\x80\xe1\x86\xa8 x\xe1\xb7\xb6\xcc\x96",
+        "  \n\n\tdon't \xe4\xb8\xad\xe6\x96\x87 \xf0\x9f\x98\x80"};
+    static const struct {
+        int32_t ids[20];
+        size_t n;
+    } want[2][4] = {
+        {{{16, 17, 18, 19, 20, 40676, 11, 220, 18, 13, 16, 19, 16, 20, 24, 0}, 16},
+         {{151644, 3838, 374, 220, 16, 10, 16, 30, 151645, 151648, 198}, 11},
+         {{40, 6, 4086, 23639, 51950, 126804, 856, 157, 115, 114, 136, 244}, 12},
+         {{18611, 2698, 263, 944, 72858, 16744, 90316}, 7}},
+        {{{4513, 1774, 41776, 11, 220, 18, 13, 9335, 2946, 0}, 10},
+         {{128011, 3923, 374, 220, 16, 10, 16, 30, 128012, 128013, 198}, 11},
+         {{40, 6, 4178, 384, 54939, 668, 54939, 53050, 36609, 157, 228, 101, 865, 157, 115, 114,
+           136, 244},
+          18},
+         {{19124, 2765, 263, 956, 73958, 17161, 91416}, 7}},
+    };
+    for (int d = 0; d < 2; d++)
+        for (int k = 0; k < 4; k++) {
+            size_t n = 0;
+            r1_status st;
+            int32_t *ids = encode_all(g_distill[d], texts[k], strlen(texts[k]),
+                                      R1_TOKENIZE_PARSE_SPECIAL, &n, &st);
+            ck_assert_int_eq(st, R1_OK);
+            ck_assert_msg(n == want[d][k].n, "distill %d text %d: %zu ids", d, k, n);
+            for (size_t i = 0; i < n; i++)
+                ck_assert_msg(ids[i] == want[d][k].ids[i], "distill %d text %d id %zu: %d", d, k, i,
+                              ids[i]);
+            free(ids);
+        }
+}
+END_TEST
+
+/* Decode gives the text back (Qwen: its NFC), with BOS added and skipped, whole and streamed. */
+START_TEST(test_tokenizer_distill_decode)
+{
+    const char *text = "Caf\xc3\xa9 e\xcc\x81 \xe4\xb8\xad 123 <think>\nok</think>";
+    const char *nfc = "Caf\xc3\xa9 \xc3\xa9 \xe4\xb8\xad 123 <think>\nok</think>";
+    for (int d = 0; d < 2; d++) {
+        const char *want = d == 0 ? nfc : text;
+        size_t n = 0, len = 0;
+        r1_status est;
+        int32_t *ids = encode_all(g_distill[d], text, strlen(text),
+                                  R1_TOKENIZE_ADD_BOS | R1_TOKENIZE_PARSE_SPECIAL, &n, &est);
+        ck_assert_int_eq(est, R1_OK);
+        ck_assert_int_eq(ids[0], r1_tokenizer__bos_id(g_distill[d]));
+        char buf[256];
+        ck_assert_int_eq(r1_tokenizer__decode(g_distill[d], ids, n, R1_DETOKENIZE_SKIP_SPECIAL, buf,
+                                              sizeof buf, &len),
+                         R1_OK);
+        ck_assert_uint_eq(len, strlen(want));
+        ck_assert(memcmp(buf, want, len) == 0);
+        r1_tokenizer_stream *st = NULL;
+        ck_assert_int_eq(r1_tokenizer__stream_create(&st, g_distill[d], R1_DETOKENIZE_SKIP_SPECIAL),
+                         R1_OK);
+        size_t acc = 0, m = 0;
+        for (size_t i = 0; i < n; i++) {
+            ck_assert_int_eq(r1_tokenizer__stream_push(st, ids[i], buf + acc, sizeof buf - acc, &m),
+                             R1_OK);
+            acc += m;
+        }
+        ck_assert_int_eq(r1_tokenizer__stream_flush(st, buf + acc, sizeof buf - acc, &m), R1_OK);
+        acc += m;
+        ck_assert_uint_eq(acc, strlen(want));
+        ck_assert(memcmp(buf, want, acc) == 0);
+        r1_tokenizer__stream_destroy(st);
+        free(ids);
+    }
+}
+END_TEST
+
+/* The blob (what a .r1m stores) holds the distills' specs exactly, normalizer included. */
+START_TEST(test_tokenizer_distill_blob)
+{
+    for (int d = 0; d < 2; d++) {
+        size_t need = 0, len = 0;
+        ck_assert_int_eq(r1_tokenizer__spec_serialize(g_distill_spec[d], NULL, 0, &need),
+                         R1_ERR_BUFFER_TOO_SMALL);
+        uint8_t *blob = malloc(need), *again = malloc(need);
+        ck_assert_int_eq(r1_tokenizer__spec_serialize(g_distill_spec[d], blob, need, &len), R1_OK);
+        ck_assert_int_eq(blob[4], d == 0 ? 2 : 1);
+        r1_tokenizer_spec *back = NULL;
+        ck_assert_int_eq(r1_tokenizer__spec_parse(&back, blob, len), R1_OK);
+        ck_assert_int_eq(back->normalizer, g_distill_spec[d]->normalizer);
+        ck_assert_int_eq(r1_tokenizer__spec_serialize(back, again, need, &len), R1_OK);
+        ck_assert(memcmp(blob, again, need) == 0);
+        fprintf(stderr, "tokenizer blob (distill %s): %zu bytes\n", d == 0 ? "qwen" : "llama", len);
+        r1_tokenizer__spec_destroy(back);
+        free(blob);
+        free(again);
+    }
+}
+END_TEST
+
+/* Added tokens matched in normalized text are matched by their normalized content, as HF
+ * normalizes them when it builds its added vocabulary; the others by their content as written.
+ * Ids: Hugging Face tokenizers 0.23.2 on the same tokenizer (byte tokens, NFC, "e U+0301"
+ * normalized, "A U+030A" not). */
+START_TEST(test_tokenizer_nfc_added_tokens)
+{
+    r1_tokenizer_spec *s = tiny_spec();
+    static const char *const extra[2] = {"e\xcc\x81", "A\xcc\x8a"};
+    s->n_ids = 262;
+    s->token_off = realloc(s->token_off, (s->n_ids + 1) * sizeof *s->token_off);
+    s->in_vocab = realloc(s->in_vocab, s->n_ids);
+    s->added = realloc(s->added, 3 * sizeof *s->added);
+    for (uint32_t k = 0; k < 2; k++) {
+        uint32_t id = 260 + k;
+        size_t n = strlen(extra[k]);
+        memcpy(s->token_bytes + s->token_off[id], extra[k], n);
+        s->token_off[id + 1] = s->token_off[id] + n;
+        s->in_vocab[id] = 0;
+        r1_tokenizer_added *a = &s->added[1 + k];
+        memset(a, 0, sizeof *a);
+        a->id = (int32_t)id;
+        a->content = strdup(extra[k]);
+        a->content_len = (uint32_t)n;
+        a->normalized = k == 0;
+    }
+    s->n_added = 3;
+    s->normalizer = R1_TOKENIZER_NORM_NFC;
+    r1_tokenizer *tok = NULL;
+    ck_assert_int_eq(r1_tokenizer__create(&tok, s), R1_OK);
+    static const struct {
+        const char *text;
+        int32_t ids[4];
+        size_t n;
+    } cases[] = {{"xe\xcc\x81y", {'x', 260, 'y'}, 3},
+                 {"x\xc3\xa9y", {'x', 260, 'y'}, 3},
+                 {"A\xcc\x8a", {261}, 1},
+                 {"\xc3\x85", {0xC3, 0x85}, 2},
+                 {"\xe2\x84\xab", {0xC3, 0x85}, 2}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int32_t ids[8];
+        size_t n = 0;
+        ck_assert_int_eq(r1_tokenizer__encode(tok, cases[i].text, strlen(cases[i].text),
+                                              R1_TOKENIZE_PARSE_SPECIAL, ids, 8, &n),
+                         R1_OK);
+        ck_assert_msg(n == cases[i].n, "case %zu: %zu ids", i, n);
+        for (size_t j = 0; j < n; j++)
+            ck_assert_msg(ids[j] == cases[i].ids[j], "case %zu id %zu: %d", i, j, ids[j]);
+    }
+    r1_tokenizer__destroy(tok);
+    r1_tokenizer__spec_destroy(s);
+}
+END_TEST
+
 static Suite *tokenizer_suite(void)
 {
     Suite *s = suite_create("tokenizer");
@@ -878,7 +1258,19 @@ static Suite *tokenizer_suite(void)
     tcase_add_test(blob, test_tokenizer_blob_missing_bytes);
     tcase_add_test(blob, test_tokenizer_split_string_pattern);
     tcase_add_test(blob, test_tokenizer_ignore_merges_prefix_space);
+    tcase_add_test(blob, test_tokenizer_nfc_hf);
+    tcase_add_test(blob, test_tokenizer_json_normalizers);
+    tcase_add_test(blob, test_tokenizer_nfc_encode_and_blob);
+    tcase_add_test(blob, test_tokenizer_nfc_added_tokens);
     suite_add_tcase(s, blob);
+    TCase *distill = tcase_create("distill");
+    tcase_add_unchecked_fixture(distill, setup_distill, teardown_distill);
+    tcase_set_timeout(distill, 120);
+    tcase_add_test(distill, test_tokenizer_distill_tokens);
+    tcase_add_test(distill, test_tokenizer_distill_reference_ids);
+    tcase_add_test(distill, test_tokenizer_distill_decode);
+    tcase_add_test(distill, test_tokenizer_distill_blob);
+    suite_add_tcase(s, distill);
     return s;
 }
 

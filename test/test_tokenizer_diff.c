@@ -3,8 +3,13 @@
  * test/data/tokenizer/diff-corpus.bin.zst comes from test/ref/tokenizer/generate_diff.js: 25,000+
  * seeded strings over every Unicode plane and category, long words, whitespace runs, emoji and
  * added tokens in text, with the ids Hugging Face's Rust tokenizers library gives for DeepSeek-R1
- * and DeepSeek-V3 in three modes (every added token parsed, only non-special ones, none). Every
- * string must give exactly those ids, and decoding them must give the string back.
+ * and DeepSeek-V3 in three modes (every added token parsed, only non-special ones, none).
+ * distill-diff-corpus.bin.zst (generate_diff_distill.js) has the same strings plus the distills'
+ * added tokens and text around Unicode normalisation, with Hugging Face's ids for the
+ * R1-Distill-Qwen (Qwen2.5 + NFC) and R1-Distill-Llama (Llama-3.1) tokenizers of
+ * test/data/tokenizer/distill-*, and Hugging Face's decode wherever that is not the string itself
+ * (NFC). Every string must give exactly those ids, and decoding them must give Hugging Face's
+ * text back.
  */
 #include "error.h"
 #include "tokenizer.h"
@@ -18,40 +23,8 @@
 
 #include "tokenizer_testutil.h"
 
-#define N_TOKS 2 /* DeepSeek-R1 and DeepSeek-V3 */
-
-/* The generator pipes into zstd, so the frame has no content size: decompress as a stream. */
-static uint8_t *read_zstd(const char *name, size_t *len_out)
-{
-    size_t zn;
-    char *z = read_file(name, &zn);
-    size_t cap = 16u << 20, n = 0;
-    uint8_t *out = malloc(cap);
-    ck_assert_ptr_nonnull(out);
-    ZSTD_DStream *ds = ZSTD_createDStream();
-    ck_assert_ptr_nonnull(ds);
-    ZSTD_inBuffer in = {z, zn, 0};
-    size_t rc = 1;
-    while (in.pos < in.size || rc != 0) {
-        if (n == cap) {
-            cap *= 2;
-            out = realloc(out, cap);
-            ck_assert_ptr_nonnull(out);
-        }
-        ZSTD_outBuffer ob = {out + n, cap - n, 0};
-        size_t before = in.pos;
-        rc = ZSTD_decompressStream(ds, &ob, &in);
-        ck_assert_msg(!ZSTD_isError(rc), "%s: %s", name, ZSTD_getErrorName(rc));
-        n += ob.pos;
-        /* No input consumed, no output made, room left: the frame is truncated. */
-        ck_assert_msg(rc == 0 || in.pos != before || ob.pos != 0 || n == cap, "%s: truncated",
-                      name);
-    }
-    ZSTD_freeDStream(ds);
-    free(z);
-    *len_out = n;
-    return out;
-}
+#define N_TOKS    4 /* DeepSeek-R1, DeepSeek-V3, R1-Distill-Qwen, R1-Distill-Llama */
+#define N_CORPORA 2 /* DeepSeek's, the distills' */
 
 /* Parsed corpus: strings point into the decompressed buffer. */
 typedef struct diff_ids {
@@ -65,6 +38,12 @@ typedef struct diff_string {
     diff_ids *ids; /* one per set */
 } diff_string;
 
+/* Hugging Face's decode of a set's ids where it is not the string itself. */
+typedef struct diff_decoded {
+    const char *text;
+    uint32_t len;
+} diff_decoded;
+
 typedef struct diff_corpus {
     uint8_t *raw;
     size_t raw_len;
@@ -72,6 +51,7 @@ typedef struct diff_corpus {
     char **set_names, **kind_names;
     diff_string *s;
     diff_ids *all_ids;
+    diff_decoded *decoded; /* n_sets x n; text NULL: the string itself */
 } diff_corpus;
 
 typedef struct reader {
@@ -112,11 +92,13 @@ static int32_t id_at(const diff_ids *d, uint32_t i)
                      (uint32_t)p[3] << 24);
 }
 
-static diff_corpus g_corpus;
+static diff_corpus g_corpus[N_CORPORA];
+static const char *const corpus_files[N_CORPORA] = {"diff-corpus.bin.zst",
+                                                    "distill-diff-corpus.bin.zst"};
 
-static void load_corpus(diff_corpus *c)
+static void load_corpus(diff_corpus *c, const char *file)
 {
-    c->raw = read_zstd("diff-corpus.bin.zst", &c->raw_len);
+    c->raw = (uint8_t *)read_zstd(file, &c->raw_len);
     reader r = {c->raw, c->raw + c->raw_len};
     ck_assert_msg(memcmp(rd_bytes(&r, 8), "R1TOKDF1", 8) == 0, "bad corpus magic");
     c->n_sets = rd_u32(&r);
@@ -152,7 +134,24 @@ static void load_corpus(diff_corpus *c)
             }
         }
     }
-    ck_assert_msg(r.p == r.end, "trailing bytes in the corpus");
+    c->decoded = calloc((size_t)c->n * c->n_sets, sizeof *c->decoded);
+    ck_assert_ptr_nonnull(c->decoded);
+    if (r.p != r.end) { /* the decode trailer (generate_diff_distill.js) */
+        ck_assert_msg(memcmp(rd_bytes(&r, 8), "R1TOKDEC", 8) == 0, "trailing bytes in %s", file);
+        uint32_t n_dec = rd_u32(&r);
+        for (uint32_t d = 0; d < n_dec; d++) {
+            uint32_t set = rd_u32(&r), m = rd_u32(&r);
+            ck_assert_uint_lt(set, c->n_sets);
+            for (uint32_t j = 0; j < m; j++) {
+                uint32_t i = rd_u32(&r);
+                ck_assert_uint_lt(i, c->n);
+                diff_decoded *dd = &c->decoded[(size_t)set * c->n + i];
+                dd->len = rd_u32(&r);
+                dd->text = (const char *)rd_bytes(&r, dd->len);
+            }
+        }
+    }
+    ck_assert_msg(r.p == r.end, "trailing bytes in %s", file);
 }
 
 static void free_corpus(diff_corpus *c)
@@ -165,14 +164,17 @@ static void free_corpus(diff_corpus *c)
     free(c->kind_names);
     free(c->s);
     free(c->all_ids);
+    free(c->decoded);
     free(c->raw);
     memset(c, 0, sizeof *c);
 }
 
 /* Tokenizers: R1 from test/data; V3 is R1's file with ids 128798/128799 turned back into the
  * special placeholders V3 ships (generate_diff.js checks that against the real V3 file), made
- * at the JSON level so the tokenizer.json loader sees exactly V3's content. */
-static const char *const tok_names[N_TOKS] = {"r1", "v3"};
+ * at the JSON level so the tokenizer.json loader sees exactly V3's content; the distills' from
+ * test/data/tokenizer/distill-*. */
+static const char *const tok_names[N_TOKS] = {"r1", "v3", "qwen", "llama"};
+static const int tok_corpus[N_TOKS] = {0, 0, 1, 1};
 static r1_tokenizer *g_tok[N_TOKS];
 
 static char *v3_json(const char *r1_json, size_t len, size_t *len_out)
@@ -228,7 +230,19 @@ static void setup(void)
     free(v3);
     free(json);
     free(cfg);
-    load_corpus(&g_corpus);
+    static const char *const distill_dirs[2] = {"distill-qwen", "distill-llama"};
+    for (int d = 0; d < 2; d++) {
+        char name[128];
+        snprintf(name, sizeof name, "%s/tokenizer.json.zst", distill_dirs[d]);
+        json = read_zstd(name, &jl);
+        snprintf(name, sizeof name, "%s/tokenizer_config.json", distill_dirs[d]);
+        cfg = read_file(name, &cl);
+        g_tok[2 + d] = make_tok(json, jl, cfg, cl);
+        free(json);
+        free(cfg);
+    }
+    for (int k = 0; k < N_CORPORA; k++)
+        load_corpus(&g_corpus[k], corpus_files[k]);
 }
 
 static void teardown(void)
@@ -237,7 +251,8 @@ static void teardown(void)
         r1_tokenizer__destroy(g_tok[t]);
         g_tok[t] = NULL;
     }
-    free_corpus(&g_corpus);
+    for (int k = 0; k < N_CORPORA; k++)
+        free_corpus(&g_corpus[k]);
 }
 
 /* A set name is "<tokenizer> <mode>"; the mode picks libr1's flags (see generate_diff.js). */
@@ -280,7 +295,7 @@ static void print_case(const diff_string *s, const diff_ids *want, const int32_t
 /* Encode every string of every set of tokenizer t; count equal id sequences. */
 static void check_ids(int t)
 {
-    const diff_corpus *c = &g_corpus;
+    const diff_corpus *c = &g_corpus[tok_corpus[t]];
     ck_assert_uint_ge(c->n, 20000);
     size_t cap = 1u << 16;
     int32_t *ids = malloc(cap * sizeof *ids);
@@ -331,7 +346,7 @@ static void check_ids(int t)
             fprintf(stderr, "  %s: %zu mismatches\n", c->kind_names[q], bad_kind[q]);
     free(bad_kind);
     free(ids);
-    /* R1 and V3 each have special, added and plain sets. */
+    /* Each tokenizer has special, added and plain sets. */
     ck_assert_uint_eq(sets, 3);
     ck_assert_msg(equal == compared, "%s: %zu of %zu encodes differ from Hugging Face",
                   tok_names[t], compared - equal, compared);
@@ -349,11 +364,13 @@ START_TEST(test_tokenizer_diff_v3_ids)
 }
 END_TEST
 
-/* Decoding Hugging Face's ids gives the text back (byte-level BPE without a normalizer loses
- * nothing), both at once and pushed id by id through the streaming decoder. */
+/* Decoding Hugging Face's ids gives Hugging Face's decode back: the text itself (byte-level BPE
+ * without a normalizer loses nothing) or its NFC, both at once and pushed id by id through the
+ * streaming decoder. */
 static void check_roundtrip(int t)
 {
-    const diff_corpus *c = &g_corpus;
+    const diff_corpus *c = &g_corpus[tok_corpus[t]];
+    size_t normalized = 0;
     size_t cap = 1u << 16, checked = 0;
     char *buf = malloc(cap);
     int32_t *ids = NULL;
@@ -369,6 +386,10 @@ static void check_roundtrip(int t)
         for (uint32_t i = 0; i < c->n; i++) {
             const diff_string *s = &c->s[i];
             const diff_ids *want = &s->ids[k];
+            const diff_decoded *dd = &c->decoded[(size_t)k * c->n + i];
+            const char *text = dd->text ? dd->text : s->text;
+            uint32_t text_len = dd->text ? dd->len : s->len;
+            normalized += dd->text != NULL;
             if (want->n > ids_cap) {
                 ids_cap = want->n;
                 ids = realloc(ids, ids_cap * sizeof *ids);
@@ -376,16 +397,16 @@ static void check_roundtrip(int t)
             }
             for (uint32_t j = 0; j < want->n; j++)
                 ids[j] = id_at(want, j);
-            if (cap < (size_t)s->len + 64) {
-                cap = (size_t)s->len + 64;
+            if (cap < (size_t)text_len + 64) {
+                cap = (size_t)text_len + 64;
                 buf = realloc(buf, cap);
                 ck_assert_ptr_nonnull(buf);
             }
             size_t len = 0;
             r1_status st = r1_tokenizer__decode(g_tok[t], ids, want->n, 0, buf, cap, &len);
-            ck_assert_msg(st == R1_OK && len == s->len && memcmp(buf, s->text, len) == 0,
+            ck_assert_msg(st == R1_OK && len == text_len && memcmp(buf, text, len) == 0,
                           "%s #%u: decode st=%d len=%zu want %u", c->set_names[k], i, st, len,
-                          s->len);
+                          text_len);
             /* Streaming: every push's output appended gives the text too. */
             size_t acc = 0;
             for (uint32_t j = 0; j < want->n; j++) {
@@ -398,13 +419,17 @@ static void check_roundtrip(int t)
             size_t m = 0;
             ck_assert_int_eq(r1_tokenizer__stream_flush(stream, buf + acc, cap - acc, &m), R1_OK);
             acc += m;
-            ck_assert_msg(acc == s->len && memcmp(buf, s->text, acc) == 0,
-                          "%s #%u: streamed %zu bytes, want %u", c->set_names[k], i, acc, s->len);
+            ck_assert_msg(acc == text_len && memcmp(buf, text, acc) == 0,
+                          "%s #%u: streamed %zu bytes, want %u", c->set_names[k], i, acc, text_len);
             checked++;
         }
     }
-    fprintf(stderr, "tokenizer diff %s: %zu decodes and streams round-trip\n", tok_names[t],
-            checked);
+    fprintf(stderr,
+            "tokenizer diff %s: %zu decodes and streams round-trip (%zu of them to Hugging "
+            "Face's normalized text)\n",
+            tok_names[t], checked, normalized);
+    /* Only a normalizer changes text; DeepSeek's and Llama's have none. */
+    ck_assert(t == 2 ? normalized > 0 : normalized == 0);
     ck_assert_uint_eq(checked, 3u * c->n);
     r1_tokenizer__stream_destroy(stream);
     free(ids);
@@ -423,6 +448,30 @@ START_TEST(test_tokenizer_diff_v3_roundtrip)
 }
 END_TEST
 
+START_TEST(test_tokenizer_diff_qwen_ids)
+{
+    check_ids(2);
+}
+END_TEST
+
+START_TEST(test_tokenizer_diff_llama_ids)
+{
+    check_ids(3);
+}
+END_TEST
+
+START_TEST(test_tokenizer_diff_qwen_roundtrip)
+{
+    check_roundtrip(2);
+}
+END_TEST
+
+START_TEST(test_tokenizer_diff_llama_roundtrip)
+{
+    check_roundtrip(3);
+}
+END_TEST
+
 static Suite *diff_suite(void)
 {
     Suite *s = suite_create("tokenizer_diff");
@@ -434,6 +483,10 @@ static Suite *diff_suite(void)
     tcase_add_test(tc, test_tokenizer_diff_v3_ids);
     tcase_add_test(tc, test_tokenizer_diff_r1_roundtrip);
     tcase_add_test(tc, test_tokenizer_diff_v3_roundtrip);
+    tcase_add_test(tc, test_tokenizer_diff_qwen_ids);
+    tcase_add_test(tc, test_tokenizer_diff_llama_ids);
+    tcase_add_test(tc, test_tokenizer_diff_qwen_roundtrip);
+    tcase_add_test(tc, test_tokenizer_diff_llama_roundtrip);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -174,6 +174,8 @@ static int32_t cpu_supports(r1_dev *dev, const r1_op *op)
     (void)dev;
     if (op != NULL && op->kind == R1_OP_MLA_PREFILL)
         return r1_cpu__mla_prefill_supported(op);
+    if (op != NULL && op->kind == R1_OP_GQA_DECODE)
+        return r1_cpu__gqa_decode_supported(op);
     return r1_cpu__op_supported(op);
 }
 
@@ -181,6 +183,8 @@ static r1_status cpu_run(r1_dev *dev, const r1_op *op)
 {
     if (op != NULL && op->kind == R1_OP_MLA_PREFILL)
         return r1_cpu__mla_prefill_run(dev->pool, op);
+    if (op != NULL && op->kind == R1_OP_GQA_DECODE)
+        return r1_cpu__gqa_decode_run(dev->pool, op);
     return r1_cpu__op_run(dev->pool, op);
 }
 

@@ -34,4 +34,12 @@ r1_status r1_cpu__mla_prefill(r1_threadpool *pool, const r1_op_mla_prefill_param
 int32_t r1_cpu__mla_prefill_supported(const r1_op *op);
 r1_status r1_cpu__mla_prefill_run(r1_threadpool *pool, const r1_op *op);
 
+/* One decoded token's grouped-query attention (R1_OP_GQA_DECODE; cpu_gqa_attention.c) on pool
+ * (NULL: the caller alone): q (H, hd), the key and value caches (n_keys, n_kv * hd) in
+ * p->kv_dtype; out (H, hd). */
+r1_status r1_cpu__gqa_decode(r1_threadpool *pool, const r1_op_gqa_decode_params *p, const float *q,
+                             const void *k, const void *v, float *out);
+int32_t r1_cpu__gqa_decode_supported(const r1_op *op);
+r1_status r1_cpu__gqa_decode_run(r1_threadpool *pool, const r1_op *op);
+
 #endif

@@ -6,6 +6,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cli_memory.h"
+
 const char *r1_cli_value(int argc, char **argv, int *i)
 {
     if (*i + 1 >= argc) {
@@ -148,6 +150,8 @@ r1_model *r1_cli_load_model(const char *path, int32_t n_threads, const char *bac
         st = r1_model_opts_set_backend(o, backend);
     if (st == R1_OK && device != NULL)
         st = r1_model_opts_set_device(o, device);
+    if (st == R1_OK)
+        st = r1_cli_memory_apply(o);
     if (st == R1_OK)
         st = r1_model_load(&m, path, NULL, o);
     if (st != R1_OK)

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "cli_args.h"
+#include "cli_memory.h"
 
 void r1_cli_gen_defaults(r1_cli_gen *g)
 {
@@ -41,6 +42,7 @@ void r1_cli_gen_usage(FILE *to)
         "  --repeat-penalty R    penalise repeated tokens (default 1.0 = off)\n"
         "  --seed N              random seed (default 24301)\n"
         "  --quiet               no token counts and speed on stderr\n");
+    r1_cli_memory_usage(to);
 }
 
 static int r1_float_opt(const char *opt, const char *v, float *out)
@@ -68,6 +70,9 @@ int r1_cli_gen_option(r1_cli_gen *g, int argc, char **argv, int *i)
         g->quiet = 1;
         return 1;
     }
+    int mem = r1_cli_memory_option(argc, argv, i);
+    if (mem != 0)
+        return mem;
     static const char *const takes_value[] = {
         "-m",           "--model",         "--backend", "--device", "--threads", "--think-budget",
         "--max-tokens", "--ctx",           "--temp",    "--top-p",  "--top-k",   "--min-p",
@@ -107,7 +112,7 @@ int r1_cli_gen_option(r1_cli_gen *g, int argc, char **argv, int *i)
     else if (!strcmp(a, "--max-tokens"))
         g->max_tokens = (int32_t)n;
     else if (!strcmp(a, "--ctx"))
-        g->context = (int32_t)n;
+        r1_cli_mem.context = g->context = (int32_t)n; /* auto leaves KV room for it */
     else
         g->top_k = (int32_t)n;
     return 1;

@@ -11,32 +11,42 @@
 #include <unistd.h>
 
 #include "cli_args.h"
+#include "cli_memory.h"
 #include "commands.h"
 #include "r1.h"
 
 void r1_cmd_bench_usage(FILE *to)
 {
     fprintf(to,
-            "usage: r1 bench -m MODEL [-p 512] [-n 128] [-t THREADS] [--reps 5] [--json]\n"
-            "                [--profile] [--cache-gb G] [--triad-mb M]\n\n"
+            "usage: r1 bench -m MODEL [-p 512] [-n 128] [-d 0] [-t THREADS] [--reps 5] [--json]\n"
+            "                [--profile] [--no-prefetch] [--cache-gb G] [--triad-mb M]\n"
+            "                [--expert-ram B|auto] [--device-expert-ram B|auto]\n\n"
             "Measures prompt processing (pp: one evaluation of -p tokens) and token generation\n"
             "(tg: -n tokens one at a time from an empty cache) in tokens/s, median of --reps\n"
-            "repetitions after one untimed warm-up of each. Also measures the memory bandwidth\n"
-            "with a STREAM-triad kernel on the same number of threads, counts the weight bytes\n"
-            "one decoded token reads (from the routing actually taken), and reports the share of\n"
-            "the bandwidth floor (best triad bandwidth, measured before and again after the runs,\n"
-            "/ bytes per token) that tg reaches, and the per-layer expert load balance of the\n"
-            "routing seen.\n\n"
+            "repetitions after one untimed warm-up of each (each on tokens of its own, so that\n"
+            "no cache is warmed with exactly what it is then asked). Also measures the memory\n"
+            "bandwidth with a STREAM-triad kernel on the same number of threads, counts the\n"
+            "weight bytes one decoded token reads (from the routing actually taken), and reports\n"
+            "the share of the bandwidth floor (best triad bandwidth, measured before and again\n"
+            "after the runs, / bytes per token) that tg reaches, and the per-layer expert load\n"
+            "balance of the routing seen.\n\n"
             "  -m, --model PATH   the .r1m model\n"
             "  -p N               prompt tokens (default 512; 0 skips pp)\n"
             "  -n N               generated tokens (default 128; 0 skips tg)\n"
+            "  -d, --depth N      tokens already in the cache when pp and tg start (default 0):\n"
+            "                     one untimed prefill of N tokens, every repetition then starts\n"
+            "                     from it (like llama-bench -d); the latent cache it adds is read\n"
+            "                     by every decoded token but not counted in its weight bytes\n"
             "  -t, --threads N    CPU threads for the model and the triad (default: one per core)\n"
             "  --reps N           repetitions (default 5)\n"
             "  --json             one JSON object instead of the table\n"
             "  --profile          time per operation class, and the load balance of every layer\n"
-            "  --cache-gb G       expert cache budget in GB (default 0: unbounded, every expert\n"
-            "                     stays in memory after the warm-up)\n"
+            "  --no-prefetch      no router lookahead: experts are read only when a layer asks\n"
+            "  --cache-gb G       expert cache budget in units of 10^9 bytes (0: unbounded, every\n"
+            "                     expert stays in memory after the warm-up); --expert-ram is the\n"
+            "                     same in bytes\n"
             "  --triad-mb M       size of each triad array in MB (default 512)\n");
+    r1_cli_memory_usage(to);
 }
 
 static double r1_bench_now(void)
@@ -148,8 +158,9 @@ static double r1_triad_bandwidth(size_t bytes_per_array, int n_threads, int reps
 typedef struct r1_bench_result {
     double tps_median, tps_min, tps_max;
     int ran;
-    r1_session_profile prof; /* summed over the timed repetitions */
-    uint64_t misses;         /* expert-store misses during the timed repetitions */
+    r1_session_profile prof;     /* summed over the timed repetitions */
+    uint64_t misses;             /* expert-store misses during the timed repetitions */
+    r1_expert_cache_stats store; /* what the expert store's counters gained during them */
 } r1_bench_result;
 
 /* The kernels OpenBLAS chose (see r1.c), for the record; "none" without OpenBLAS. */
@@ -175,6 +186,37 @@ static uint64_t r1_bench_misses(const r1_model *m)
     return r1_model_get_expert_cache_stats(m, &st) == R1_OK ? st.misses : 0;
 }
 
+/* The expert store's counters (zeros where the library predates a field). */
+static r1_expert_cache_stats r1_bench_store(const r1_model *m)
+{
+    r1_expert_cache_stats st;
+    memset(&st, 0, sizeof st);
+    st.struct_size = sizeof st;
+    if (r1_model_get_expert_cache_stats(m, &st) != R1_OK)
+        memset(&st, 0, sizeof st);
+    return st;
+}
+
+/* Prefetch by router lookahead over a phase: recall is the share of the experts a layer
+ * demanded that were not in memory beforehand (misses, plus prefetched experts that turned a
+ * miss into a hit or a shorter wait) which a prefetch had read or started; waste is the share
+ * of the prefetched experts that were read and then evicted unused, among those read whose fate
+ * is known (used or evicted; each expert at the model's largest size). Prefetches the store
+ * dropped unread for want of room cost nothing and count in neither. */
+static double r1_bench_recall(const r1_expert_cache_stats *d)
+{
+    const double would_miss =
+        (double)d->misses - (double)d->misses_prefetched + (double)d->prefetch_used;
+    return would_miss > 0 ? (double)d->prefetch_used / would_miss : 0;
+}
+
+static double r1_bench_waste(const r1_expert_cache_stats *d, const r1_model_info *info)
+{
+    const double used = (double)d->prefetch_used * (double)info->max_expert_bytes;
+    const double wasted = (double)d->prefetch_wasted_bytes;
+    return used + wasted > 0 ? wasted / (used + wasted) : 0;
+}
+
 static int32_t r1_bench_argmax(const r1_session *s)
 {
     const float *row = NULL;
@@ -188,10 +230,12 @@ static int32_t r1_bench_argmax(const r1_session *s)
     return (int32_t)best;
 }
 
-/* One repetition of pp (all ids in one call) or tg (n ids, each the argmax of the last). */
-static int r1_bench_once(r1_session *s, const int32_t *ids, int64_t n, int decode, double *sec)
+/* One repetition of pp (all ids in one call) or tg (n ids, each the argmax of the last), from
+ * the first depth positions of the cache (filled once by the caller). */
+static int r1_bench_once(r1_session *s, const int32_t *ids, int64_t n, int decode, int64_t depth,
+                         double *sec)
 {
-    if (r1_session_reset(s) != R1_OK)
+    if ((depth > 0 ? r1_session_truncate(s, (int32_t)depth) : r1_session_reset(s)) != R1_OK)
         return r1_bench_fail("reset");
     double t0 = r1_bench_now();
     if (!decode) {
@@ -209,12 +253,15 @@ static int r1_bench_once(r1_session *s, const int32_t *ids, int64_t n, int decod
     return 0;
 }
 
-static int r1_bench_phase(r1_session *s, const r1_model *m, const int32_t *ids, int64_t n,
-                          int decode, int reps, uint64_t *counts, size_t n_counts,
-                          r1_bench_result *out)
+/* warm_ids: the warm-up's tokens; repetition r's are ids + r * stride. Each has its own: the
+ * same tokens again would find exactly the experts they route to in a budget above their
+ * working set, and every timed token would hit. */
+static int r1_bench_phase(r1_session *s, const r1_model *m, const int32_t *warm_ids,
+                          const int32_t *ids, int64_t stride, int64_t n, int decode, int64_t depth,
+                          int reps, uint64_t *counts, size_t n_counts, r1_bench_result *out)
 {
     double sec;
-    if (r1_bench_once(s, ids, n, decode, &sec)) /* warm-up: loads the experts it routes to */
+    if (r1_bench_once(s, warm_ids, n, decode, depth, &sec)) /* warm-up: loads its experts */
         return 1;
     double *tps = malloc((size_t)reps * sizeof *tps);
     if (tps == NULL)
@@ -224,14 +271,24 @@ static int r1_bench_phase(r1_session *s, const r1_model *m, const int32_t *ids, 
         return r1_bench_fail("profiling");
     }
     uint64_t miss0 = r1_bench_misses(m);
+    const r1_expert_cache_stats st0 = r1_bench_store(m);
     for (int r = 0; r < reps; r++) {
-        if (r1_bench_once(s, ids, n, decode, &sec)) {
+        if (r1_bench_once(s, ids + r * stride, n, decode, depth, &sec)) {
             free(tps);
             return 1;
         }
         tps[r] = (double)n / sec;
     }
     out->misses = r1_bench_misses(m) - miss0;
+    out->store = r1_bench_store(m);
+    out->store.hits -= st0.hits;
+    out->store.misses -= st0.misses;
+    out->store.prefetch_issued -= st0.prefetch_issued;
+    out->store.prefetch_used -= st0.prefetch_used;
+    out->store.prefetch_wasted_bytes -= st0.prefetch_wasted_bytes;
+    out->store.misses_prefetched -= st0.misses_prefetched;
+    out->store.bytes_read -= st0.bytes_read;
+    out->store.stall_ns -= st0.stall_ns;
     memset(&out->prof, 0, sizeof out->prof);
     out->prof.struct_size = sizeof out->prof;
     if (r1_session_get_profile(s, &out->prof) != R1_OK ||
@@ -307,9 +364,9 @@ static void r1_bench_json_profile(const char *name, const r1_bench_result *r, in
 int r1_cmd_bench(int argc, char **argv)
 {
     const char *model_path = NULL;
-    int64_t n_prompt = 512, n_gen = 128, threads = 0, reps = 5, triad_mb = 512;
+    int64_t n_prompt = 512, n_gen = 128, threads = 0, reps = 5, triad_mb = 512, depth = 0;
     double cache_gb = 0;
-    int json = 0, profile = 0;
+    int json = 0, profile = 0, no_prefetch = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
         if (!strcmp(a, "--json")) {
@@ -320,8 +377,18 @@ int r1_cmd_bench(int argc, char **argv)
             profile = 1;
             continue;
         }
-        static const char *const takes_value[] = {
-            "-m", "--model", "-p", "-n", "-t", "--threads", "--reps", "--triad-mb", "--cache-gb"};
+        if (!strcmp(a, "--no-prefetch")) {
+            no_prefetch = 1;
+            continue;
+        }
+        int mem = r1_cli_memory_option(argc, argv, &i);
+        if (mem < 0)
+            return 2;
+        if (mem)
+            continue;
+        static const char *const takes_value[] = {"-m",         "--model",   "-p",     "-n",
+                                                  "-t",         "--threads", "--reps", "--triad-mb",
+                                                  "--cache-gb", "-d",        "--depth"};
         int known = 0;
         for (size_t k = 0; k < sizeof takes_value / sizeof takes_value[0]; k++)
             known |= !strcmp(a, takes_value[k]);
@@ -339,6 +406,8 @@ int r1_cmd_bench(int argc, char **argv)
             count = &n_prompt;
         else if (!strcmp(a, "-n"))
             count = &n_gen;
+        else if (!strcmp(a, "-d") || !strcmp(a, "--depth"))
+            count = &depth;
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads"))
             count = &threads;
         else if (!strcmp(a, "--reps"))
@@ -352,6 +421,8 @@ int r1_cmd_bench(int argc, char **argv)
                 fprintf(stderr, "r1 bench: --cache-gb takes a number of GB >= 0\n");
                 return 2;
             }
+            r1_cli_mem.expert_auto = 0; /* the older spelling of --expert-ram, in 10^9 bytes */
+            r1_cli_mem.expert_bytes = (uint64_t)(cache_gb * 1e9);
         } else {
             fprintf(stderr, "r1 bench: unknown option '%s'\n\n", a);
             r1_cmd_bench_usage(stderr);
@@ -365,7 +436,7 @@ int r1_cmd_bench(int argc, char **argv)
         return 2;
     }
     if (reps < 1 || reps > 1000 || threads > 64 || triad_mb < 1 || triad_mb > 65536 ||
-        n_prompt > 1 << 20 || n_gen > 1 << 20 || (n_prompt == 0 && n_gen == 0)) {
+        n_prompt > 1 << 20 || n_gen > 1 << 20 || depth > 1 << 24 || (n_prompt == 0 && n_gen == 0)) {
         fprintf(stderr, "r1 bench: need 1 <= --reps <= 1000, -t <= 64, 1 <= --triad-mb <= 65536 "
                         "and -p or -n > 0\n");
         return 2;
@@ -384,8 +455,12 @@ int r1_cmd_bench(int argc, char **argv)
     r1_model_info info;
     memset(&info, 0, sizeof info);
     info.struct_size = sizeof info;
+    /* auto leaves KV room for the context the session below asks for */
+    int64_t need_ctx = depth + (n_prompt > n_gen ? n_prompt : n_gen);
+    r1_cli_mem.context = need_ctx < INT32_MAX ? (int32_t)need_ctx : INT32_MAX;
     if (r1_model_opts_create(&mo) != R1_OK || r1_model_opts_set_threads(mo, n_threads) != R1_OK ||
-        r1_model_opts_set_expert_cache_bytes(mo, (uint64_t)(cache_gb * 1e9)) != R1_OK) {
+        r1_cli_memory_apply(mo) != R1_OK ||
+        (no_prefetch && r1_model_opts_set_expert_prefetch(mo, 0) != R1_OK)) {
         rc = r1_bench_fail("options");
         goto done;
     }
@@ -394,7 +469,16 @@ int r1_cmd_bench(int argc, char **argv)
         rc = r1_bench_fail(model_path);
         goto done;
     }
-    int64_t n_ctx = n_prompt > n_gen ? n_prompt : n_gen;
+    /* The cache holds the depth and the longer phase after it; say so rather than let the
+     * session fail with a bare range error. */
+    int64_t n_ctx = depth + (n_prompt > n_gen ? n_prompt : n_gen);
+    if (n_ctx > info.max_position_embeddings || n_ctx > INT32_MAX) {
+        fprintf(stderr,
+                "r1 bench: -d %lld plus the longer of -p and -n needs a context of %lld "
+                "positions; the model allows %lld\n",
+                (long long)depth, (long long)n_ctx, (long long)info.max_position_embeddings);
+        goto done;
+    }
     if (r1_session_opts_create(&so) != R1_OK ||
         r1_session_opts_set_context(so, (int32_t)n_ctx) != R1_OK ||
         r1_session_create(&s, model, so) != R1_OK) {
@@ -402,7 +486,9 @@ int r1_cmd_bench(int argc, char **argv)
         goto done;
     }
     const size_t n_counts = (size_t)info.n_layers * (size_t)info.n_routed_experts;
-    ids = malloc((size_t)(n_ctx > 0 ? n_ctx : 1) * sizeof *ids);
+    /* the depth's tokens, then n_run for each repetition and n_run for the warm-up */
+    const int64_t n_run = n_ctx - depth, n_ids = depth + (reps + 1) * n_run;
+    ids = malloc((size_t)(n_ids > 0 ? n_ids : 1) * sizeof *ids);
     pp_counts = calloc(n_counts ? n_counts : 1, sizeof *pp_counts);
     tg_counts = calloc(n_counts ? n_counts : 1, sizeof *tg_counts);
     if (ids == NULL || pp_counts == NULL || tg_counts == NULL) {
@@ -411,17 +497,30 @@ int r1_cmd_bench(int argc, char **argv)
     }
     /* Random ids (a fixed LCG), like llama-bench: the speed does not depend on the text. */
     uint64_t x = 0x9E3779B97F4A7C15u;
-    for (int64_t i = 0; i < n_ctx; i++) {
+    for (int64_t i = 0; i < n_ids; i++) {
         x = x * 6364136223846793005u + 1442695040888963407u;
         ids[i] = (int32_t)((x >> 33) % (uint64_t)info.vocab_size);
     }
 
     double bw_best = 0;
     double bw = r1_triad_bandwidth((size_t)triad_mb << 20, n_threads, (int)reps, &bw_best);
-    if (n_prompt > 0 &&
-        r1_bench_phase(s, model, ids, n_prompt, 0, (int)reps, pp_counts, n_counts, &pp))
+    /* Depth: one untimed prefill that every repetition then starts from (r1_bench_once
+     * truncates back to it), so pp and tg run with depth tokens already in the cache. */
+    double fill_sec = 0;
+    if (depth > 0) {
+        double t0 = r1_bench_now();
+        if (r1_session_reset(s) != R1_OK || r1_session_eval(s, ids, (size_t)depth) != R1_OK) {
+            rc = r1_bench_fail("depth prefill");
+            goto done;
+        }
+        fill_sec = r1_bench_now() - t0;
+    }
+    const int32_t *run_ids = ids + depth, *warm_ids = ids + depth + reps * n_run;
+    if (n_prompt > 0 && r1_bench_phase(s, model, warm_ids, run_ids, n_run, n_prompt, 0, depth,
+                                       (int)reps, pp_counts, n_counts, &pp))
         goto done;
-    if (n_gen > 0 && r1_bench_phase(s, model, ids, n_gen, 1, (int)reps, tg_counts, n_counts, &tg))
+    if (n_gen > 0 && r1_bench_phase(s, model, warm_ids, run_ids, n_run, n_gen, 1, depth, (int)reps,
+                                    tg_counts, n_counts, &tg))
         goto done;
     /* Measured again after the runs: on a shared machine the bandwidth moves by minutes, and
      * the floor takes the best of both, so a dip before the runs cannot flatter the fraction. */
@@ -435,6 +534,14 @@ int r1_cmd_bench(int argc, char **argv)
         tg.ran && tg.prof.n_tokens ? (double)tg.prof.weight_bytes / (double)tg.prof.n_tokens : 0;
     const double tok_expert_bytes =
         tg.ran && tg.prof.n_tokens ? (double)tg.prof.expert_bytes / (double)tg.prof.n_tokens : 0;
+    /* The same bytes by part, so that another engine's bytes per token (which may keep the
+     * head or the embedding in another type) compare part by part. */
+    double tok_part[R1_PROFILE_N_CLASSES], tok_embed = 0;
+    for (int c = 0; c < R1_PROFILE_N_CLASSES; c++)
+        tok_part[c] =
+            tok_bytes > 0 ? (double)tg.prof.class_weight_bytes[c] / (double)tg.prof.n_tokens : 0;
+    if (tok_bytes > 0)
+        tok_embed = (double)tg.prof.embed_bytes / (double)tg.prof.n_tokens;
     /* The best triad pass (before or after) sets the floor: contention only ever lowers a pass,
      * so the best is the closest to what the memory can do, and the fraction is not flattered
      * by noise. */
@@ -471,17 +578,40 @@ int r1_cmd_bench(int argc, char **argv)
         printf("  \"bandwidth_gbs\": %.3f,\n  \"bandwidth_best_gbs\": %.3f,\n"
                "  \"bandwidth_best_before_gbs\": %.3f,\n  \"bandwidth_best_after_gbs\": %.3f,\n",
                bw / 1e9, bw_best / 1e9, bw_best_before / 1e9, bw_best_after / 1e9);
-        printf("  \"pp\": {\"tokens\": %lld, \"tps_median\": %.3f, \"tps_min\": %.3f, "
-               "\"tps_max\": %.3f, \"expert_misses\": %llu},\n",
-               (long long)(pp.ran ? n_prompt : 0), pp.tps_median, pp.tps_min, pp.tps_max,
-               (unsigned long long)pp.misses);
-        printf("  \"tg\": {\"tokens\": %lld, \"tps_median\": %.3f, \"tps_min\": %.3f, "
-               "\"tps_max\": %.3f, \"expert_misses\": %llu},\n",
-               (long long)(tg.ran ? n_gen : 0), tg.tps_median, tg.tps_min, tg.tps_max,
-               (unsigned long long)tg.misses);
+        printf("  \"depth\": %lld,\n  \"depth_fill_s\": %.3f,\n", (long long)depth, fill_sec);
+        printf("  \"pp\": {\"tokens\": %lld, \"depth\": %lld, \"tps_median\": %.3f, "
+               "\"tps_min\": %.3f, \"tps_max\": %.3f, \"expert_misses\": %llu},\n",
+               (long long)(pp.ran ? n_prompt : 0), (long long)depth, pp.tps_median, pp.tps_min,
+               pp.tps_max, (unsigned long long)pp.misses);
+        printf("  \"tg\": {\"tokens\": %lld, \"depth\": %lld, \"tps_median\": %.3f, "
+               "\"tps_min\": %.3f, \"tps_max\": %.3f, \"expert_misses\": %llu},\n",
+               (long long)(tg.ran ? n_gen : 0), (long long)depth, tg.tps_median, tg.tps_min,
+               tg.tps_max, (unsigned long long)tg.misses);
+        printf("  \"expert_stream\": {");
+        for (int ph = 0; ph < 2; ph++) {
+            const r1_bench_result *r = ph ? &tg : &pp;
+            const double per = r->prof.n_tokens ? 1.0 / (double)r->prof.n_tokens : 0;
+            printf("%s\"%s\": {\"hits\": %llu, \"misses\": %llu, \"stall_ms_per_token\": %.4f, "
+                   "\"prefetch_issued\": %llu, \"prefetch_used\": %llu, "
+                   "\"misses_prefetched\": %llu, \"prefetch_wasted_bytes\": %llu, "
+                   "\"prefetch_recall\": %.4f, \"prefetch_waste\": %.4f, "
+                   "\"bytes_read_per_token\": %.0f}",
+                   ph ? ", " : "", ph ? "tg" : "pp", (unsigned long long)r->store.hits,
+                   (unsigned long long)r->store.misses, (double)r->store.stall_ns * per / 1e6,
+                   (unsigned long long)r->store.prefetch_issued,
+                   (unsigned long long)r->store.prefetch_used,
+                   (unsigned long long)r->store.misses_prefetched,
+                   (unsigned long long)r->store.prefetch_wasted_bytes, r1_bench_recall(&r->store),
+                   r1_bench_waste(&r->store, &info), (double)r->store.bytes_read * per);
+        }
+        printf("},\n");
         printf("  \"bytes_per_token\": %.0f,\n  \"expert_bytes_per_token\": %.0f,\n"
                "  \"floor_tps\": %.3f,\n  \"floor_fraction\": %.4f,\n",
                tok_bytes, tok_expert_bytes, floor_tps, fraction);
+        printf("  \"bytes_per_token_parts\": {\"embedding\": %.0f", tok_embed);
+        for (int c = 0; c < R1_PROFILE_N_CLASSES; c++)
+            printf(", \"%s\": %.0f", r1_bench_class_names[c], tok_part[c]);
+        printf("},\n");
         printf("  \"load_balance\": {\"moe_layers\": %lld, \"mean_max_over_mean\": %.3f, "
                "\"worst_max_over_mean\": %.3f, \"mean_cv\": %.3f, \"per_layer\": [",
                (long long)n_moe, mean_max, worst, mean_cv);
@@ -513,21 +643,51 @@ int r1_cmd_bench(int argc, char **argv)
         printf("OpenBLAS kernels: %s\n\n", r1_bench_blas_core());
         printf("| test     | tokens/s (median) |      min |      max |\n");
         printf("|----------|-------------------|----------|----------|\n");
-        if (pp.ran)
-            printf("| pp%-6lld | %17.2f | %8.2f | %8.2f |\n", (long long)n_prompt, pp.tps_median,
-                   pp.tps_min, pp.tps_max);
-        if (tg.ran)
-            printf("| tg%-6lld | %17.2f | %8.2f | %8.2f |\n", (long long)n_gen, tg.tps_median,
-                   tg.tps_min, tg.tps_max);
+        char label[48];
+        if (pp.ran) {
+            snprintf(label, sizeof label, depth ? "pp%lld @ d%lld" : "pp%lld", (long long)n_prompt,
+                     (long long)depth);
+            printf("| %-8s | %17.2f | %8.2f | %8.2f |\n", label, pp.tps_median, pp.tps_min,
+                   pp.tps_max);
+        }
+        if (tg.ran) {
+            snprintf(label, sizeof label, depth ? "tg%lld @ d%lld" : "tg%lld", (long long)n_gen,
+                     (long long)depth);
+            printf("| %-8s | %17.2f | %8.2f | %8.2f |\n", label, tg.tps_median, tg.tps_min,
+                   tg.tps_max);
+        }
+        if (depth > 0)
+            printf("\ndepth: %lld tokens in the cache before each repetition (filled once in "
+                   "%.1f s, untimed)\n",
+                   (long long)depth, fill_sec);
         if (tg.ran) {
             printf("\nweights read per decoded token: %.1f MB (routed experts %.1f MB)\n",
                    tok_bytes / 1e6, tok_expert_bytes / 1e6);
+            printf("  by part, MB: embedding row %.3f, attention %.1f, dense MLP %.1f, router "
+                   "%.1f, shared experts %.1f, routed experts %.1f, head %.1f, other %.1f\n",
+                   tok_embed / 1e6, tok_part[R1_PROFILE_ATTENTION] / 1e6,
+                   tok_part[R1_PROFILE_DENSE_MLP] / 1e6, tok_part[R1_PROFILE_ROUTER] / 1e6,
+                   tok_part[R1_PROFILE_SHARED] / 1e6, tok_part[R1_PROFILE_EXPERTS] / 1e6,
+                   tok_part[R1_PROFILE_HEAD] / 1e6, tok_part[R1_PROFILE_OTHER] / 1e6);
             printf("bandwidth floor: %.2f tokens/s; tg reaches %.1f%% of it\n", floor_tps,
                    100.0 * fraction);
         }
         if (pp.misses + tg.misses)
             printf("expert-store misses during timed runs: pp %llu, tg %llu\n",
                    (unsigned long long)pp.misses, (unsigned long long)tg.misses);
+        for (int ph = 0; ph < 2; ph++) {
+            const r1_bench_result *r = ph ? &tg : &pp;
+            if (!r->ran || r->prof.n_tokens == 0 || r->store.misses + r->store.prefetch_issued == 0)
+                continue;
+            const double per = 1.0 / (double)r->prof.n_tokens;
+            printf("expert streaming, %s: waiting for expert data %.3f ms per token; prefetch "
+                   "%llu issued, %llu used, recall %.1f%%, waste %.1f%% (%.2f MB per token)\n",
+                   ph ? "tg" : "pp", (double)r->store.stall_ns * per / 1e6,
+                   (unsigned long long)r->store.prefetch_issued,
+                   (unsigned long long)r->store.prefetch_used, 100.0 * r1_bench_recall(&r->store),
+                   100.0 * r1_bench_waste(&r->store, &info),
+                   (double)r->store.prefetch_wasted_bytes * per / 1e6);
+        }
         if (n_moe)
             printf("expert load balance over %lld MoE layers (tokens per expert, max/mean): "
                    "mean %.2f, worst %.2f; mean coefficient of variation %.2f\n",

@@ -9,6 +9,7 @@
 
 #include "cli_args.h"
 #include "cli_gen.h"
+#include "cli_memory.h"
 #include "commands.h"
 #include "r1.h"
 
@@ -16,7 +17,8 @@ void r1_cmd_eval_usage(FILE *to)
 {
     fprintf(to, "usage: r1 eval -m MODEL (--tokens ID,ID,... | --tokens-file FILE)\n"
                 "               --logits OUT.f32 [--decode]\n"
-                "               [--backend NAME] [--device ID] [--threads N]\n\n"
+                "               [--backend NAME] [--device ID] [--threads N]\n"
+                "               [--expert-ram B|auto] [--device-expert-ram B|auto]\n\n"
                 "Evaluates the tokens and writes the logits of every position to OUT.f32 as\n"
                 "little-endian float32, one row of vocab_size values per position.\n\n"
                 "  -m, --model PATH   the .r1m model\n"
@@ -29,6 +31,7 @@ void r1_cmd_eval_usage(FILE *to)
                 "  --backend NAME     compute backend (default cpu)\n"
                 "  --device ID        the backend's device: an index or part of its name\n"
                 "  --threads N        CPU threads (default: one per core)\n");
+    r1_cli_memory_usage(to);
 }
 
 static int r1_eval_fail(const char *what)
@@ -84,7 +87,7 @@ int r1_cmd_eval(int argc, char **argv)
 {
     const char *model_path = NULL, *tokens = NULL, *tokens_file = NULL, *out_path = NULL,
                *backend = NULL, *device = NULL;
-    int decode = 0;
+    int decode = 0, mem;
     int64_t threads = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -112,6 +115,9 @@ int r1_cmd_eval(int argc, char **argv)
                 return 2;
         } else if (!strcmp(a, "--decode")) {
             decode = 1;
+        } else if ((mem = r1_cli_memory_option(argc, argv, &i)) != 0) {
+            if (mem < 0)
+                return 2;
         } else {
             fprintf(stderr, "r1 eval: unknown option '%s'\n\n", a);
             r1_cmd_eval_usage(stderr);
@@ -151,10 +157,12 @@ int r1_cmd_eval(int argc, char **argv)
     FILE *out = NULL;
     char tmp_path[4200] = "", final_path[4200];
     r1_cli_catch_interrupts(1);
+    r1_cli_mem.context = (int32_t)n; /* the session's context: auto leaves KV room for it */
     if (r1_model_opts_create(&mo) != R1_OK ||
         r1_model_opts_set_threads(mo, (int32_t)threads) != R1_OK ||
         (backend && r1_model_opts_set_backend(mo, backend) != R1_OK) ||
-        (device && r1_model_opts_set_device(mo, device) != R1_OK)) {
+        (device && r1_model_opts_set_device(mo, device) != R1_OK) ||
+        r1_cli_memory_apply(mo) != R1_OK) {
         rc = r1_eval_fail("options");
         goto done;
     }

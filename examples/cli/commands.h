@@ -8,6 +8,8 @@ int r1_cmd_bench(int argc, char **argv);
 void r1_cmd_bench_usage(FILE *to);
 int r1_cmd_eval(int argc, char **argv);
 void r1_cmd_eval_usage(FILE *to);
+int r1_cmd_plan(int argc, char **argv);
+void r1_cmd_plan_usage(FILE *to);
 
 int r1_cmd_run(int argc, char **argv);
 void r1_cmd_run_usage(FILE *to);

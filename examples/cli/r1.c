@@ -72,14 +72,14 @@ static int cmd_backends(int argc, char **argv)
 static void usage_convert(FILE *to)
 {
     fprintf(to, "usage: r1 convert HF_DIR OUT.r1m [--quant RULES] [--threads N] [--no-shuffle]\n\n"
-                "Converts a Hugging Face DeepSeek-V3/R1 or V2/V2-Lite checkpoint into an .r1m\n"
-                "model file.\n\n"
+                "Converts a Hugging Face DeepSeek-V3/R1, V2/V2-Lite or R1-Distill (Qwen2,\n"
+                "Llama-3) checkpoint into an .r1m model file.\n\n"
                 "  --quant RULES  one type for every eligible weight, or a list such as\n"
                 "                 experts=q4_0,attn=q8_0,dense=q8_0,shared=q8_0,head=q8_0\n"
                 "                 (classes: experts shared attn dense head; types: q8_0 q4_0\n"
                 "                 bf16 f16 f32 keep). Default: keep every weight's type.\n"
                 "  --threads N    compression threads (default 1)\n"
-                "  --no-shuffle   never byte-plane shuffle 16-bit experts\n");
+                "  --no-shuffle   no byte/nibble-plane filter: store every expert raw\n");
 }
 
 /* Also how Ctrl-C reaches the converter: a non-zero return cancels it, and it then removes its
@@ -153,6 +153,8 @@ static const r1_command r1_commands[] = {
     {"eval", "write the logits of every position of a token list", r1_cmd_eval, r1_cmd_eval_usage},
     {"bench", "prompt and generation speed against the memory-bandwidth floor", r1_cmd_bench,
      r1_cmd_bench_usage},
+    {"plan", "memory a model needs and its expected decode speed, without loading it", r1_cmd_plan,
+     r1_cmd_plan_usage},
 };
 enum { R1_N_COMMANDS = sizeof r1_commands / sizeof r1_commands[0] };
 

@@ -3,8 +3,9 @@
 
 usage: cache_stats.py MODEL [--prompt TEXT] [--max-tokens N] [--budget-mb MB]
 
-Routed experts are read from the model file on first use and kept in a least recently used
-cache; with --budget-mb the cache is bounded and evictions appear.
+Routed experts are read from the model file by the store's I/O threads, some ahead of use
+(router lookahead), and kept in a cache; with --budget-mb the cache is bounded and evictions,
+prefetch waste and stalls appear.
 """
 
 from __future__ import annotations
@@ -54,6 +55,12 @@ def main(argv: Optional[List[str]] = None) -> int:
             ("resident now", mib(st.current_bytes)),
             ("peak", mib(st.peak_bytes)),
             ("budget", mib(st.budget_bytes) if st.budget_bytes else "unbounded"),
+            ("prefetch issued", str(st.prefetch_issued)),
+            ("prefetch used", str(st.prefetch_used)),
+            ("prefetch recall", f"{st.prefetch_recall:.1%}"),
+            ("prefetch wasted", mib(st.prefetch_wasted_bytes)),
+            ("stall", f"{st.stall_ns / 1e6:.2f} ms, {st.stall_ns / 1e6 / max(n, 1):.2f} ms/token"),
+            ("I/O threads", f"{st.io_workers}{' (direct I/O)' if st.direct_io else ''}"),
         ]
         for name, value in rows:
             print(f"  {name:<20}{value}")

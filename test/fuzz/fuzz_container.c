@@ -7,6 +7,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "blob_codec.h"
 #include "checksum.h"
 #include "container.h"
 #include "expert_cache.h"
@@ -30,6 +31,43 @@ static void reseal(uint8_t *f, size_t n)
     r1_le__put64(f + R1M_H_SUM, r1_checksum__xxh64(f, R1M_H_SUM));
 }
 
+/* A broken invariant: abort, so libFuzzer keeps the input as a crash. */
+static void check(int ok, const char *what)
+{
+    if (!ok) {
+        fprintf(stderr, "fuzz_container: invariant failed: %s\n", what);
+        abort();
+    }
+}
+
+/* Every blob the reader accepts either decodes or fails with a status, and in a 1.1 file a
+ * direct reader's whole-block span of it stays inside the file. */
+static void decode_blobs(const r1_container *c)
+{
+    r1_blob_decoder *dec = NULL;
+    if (r1_blob_decoder__create(&dec) != R1_OK)
+        return;
+    for (int32_t i = 0; i < r1_container__n_expert_blobs(c) && i < 16; i++) {
+        const r1_expert_blob *b = r1_container__expert_at(c, i);
+        uint64_t size = r1_container__file_size(c);
+        check(b->offset <= size && b->stored_size <= size - b->offset, "blob inside the file");
+        if (r1_container__version_minor(c) >= R1M_VERSION_MINOR_ALIGNED)
+            check(b->offset % R1M_BLOB_ALIGN == 0 && r1_container__blob_span(b) <= size - b->offset,
+                  "1.1 blob span inside the file");
+        if (b->raw_size > (UINT64_C(1) << 26))
+            continue;
+        uint8_t *stored = malloc((size_t)b->stored_size);
+        uint8_t *raw = aligned_alloc(64, ((size_t)b->raw_size + 63) / 64 * 64);
+        if (stored && raw &&
+            pread(r1_container__fd(c), stored, (size_t)b->stored_size, (off_t)b->offset) ==
+                (ssize_t)b->stored_size)
+            r1_blob_decoder__decode(dec, b, stored, raw);
+        free(stored);
+        free(raw);
+    }
+    r1_blob_decoder__destroy(dec);
+}
+
 static void exercise(const char *path)
 {
     r1_container *c = NULL;
@@ -46,6 +84,7 @@ static void exercise(const char *path)
             sink ^= *(const volatile uint8_t *)t.scale;
         (void)sink;
     }
+    decode_blobs(c);
     r1_expert_cache *ec = NULL;
     uint64_t budget = 2 * (uint64_t)r1_container__config(c)->num_experts_per_tok *
                       r1_container__max_expert_bytes(c);

@@ -10,17 +10,18 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static r1_tokenizer *g_tok[2];
+static r1_tokenizer *g_tok[FUZZ_N_TOKENIZERS];
 
-/* Input: a control byte (bit 0: tokenizer, bit 1: skip special), then 3 bytes per step: a 20-bit
+/* Input: a control byte (bit 0: tokenizer, DeepSeek's or the small one, or with bit 2 set
+ * R1-Distill-Qwen's or R1-Distill-Llama's; bit 1: skip special), then 3 bytes per step: a 20-bit
  * id (values past n_ids test the range check) and a 4-bit output capacity (0-15 bytes, so
  * R1_ERR_BUFFER_TOO_SMALL and its retry happen often). */
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    fuzz_tokenizer_pair(g_tok);
+    fuzz_tokenizers(g_tok);
     if (size < 1)
         return 0;
-    const r1_tokenizer *tok = g_tok[data[0] & 1];
+    const r1_tokenizer *tok = g_tok[(data[0] & 1) + ((data[0] & 4) ? 2 : 0)];
     uint32_t flags = (data[0] & 2) ? R1_DETOKENIZE_SKIP_SPECIAL : 0;
     uint32_t n_ids = r1_tokenizer__n_ids(tok);
     size_t steps = (size - 1) / 3;

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <zstd.h>
+
 #include "error.h"
 #include "tokenizer.h"
 #include "utf8.h"
@@ -137,13 +139,63 @@ static inline r1_tokenizer *fuzz_small_tokenizer(void)
     return tok;
 }
 
-/* The text targets' two tokenizers, made on the first input: [0] DeepSeek's, [1] the small one
- * with the paths DeepSeek's lacks. */
-static inline void fuzz_tokenizer_pair(r1_tokenizer *tok[2])
+/* A distill's tokenizer of test/data/tokenizer (dir: "distill-qwen" or "distill-llama"), whose
+ * tokenizer.json is stored zstd-compressed, built once per process. */
+static inline r1_tokenizer *fuzz_distill_tokenizer(const char *dir)
+{
+    char name[256];
+    size_t zl, cl;
+    snprintf(name, sizeof name, "tokenizer/%s/tokenizer.json.zst", dir);
+    char *z = fuzz_read_data(name, &zl);
+    snprintf(name, sizeof name, "tokenizer/%s/tokenizer_config.json", dir);
+    char *cfg = fuzz_read_data(name, &cl);
+    /* The generator pipes into zstd, so the frame has no content size: decompress as a stream. */
+    size_t cap = 16u << 20, jl = 0;
+    char *json = malloc(cap);
+    ZSTD_DStream *ds = ZSTD_createDStream();
+    ZSTD_inBuffer in = {z, zl, 0};
+    size_t rc = 1;
+    while (json && ds && (in.pos < in.size || rc != 0)) {
+        if (jl == cap) {
+            char *more = realloc(json, cap *= 2);
+            if (!more)
+                break;
+            json = more;
+        }
+        ZSTD_outBuffer ob = {json + jl, cap - jl, 0};
+        size_t before = in.pos;
+        rc = ZSTD_decompressStream(ds, &ob, &in);
+        jl += ob.pos;
+        if (ZSTD_isError(rc) || (rc != 0 && in.pos == before && ob.pos == 0 && jl < cap))
+            break;
+    }
+    r1_tokenizer_spec *spec = NULL;
+    r1_tokenizer *tok = NULL;
+    if (!json || !ds || rc != 0 ||
+        r1_tokenizer__spec_from_json(&spec, json, jl, cfg, cl) != R1_OK ||
+        r1_tokenizer__create(&tok, spec) != R1_OK) {
+        fprintf(stderr, "fuzz: cannot build the %s tokenizer: %s\n", dir, r1_error__message());
+        exit(2);
+    }
+    ZSTD_freeDStream(ds);
+    r1_tokenizer__spec_destroy(spec);
+    free(json);
+    free(z);
+    free(cfg);
+    return tok;
+}
+
+/* The text targets' tokenizers, made on the first input: [0] DeepSeek's, [1] the small one
+ * with the paths DeepSeek's lacks, [2] R1-Distill-Qwen's (NFC, digits one at a time), [3]
+ * R1-Distill-Llama's (digits by three, ignore_merges). */
+#define FUZZ_N_TOKENIZERS 4
+static inline void fuzz_tokenizers(r1_tokenizer *tok[FUZZ_N_TOKENIZERS])
 {
     if (!tok[0]) {
         tok[0] = fuzz_deepseek_tokenizer();
         tok[1] = fuzz_small_tokenizer();
+        tok[2] = fuzz_distill_tokenizer("distill-qwen");
+        tok[3] = fuzz_distill_tokenizer("distill-llama");
     }
 }
 

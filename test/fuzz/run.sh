@@ -31,11 +31,13 @@ case " $targets " in *" container "*)
 esac
 
 # The library sources each target needs (internal functions are not exported by libr1.so).
-tok_srcs="$lib/tokenizer.c $lib/tokenizer_json.c $lib/tokenizer_blob.c $lib/tokenizer_unicode.c $lib/utf8.c $lib/error.c"
+tok_srcs="$lib/tokenizer.c $lib/tokenizer_json.c $lib/tokenizer_blob.c $lib/tokenizer_unicode.c
+          $lib/tokenizer_normalize.c $lib/tokenizer_nfc_set.c $lib/utf8.c $lib/error.c"
 sources() {
     case $1 in
     container) echo "$lib/container.c $lib/checksum.c $lib/name_index.c $lib/model_config.c
-                     $lib/expert_cache.c $lib/dtype.c $lib/weight_layout.c $lib/error.c" ;;
+                     $lib/model_schema.c $lib/blob_codec.c $lib/expert_cache.c
+                     $lib/expert_policy.c $lib/dtype.c $lib/weight_layout.c $lib/error.c" ;;
     tokenize | detokenize | tokenizer_json | tokenizer_blob) echo "$tok_srcs" ;;
     safetensors) echo "$lib/safetensors.c $lib/name_index.c $lib/error.c" ;;
     config) echo "$lib/model_config.c $lib/error.c" ;;
@@ -62,7 +64,7 @@ for t in $targets; do
     clang -std=c11 -g -O1 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
         -fno-sanitize-recover=all -I"$top/include" -I"$lib" -I"$fz" \
         -DR1_FUZZ_DATA_DIR="\"$top/test/data\"" \
-        "$fz/fuzz_$t.c" $(sources "$t") $(pkg-config --cflags --libs libpcre2-8 libcjson) \
+        "$fz/fuzz_$t.c" $(sources "$t") $(pkg-config --cflags --libs libpcre2-8 libcjson libutf8proc) \
         -lzstd -lpthread -lm -o "$work/fuzz_$t"
 done
 

@@ -13,4 +13,10 @@ for m in tiny-v3 tiny-v2lite; do
     diff -r "$here/../data/$m" "$tmp/$m" >/dev/null ||
         { echo "test/data/$m differs from what test/ref/make_goldens.py generates"; diff -rq "$here/../data/$m" "$tmp/$m"; exit 1; }
 done
+"$py" "$here/reference_dense.py" >/dev/null
+"$py" "$here/make_dense.py" --data "$tmp" >/dev/null
+for m in tiny-qwen2 tiny-llama; do
+    diff -r "$here/../data/$m" "$tmp/$m" >/dev/null ||
+        { echo "test/data/$m differs from what test/ref/make_dense.py generates"; diff -rq "$here/../data/$m" "$tmp/$m"; exit 1; }
+done
 echo "goldens regenerate byte-identically"

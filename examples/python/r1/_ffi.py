@@ -94,6 +94,42 @@ class ExpertCacheStatsC(ctypes.Structure):
         ("current_bytes", ctypes.c_uint64),
         ("peak_bytes", ctypes.c_uint64),
         ("budget_bytes", ctypes.c_uint64),
+        # appended in 1.1 (the asynchronous expert store)
+        ("prefetch_issued", ctypes.c_uint64),
+        ("prefetch_used", ctypes.c_uint64),
+        ("prefetch_wasted_bytes", ctypes.c_uint64),
+        ("misses_prefetched", ctypes.c_uint64),
+        ("stall_ns", ctypes.c_uint64),
+        ("io_workers", ctypes.c_uint32),
+        ("direct_io", ctypes.c_uint32),
+    ]
+
+
+class PlanC(ctypes.Structure):
+    """Mirror of r1_plan (size-first), filled by r1_model_plan()."""
+
+    _fields_ = [
+        ("struct_size", ctypes.c_uint32),
+        ("fits", ctypes.c_int32),
+        ("file_bytes", ctypes.c_uint64),
+        ("dense_bytes", ctypes.c_uint64),
+        ("expert_bytes", ctypes.c_uint64),
+        ("expert_stored_bytes", ctypes.c_uint64),
+        ("expert_bytes_per_token", ctypes.c_uint64),
+        ("kv_bytes_per_token", ctypes.c_uint64),
+        ("context", ctypes.c_int64),
+        ("ram_bytes", ctypes.c_uint64),
+        ("headroom_bytes", ctypes.c_uint64),
+        ("min_expert_budget_bytes", ctypes.c_uint64),
+        ("expert_budget_bytes", ctypes.c_uint64),
+        ("hit_rate", ctypes.c_double),
+        ("memory_bytes_per_token", ctypes.c_uint64),
+        ("drive_bytes_per_token", ctypes.c_uint64),
+        ("mem_bytes_per_s", ctypes.c_double),
+        ("drive_bytes_per_s", ctypes.c_double),
+        ("memory_tokens_per_s", ctypes.c_double),
+        ("drive_tokens_per_s", ctypes.c_double),
+        ("decode_tokens_per_s", ctypes.c_double),
     ]
 
 
@@ -114,6 +150,8 @@ class SessionProfileC(ctypes.Structure):
         ("expert_uses", ctypes.c_uint64),
         ("total_ms", ctypes.c_double),
         ("ms", ctypes.c_double * PROFILE_N_CLASSES),
+        ("class_weight_bytes", ctypes.c_uint64 * PROFILE_N_CLASSES),
+        ("embed_bytes", ctypes.c_uint64),
     ]
 
 
@@ -152,6 +190,14 @@ DECLARATIONS: Dict[str, Tuple[Optional[type], List[type]]] = {
     "r1_model_opts_destroy": (None, [ModelOptsP]),
     "r1_model_opts_set_expert_cache_bytes": (_st, [ModelOptsP, _u64]),
     "r1_model_opts_set_device_expert_cache_bytes": (_st, [ModelOptsP, _u64]),
+    "r1_model_opts_set_expert_cache_auto": (_st, [ModelOptsP, _i32]),
+    "r1_model_opts_set_expert_cache_policy": (_st, [ModelOptsP, _i32]),
+    "r1_model_plan": (
+        _st,
+        [_str, _u64, _i32, ctypes.c_double, ctypes.c_double, ctypes.POINTER(PlanC)],
+    ),
+    "r1_model_opts_set_expert_prefetch": (_st, [ModelOptsP, _i32]),
+    "r1_model_opts_set_expert_io_threads": (_st, [ModelOptsP, _i32]),
     "r1_model_opts_set_verify_weights": (_st, [ModelOptsP, _i32]),
     "r1_model_opts_set_threads": (_st, [ModelOptsP, _i32]),
     "r1_model_opts_set_backend": (_st, [ModelOptsP, _str]),
@@ -167,6 +213,7 @@ DECLARATIONS: Dict[str, Tuple[Optional[type], List[type]]] = {
     "r1_session_opts_destroy": (None, [SessionOptsP]),
     "r1_session_opts_set_context": (_st, [SessionOptsP, _i32]),
     "r1_session_opts_set_logits_all": (_st, [SessionOptsP, _i32]),
+    "r1_session_opts_set_cache_type": (_st, [SessionOptsP, _str]),
     "r1_session_create": (_st, [ctypes.POINTER(SessionP), ModelP, SessionOptsP]),
     "r1_session_destroy": (None, [SessionP]),
     "r1_session_eval": (_st, [SessionP, _i32p, _sz]),

@@ -222,12 +222,95 @@ class ExpertCacheStats:
     current_bytes: int
     peak_bytes: int
     budget_bytes: int
+    prefetch_issued: int
+    prefetch_used: int
+    prefetch_wasted_bytes: int
+    misses_prefetched: int
+    stall_ns: int
+    io_workers: int
+    direct_io: int
 
     @property
     def hit_rate(self) -> float:
         """hits / (hits + misses), 0 before any request."""
         total = self.hits + self.misses
         return self.hits / total if total else 0.0
+
+    @property
+    def prefetch_recall(self) -> float:
+        """Share of the experts that would have missed without prefetch which a prefetch had
+        read (a hit) or started (a shorter wait); 0 when there were none."""
+        would_miss = self.misses - self.misses_prefetched + self.prefetch_used
+        return self.prefetch_used / would_miss if would_miss else 0.0
+
+
+def _is_auto(value: Any, name: str) -> bool:
+    """Whether a budget argument is the string "auto" (any other string is a ValueError)."""
+    if isinstance(value, str):
+        if value != "auto":
+            raise ValueError(f'{name} must be a number of bytes or "auto", not {value!r}')
+        return True
+    return False
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """r1_plan as plain Python values: what a model needs in memory and its expected decode
+    speed (see r1.h and plan())."""
+
+    fits: int  # PLAN_NO_FIT, PLAN_STREAMS or PLAN_IN_MEMORY
+    file_bytes: int
+    dense_bytes: int
+    expert_bytes: int
+    expert_stored_bytes: int
+    expert_bytes_per_token: int
+    kv_bytes_per_token: int
+    context: int
+    ram_bytes: int
+    headroom_bytes: int
+    min_expert_budget_bytes: int
+    expert_budget_bytes: int
+    hit_rate: float
+    memory_bytes_per_token: int
+    drive_bytes_per_token: int
+    mem_bytes_per_s: float
+    drive_bytes_per_s: float
+    memory_tokens_per_s: float
+    drive_tokens_per_s: float
+    decode_tokens_per_s: float
+
+
+#: Plan.fits values (R1_PLAN_*).
+PLAN_NO_FIT, PLAN_STREAMS, PLAN_IN_MEMORY = 0, 1, 2
+
+
+def plan(
+    path: PathArg,
+    ram_bytes: int = 0,
+    context: int = 0,
+    mem_bytes_per_s: float = 0.0,
+    drive_bytes_per_s: float = 0.0,
+) -> Plan:
+    """Plan running the model at *path* in *ram_bytes* of memory (0: MemAvailable now) without
+    loading it (r1_model_plan): reads only its header and index. A bandwidth of 0 is measured
+    (about 2 s)."""
+    lib = _ffi.lib()
+    cpath = _path(path)
+    ram = _int(ram_bytes, "ram_bytes", _UINT64)
+    ctx = _int(context, "context")
+    s = _ffi.PlanC()
+    s.struct_size = ctypes.sizeof(s)
+    check(
+        lib.r1_model_plan(
+            cpath,
+            ram,
+            ctx,
+            _float(mem_bytes_per_s, "mem_bytes_per_s"),
+            _float(drive_bytes_per_s, "drive_bytes_per_s"),
+            ctypes.byref(s),
+        )
+    )
+    return Plan(**{f.name: getattr(s, f.name) for f in dataclasses.fields(Plan)})
 
 
 def _from_struct(cls: type, s: ctypes.Structure) -> Any:
@@ -575,26 +658,53 @@ class Model(_Handle):
         path: PathArg,
         threads: int = 0,
         backend: Optional[str] = None,
-        expert_cache_bytes: int = 0,
+        expert_cache_bytes: Union[int, str] = "auto",
         verify_weights: bool = False,
-        device_expert_cache_bytes: int = 0,
+        device_expert_cache_bytes: Union[int, str] = "auto",
         device: Optional[str] = None,
+        expert_io_threads: int = 0,
+        expert_cache_policy: Optional[str] = None,
     ) -> None:
+        # "auto" (the default): the expert budget is what MemAvailable leaves after the dense
+        # weights, the KV cache of a default context and a headroom, sized by libr1 at load
+        # (r1_model_opts_set_expert_cache_auto); 0 is unbounded. The device cache's auto is
+        # its 0: bounded by the device's memory.
         lib = _ffi.lib()
         self._lib = lib
         cpath = _path(path)
         threads = _int(threads, "threads")
-        cache = _int(expert_cache_bytes, "expert_cache_bytes", _UINT64)
-        device_cache = _int(device_expert_cache_bytes, "device_expert_cache_bytes", _UINT64)
+        io_threads = _int(expert_io_threads, "expert_io_threads")
+        # None: libr1's default policy; "lru" for comparison (logits do not depend on it)
+        policies = {"default": 1, "lru": 0}  # R1_CACHE_POLICY_*
+        if expert_cache_policy is not None and expert_cache_policy not in policies:
+            raise ValueError(
+                f'expert_cache_policy must be "default" or "lru", not {expert_cache_policy!r}'
+            )
+        cache_auto = _is_auto(expert_cache_bytes, "expert_cache_bytes")
+        cache = 0 if cache_auto else _int(expert_cache_bytes, "expert_cache_bytes", _UINT64)
+        device_cache = (
+            0
+            if _is_auto(device_expert_cache_bytes, "device_expert_cache_bytes")
+            else _int(device_expert_cache_bytes, "device_expert_cache_bytes", _UINT64)
+        )
         cbackend = None if backend is None else _cstr(backend, "backend")
         cdevice = None if device is None else _cstr(device, "device")
         opts = _ffi.ModelOptsP()
         check(lib.r1_model_opts_create(ctypes.byref(opts)))
         try:
             check(lib.r1_model_opts_set_threads(opts, threads))
-            check(lib.r1_model_opts_set_expert_cache_bytes(opts, cache))
+            # a libr1 older than auto keeps its own default, unbounded
+            if cache_auto and lib.has("r1_model_opts_set_expert_cache_auto"):
+                check(lib.r1_model_opts_set_expert_cache_auto(opts, 0))
+            else:
+                check(lib.r1_model_opts_set_expert_cache_bytes(opts, cache))
             check(lib.r1_model_opts_set_device_expert_cache_bytes(opts, device_cache))
+            if expert_cache_policy is not None:
+                policy = policies[expert_cache_policy]
+                check(lib.r1_model_opts_set_expert_cache_policy(opts, policy))
             check(lib.r1_model_opts_set_verify_weights(opts, _flag(verify_weights)))
+            if io_threads != 0:  # 0 keeps libr1's default (and works with an older libr1)
+                check(lib.r1_model_opts_set_expert_io_threads(opts, io_threads))
             if cbackend is not None:
                 check(lib.r1_model_opts_set_backend(opts, cbackend))
             if cdevice is not None:  # an index ("1") or part of the device's name
@@ -1161,6 +1271,10 @@ __all__ = [
     "GenOptions",
     "Model",
     "ModelInfo",
+    "PLAN_IN_MEMORY",
+    "PLAN_NO_FIT",
+    "PLAN_STREAMS",
+    "Plan",
     "R1Error",
     "Sampler",
     "Session",

@@ -63,7 +63,10 @@ def test_struct_mirrors_match_the_header() -> None:
 
     # r1_model_info: u32 + i32 + char[32] + 12 x i64 + 6 x u64 + char[16]
     assert ctypes.sizeof(_ffi.ModelInfoC) == 4 + 4 + 32 + 12 * 8 + 6 * 8 + 16
-    assert ctypes.sizeof(_ffi.ExpertCacheStatsC) == 8 + 9 * 8
+    # r1_expert_cache_stats: u32 + u32 + 9 x u64, then (1.1) 5 x u64 + 2 x u32
+    assert ctypes.sizeof(_ffi.ExpertCacheStatsC) == 8 + 9 * 8 + 5 * 8 + 2 * 4
+    # r1_session_profile: u32 + u32 + 5 x u64 + f64 + 8 x f64, then (1.1) 8 x u64 + u64
+    assert ctypes.sizeof(_ffi.SessionProfileC) == 8 + 5 * 8 + 8 + 8 * 8 + 8 * 8 + 8
 
 
 # Errors carry the library's messages -------------------------------------------------------------
@@ -280,6 +283,19 @@ def test_expert_cache_stats_count_loads(model_path: str) -> None:
         assert after.misses > 0 and after.bytes_decompressed > 0
         assert after.hits + after.misses > before.hits + before.misses
         assert 0.0 <= after.hit_rate <= 1.0
+
+
+def test_expert_io_threads_and_async_store_stats(model_path: str) -> None:
+    with r1.Model(model_path, expert_cache_bytes=1 << 20, expert_io_threads=3) as m:
+        m.chat(PROMPT, max_tokens=8)
+        st = m.expert_cache_stats()
+        assert st.io_workers == 3 and st.direct_io in (0, 1)
+        assert st.misses_prefetched <= st.misses and st.prefetch_used <= st.prefetch_issued
+        assert 0.0 <= st.prefetch_recall <= 1.0
+    with r1.Model(model_path) as m:
+        assert m.expert_cache_stats().io_workers == 8  # the default
+    with pytest.raises(r1.R1InvalidArgument):
+        r1.Model(model_path, expert_io_threads=65)
 
 
 # Threads ---------------------------------------------------------------------------------------
