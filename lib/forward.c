@@ -490,8 +490,7 @@ static r1_status r1_swiglu(r1_forward *f, r1_forward_scratch *s, const r1_tensor
 
 /* ---- profiling ---------------------------------------------------------------------------- */
 
-/* Charges the time since *mark to class cls and moves the mark to now (no-op when off). */
-static void r1_prof_lap(r1_forward *f, int32_t cls, uint64_t *mark)
+void r1_forward__lap(r1_forward *f, int32_t cls, uint64_t *mark)
 {
     if (f->prof == NULL)
         return;
@@ -806,7 +805,7 @@ static r1_status r1_moe(r1_forward *f, r1_forward_scratch *s, int64_t l, int64_t
         st = r1_expert_cache__request(f->experts, l, s->ex_ids[i], R1_EXPERT_DEMAND);
     if (st != R1_OK)
         return st;
-    r1_prof_lap(f, R1_PROFILE_ROUTER, mark);
+    r1_forward__lap(f, R1_PROFILE_ROUTER, mark);
 
     /* The shared experts need no expert data: they run while the reads are in flight, into gy
      * (added after the routed experts, as the fixed order says). */
@@ -814,7 +813,7 @@ static r1_status r1_moe(r1_forward *f, r1_forward_scratch *s, int64_t l, int64_t
         st = r1_swiglu(f, s, &w->sh_gate, &w->sh_up, &w->sh_down, s->b, T, s->gy);
         if (st != R1_OK)
             return st;
-        r1_prof_lap(f, R1_PROFILE_SHARED, mark);
+        r1_forward__lap(f, R1_PROFILE_SHARED, mark);
     }
 
     memset(s->taken, 0, (size_t)n_used);
@@ -824,13 +823,13 @@ static r1_status r1_moe(r1_forward *f, r1_forward_scratch *s, int64_t l, int64_t
         st = r1_expert_cache__acquire_any(f->experts, l, s->ex_ids, n_used, s->taken, &i, &ex);
         if (st != R1_OK)
             return st;
-        r1_prof_lap(f, R1_PROFILE_EXPERT_LOAD, mark);
+        r1_forward__lap(f, R1_PROFILE_EXPERT_LOAD, mark);
         s->taken[i] = 1;
         st = r1_routed_expert(f, s, ex, s->ex_off[i], s->ex_off[i + 1]);
         r1_expert_cache__release(f->experts, ex);
         if (st != R1_OK)
             return st;
-        r1_prof_lap(f, R1_PROFILE_EXPERTS, mark);
+        r1_forward__lap(f, R1_PROFILE_EXPERTS, mark);
     }
 
     memset(s->ffn, 0, (size_t)(T * D) * sizeof(float));
@@ -842,11 +841,11 @@ static r1_status r1_moe(r1_forward *f, r1_forward_scratch *s, int64_t l, int64_t
         if (st != R1_OK)
             return st;
     }
-    r1_prof_lap(f, R1_PROFILE_EXPERTS, mark);
+    r1_forward__lap(f, R1_PROFILE_EXPERTS, mark);
     if (w->sh_gate.data != NULL) {
         if ((st = r1_accumulate(f, s->gy, T, D, s->ffn)) != R1_OK)
             return st;
-        r1_prof_lap(f, R1_PROFILE_SHARED, mark);
+        r1_forward__lap(f, R1_PROFILE_SHARED, mark);
     }
     return R1_OK;
 }
@@ -976,22 +975,22 @@ r1_status r1_forward__run(r1_forward *f, r1_forward_scratch *s, r1_kv_cache *kv,
     }
     for (int64_t l = 0; l < cfg->num_hidden_layers; l++) {
         const r1_layer_weights *w = &f->layers[l];
-        r1_prof_lap(f, R1_PROFILE_OTHER, &mark);
+        r1_forward__lap(f, R1_PROFILE_OTHER, &mark);
         r1_status st = r1_attention(f, s, kv, l, T, pos0);
         if (st != R1_OK)
             return st;
-        r1_prof_lap(f, R1_PROFILE_ATTENTION, &mark);
+        r1_forward__lap(f, R1_PROFILE_ATTENTION, &mark);
         st = r1_accumulate(f, s->attn, T, D, s->h);
         if (st == R1_OK)
             st = r1_rmsnorm(f, s->h, 0, w->ffn_norm, T, D, s->b, 0);
         if (st != R1_OK)
             return st;
-        r1_prof_lap(f, R1_PROFILE_OTHER, &mark);
+        r1_forward__lap(f, R1_PROFILE_OTHER, &mark);
         if (w->is_moe) {
             st = r1_moe(f, s, l, T, &mark);
         } else {
             st = r1_swiglu(f, s, &w->gate, &w->up, &w->down, s->b, T, s->ffn);
-            r1_prof_lap(f, R1_PROFILE_DENSE_MLP, &mark);
+            r1_forward__lap(f, R1_PROFILE_DENSE_MLP, &mark);
         }
         if (st == R1_OK)
             st = r1_accumulate(f, s->ffn, T, D, s->h);
@@ -1000,21 +999,21 @@ r1_status r1_forward__run(r1_forward *f, r1_forward_scratch *s, r1_kv_cache *kv,
         /* Layer l's output is known: guess the next layer's experts from it while this
          * thread still has the attention of layer l + 1 to compute. */
         if (look && l + 1 < cfg->num_hidden_layers && f->layers[l + 1].is_moe) {
-            r1_prof_lap(f, R1_PROFILE_OTHER, &mark);
+            r1_forward__lap(f, R1_PROFILE_OTHER, &mark);
             if ((st = r1_lookahead(f, s, l + 1, T)) != R1_OK)
                 return st;
             f->lookaheads++;
-            r1_prof_lap(f, R1_PROFILE_ROUTER, &mark);
+            r1_forward__lap(f, R1_PROFILE_ROUTER, &mark);
         }
     }
     r1_prefetch_gate_end(f, T, look);
-    r1_prof_lap(f, R1_PROFILE_OTHER, &mark);
+    r1_forward__lap(f, R1_PROFILE_OTHER, &mark);
     const int64_t first = all_logits ? 0 : T - 1, n_out = T - first;
     r1_status st = r1_rmsnorm(f, s->h + first * D, 0, f->final_norm, n_out, D, s->a, 0);
     if (st == R1_OK)
         st = r1_mm(f, &f->head, s->a, n_out, logits);
     if (f->prof != NULL) {
-        r1_prof_lap(f, R1_PROFILE_HEAD, &mark);
+        r1_forward__lap(f, R1_PROFILE_HEAD, &mark);
         f->prof->total_ns += mark - start;
         f->prof->n_tokens += (uint64_t)T;
         f->prof->n_chunks++;

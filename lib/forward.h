@@ -124,6 +124,10 @@ int64_t r1_forward_scratch__max_tokens(const r1_forward_scratch *s);
  * cache holding positions < pos0, appending theirs. logits receives (n_tokens, vocab_size) rows
  * when all_logits, else the last position's row. Ids must be < vocab_size (checked by the
  * caller). On failure the cache beyond pos0 is unspecified; the caller rewinds to pos0. */
+/* Profiling: charges the time since *mark to class cls (and the weight bytes read since the last
+ * lap to its class_weight_bytes) and moves the mark to now; no-op when profiling is off. */
+void r1_forward__lap(r1_forward *f, int32_t cls, uint64_t *mark);
+
 r1_status r1_forward__run(r1_forward *f, r1_forward_scratch *s, r1_kv_cache *kv, const int32_t *ids,
                           int64_t n_tokens, int64_t pos0, float *logits, int32_t all_logits);
 

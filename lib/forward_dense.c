@@ -262,17 +262,6 @@ void r1_dense_scratch__destroy(r1_dense_scratch *s)
 
 /* ---- small steps -------------------------------------------------------------------------- */
 
-static void r1_dense_lap(r1_forward *f, int32_t cls, uint64_t *mark)
-{
-    if (f->prof == NULL)
-        return;
-    const uint64_t now = r1_clock__now_ns();
-    f->prof->ns[cls] += now - *mark;
-    *mark = now;
-    f->prof->class_bytes[cls] += f->prof->weight_bytes - f->prof->lapped_bytes;
-    f->prof->lapped_bytes = f->prof->weight_bytes;
-}
-
 /* A weight product that counts the weight's bytes as read. */
 static r1_status r1_dense_mm(r1_forward *f, const r1_tensor *w, const float *x, int64_t n, float *y)
 {
@@ -507,28 +496,28 @@ r1_status r1_forward_dense__run(r1_forward *f, r1_dense_scratch *s, r1_gqa_cache
     }
     for (int64_t l = 0; l < cfg->num_hidden_layers; l++) {
         const r1_dense_layer *w = &d->layers[l];
-        r1_dense_lap(f, R1_PROFILE_OTHER, &mark);
+        r1_forward__lap(f, R1_PROFILE_OTHER, &mark);
         r1_status st = r1_dense_attention(f, s, kv, l, T, pos0);
-        r1_dense_lap(f, R1_PROFILE_ATTENTION, &mark);
+        r1_forward__lap(f, R1_PROFILE_ATTENTION, &mark);
         if (st == R1_OK)
             st = r1_dense_accumulate(f, s->attn, T, s->h);
         if (st == R1_OK)
             st = r1_dense_rmsnorm(f, s->h, w->vec[R1_SLOT_FFN_NORM], T, s->b);
         if (st == R1_OK)
             st = r1_dense_mlp(f, s, w, T);
-        r1_dense_lap(f, R1_PROFILE_DENSE_MLP, &mark);
+        r1_forward__lap(f, R1_PROFILE_DENSE_MLP, &mark);
         if (st == R1_OK)
             st = r1_dense_accumulate(f, s->ffn, T, s->h);
         if (st != R1_OK)
             return st;
     }
-    r1_dense_lap(f, R1_PROFILE_OTHER, &mark);
+    r1_forward__lap(f, R1_PROFILE_OTHER, &mark);
     const int64_t first = all_logits ? 0 : T - 1, n_out = T - first;
     r1_status st = r1_dense_rmsnorm(f, s->h + first * D, d->final_norm, n_out, s->a);
     if (st == R1_OK)
         st = r1_dense_mm(f, &d->head, s->a, n_out, logits);
     if (f->prof != NULL) {
-        r1_dense_lap(f, R1_PROFILE_HEAD, &mark);
+        r1_forward__lap(f, R1_PROFILE_HEAD, &mark);
         f->prof->total_ns += mark - start;
         f->prof->n_tokens += (uint64_t)T;
         f->prof->n_chunks++;
