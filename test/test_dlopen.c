@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "r1.h"
+#include "thread_testutil.h"
 
 #ifdef R1_TEST_HAVE_OPENBLAS
 int openblas_get_num_threads(void);
@@ -66,18 +67,6 @@ static void api_open(api *a)
     LOOKUP(feed_text, "r1_session_feed_text");
     LOOKUP(begin, "r1_session_begin");
     LOOKUP(step, "r1_session_step");
-}
-
-static int count_threads(void)
-{
-    DIR *d = opendir("/proc/self/task");
-    ck_assert_ptr_nonnull(d);
-    int n = 0;
-    for (struct dirent *e; (e = readdir(d)) != NULL;)
-        if (e->d_name[0] != '.')
-            n++;
-    closedir(d);
-    return n;
 }
 
 /* A host thread that generates, then stays alive until the library is gone: whatever r1 left
@@ -155,10 +144,11 @@ static void cycle(int i, int baseline)
     a.sampler_destroy(j.smp);
     a.session_destroy(j.s);
     a.model_destroy(m);
-    ck_assert_msg(count_threads() == baseline + 1,
+    const int left = settled_threads(baseline + 1);
+    ck_assert_msg(left == baseline + 1,
                   "cycle %d: %d threads after the last model was destroyed, want %d (the host's "
                   "%d and its generating thread)",
-                  i, count_threads(), baseline + 1, baseline);
+                  i, left, baseline + 1, baseline);
     ck_assert_int_eq(dlclose(a.handle), 0);
     /* unloaded indeed, so the code the threads ran is gone */
     void *still = dlopen(R1_TEST_LIBR1, RTLD_NOW | RTLD_NOLOAD);
@@ -168,7 +158,7 @@ static void cycle(int i, int baseline)
     pthread_cond_broadcast(&j.cv);
     pthread_mutex_unlock(&j.mu);
     ck_assert_int_eq(pthread_join(t, NULL), 0);
-    ck_assert_int_eq(count_threads(), baseline);
+    ck_assert_int_eq(settled_threads(baseline), baseline);
 }
 
 START_TEST(test_dlopen_cycles_leave_host_as_found)

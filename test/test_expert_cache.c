@@ -16,6 +16,7 @@
 #include "expert_cache.h"
 #include "expert_policy.h"
 #include "r1m_testutil.h"
+#include "thread_testutil.h"
 
 static char *tmp;
 static char v3_path[4096], v2_path[4096];
@@ -268,32 +269,6 @@ START_TEST(test_expert_cache_compressed_bf16_experts)
     r1_container__close(c);
 }
 END_TEST
-
-/* Threads of this process, from /proc/self/task. */
-static int count_threads(void)
-{
-    DIR *d = opendir("/proc/self/task");
-    ck_assert_ptr_nonnull(d);
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL)
-        n += e->d_name[0] != '.';
-    closedir(d);
-    return n;
-}
-
-/* The count once it settles: a joined thread is gone, but the kernel may list it in
- * /proc/self/task for a moment after pthread_join returns (it wakes the joiner before it
- * unhashes the task). Waits up to 2 s for the count to reach want. */
-static int settled_threads(int want)
-{
-    int n = count_threads();
-    for (int i = 0; i < 2000 && n != want; i++) {
-        usleep(1000);
-        n = count_threads();
-    }
-    return n;
-}
 
 START_TEST(test_expert_cache_workers_joined_at_destroy)
 {

@@ -9,32 +9,10 @@
 #include <unistd.h>
 
 #include "r1.h"
+#include "thread_testutil.h"
 
 /* The struct as 1.0-era callers knew it: everything before the fields of the async store. */
 enum { OLD_STATS_SIZE = offsetof(r1_expert_cache_stats, prefetch_issued) };
-
-static int count_threads(void)
-{
-    DIR *d = opendir("/proc/self/task");
-    ck_assert_ptr_nonnull(d);
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL)
-        n += e->d_name[0] != '.';
-    closedir(d);
-    return n;
-}
-
-/* Waits up to 2 s for the count to reach want: a joined thread may stay listed for a moment. */
-static int settled_threads(int want)
-{
-    int n = count_threads();
-    for (int i = 0; i < 2000 && n != want; i++) {
-        usleep(1000);
-        n = count_threads();
-    }
-    return n;
-}
 
 static r1_model *load(int32_t io_threads, uint64_t budget)
 {
