@@ -10,8 +10,8 @@
  *   direct  O_DIRECT pread from `depth` threads (4 KiB-aligned buffers and offsets);
  *   uring   one thread keeping `depth` O_DIRECT reads in flight through io_uring (built only
  *           where liburing was found).
- * With --store and a .r1m FILE: the expert store itself (lib/expert_cache.c) with each worker
- * count: every expert of the file demanded in index order and taken in completion order with
+ * With --store and a .r1m FILE: the expert store itself (lib/experts/expert_cache.c) with each
+ * worker count: every expert of the file demanded in index order and taken in completion order with
  * r1_expert_cache__acquire_any, through a budget of 16 experts (so that each load evicts one, as
  * in a store far smaller than the model), in whole passes over the file for at least --seconds;
  * prints stored MB/s, including read, checksum and decode.

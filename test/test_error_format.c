@@ -7,8 +7,8 @@
 
 START_TEST(test_error_format_may_quote_the_current_message)
 {
-    /* lib/model.c and lib/convert.c add context this way; it used to vsnprintf the buffer into
-     * itself, overwriting the quoted text while reading it */
+    /* lib/model/model.c and lib/format/convert.c add context this way; it used to vsnprintf the
+     * buffer into itself, overwriting the quoted text while reading it */
     r1_error__set(R1_ERR_NOT_FOUND, "no metadata entry '%s'", "tokenizer.blob");
     ck_assert_int_eq(
         r1_error__set(R1_ERR_FORMAT, "the model file has no tokenizer: %s", r1_error__message()),

@@ -1,8 +1,9 @@
 /* cpu_layer_ops.c: the CPU backend's ops for the rest of a layer (RMSNorm, rotary, softmax,
- * SwiGLU, routing, MoE combine; lib/backend.h), the reference every device backend is tested
- * against. Each op checks its operands against their buffers, then runs the helpers the forward
- * pass used before these ops existed (cpu_elementwise.c, lib/rope.c, lib/router.c,
- * lib/softmax.h), so routing an op through the backend changes no result. */
+ * SwiGLU, routing, MoE combine; lib/compute/backend.h), the reference every device backend is
+ * tested against. Each op checks its operands against their buffers, then runs the helpers the
+ * forward pass used before these ops existed (cpu_elementwise.c, lib/model/rope.c,
+ * lib/model/router.c, lib/model/softmax.h), so routing an op through the backend changes no result.
+ */
 #include <stdint.h>
 #include <string.h>
 
@@ -123,7 +124,7 @@ static r1_status r1_cpu_swiglu(const r1_op *op)
     return R1_OK;
 }
 
-/* The op's routing fields as the configuration lib/router.c reads. */
+/* The op's routing fields as the configuration lib/model/router.c reads. */
 static void r1_router_config(const r1_op_router_params *p, r1_model_config *cfg)
 {
     memset(cfg, 0, sizeof *cfg);
@@ -217,7 +218,7 @@ int32_t r1_cpu__layer_op_supported(const r1_op *op)
             return 0;
         r1_model_config cfg;
         r1_router_config(p, &cfg);
-        r1_status st = r1_router__check(&cfg); /* the fixed tables of lib/router.c */
+        r1_status st = r1_router__check(&cfg); /* the fixed tables of lib/model/router.c */
         if (st != R1_OK)
             r1_error__clear();
         return st == R1_OK;

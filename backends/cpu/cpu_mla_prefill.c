@@ -1,8 +1,8 @@
 /* cpu_mla_prefill.c: a prompt chunk's latent attention (R1_OP_MLA_PREFILL) on the CPU: the
  * reference the device backends are tested against, and what runs a chunk a device refuses.
  *
- * The steps and their order are those of lib/forward.c's prefill on the CPU backend (products
- * batched over heads through r1_cpu__matmul, the softmax of lib/softmax.h), so a chunk gives
+ * The steps and their order are those of lib/model/forward.c's prefill on the CPU backend (products
+ * batched over heads through r1_cpu__matmul, the softmax of lib/model/softmax.h), so a chunk gives
  * the same numbers whichever of the two runs it. */
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +15,7 @@
 
 /* Heads share a score product up to about this many (head, query) rows, and a long chunk's
  * queries go in blocks of R1_PREFILL_QUERY_BLOCK, each against the keys up to its last query
- * only (lib/forward.c uses the same two numbers). */
+ * only (lib/model/forward.c uses the same two numbers). */
 enum { R1_PREFILL_GROUP_ROWS = 64, R1_PREFILL_QUERY_BLOCK = 128 };
 
 static const float *r1_scale_row(const r1_tensor *w, int64_t r)

@@ -26,7 +26,7 @@ int32_t r1_cpu__layer_op_supported(const r1_op *op);
 r1_status r1_cpu__layer_op_run(const r1_op *op);
 
 /* A prompt chunk's latent attention (R1_OP_MLA_PREFILL; cpu_mla_prefill.c) on pool (NULL: the
- * caller alone), in lib/forward.c's order of operations: q (T, H, dn + dr), the latent
+ * caller alone), in lib/model/forward.c's order of operations: q (T, H, dn + dr), the latent
  * cache lat (pos0 + T, rkv + dr), kv_b_proj of any dtype in the file's rows; out (T, H, dv).
  * R1_ERR_INVALID_ARG on shapes that do not fit, R1_ERR_NO_MEMORY without scratch. */
 r1_status r1_cpu__mla_prefill(r1_threadpool *pool, const r1_op_mla_prefill_params *p,

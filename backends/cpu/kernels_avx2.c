@@ -366,7 +366,7 @@ static void r1_avx2_qx_q4_0(const void *rows, size_t row_bytes, int32_t n_rows,
         r1_avx2_qx_q4_0_rows(w + (size_t)r * row_bytes, row_bytes, 1, x, n_blocks, out + r);
 }
 
-/* ---- the R16 layout (lib/weight_layout.h): rows 0-7 and 8-15 of a group in two vectors ---- */
+/* ---- the R16 layout (weight_layout.h): rows 0-7 and 8-15 of a group in two vectors ---- */
 
 static inline __m256i r1_avx2_r16_x4(const int8_t *q, int j)
 {

@@ -29,7 +29,7 @@ typedef void (*r1_cpu_dot_qx_fn)(const void *rows, size_t row_bytes, int32_t n_r
                                  const r1_cpu_qx_block *x, int64_t n_blocks, float *out);
 
 /* The dot products of the 16 rows of each of n_groups (1..R1_CPU_R16_STREAMS) R16 groups
- * (lib/weight_layout.h), groups[i] into out[i][0..15], with one quantised activation of
+ * (backends/cpu/weight_layout.h), groups[i] into out[i][0..15], with one quantised activation of
  * n_blocks blocks. A level may read the groups side by side (more streams from memory at once);
  * each group's result is what it would be alone. Every level computes each row the same way:
  * the block's exact integer sum (with Q8_0's +128 and Q4_0's -8 offsets undone through

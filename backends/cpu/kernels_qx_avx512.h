@@ -174,7 +174,7 @@ static inline __attribute__((always_inline)) void r1_qx_rows(int32_t is_q4_0, co
     }
 }
 
-/* ---- the R16 layout (lib/weight_layout.h): 16 rows per vector, one lane per row ---------- */
+/* ---- the R16 layout (weight_layout.h): 16 rows per vector, one lane per row ---------- */
 
 /* How far ahead (bytes) an R16 kernel asks for its weights: measured on a 2-core AVX-512 VM
  * with a 1408 x 2048 expert-shaped Q4_0 weight streamed from memory, 0 / 512 / 1024 / 2048 /

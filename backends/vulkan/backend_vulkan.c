@@ -973,7 +973,7 @@ static r1_status r1_vk_open(r1_dev **out, int32_t index, const char *selector)
         features.pNext = NULL;
         dev->fn.get_features2(dev->physical, &features);
     }
-    /* Routing compares scores in double like lib/router.c; without it the router runs on the
+    /* Routing compares scores in double like lib/model/router.c; without it the router runs on the
      * CPU (supports() says 0). */
     dev->has_f64 = features.features.shaderFloat64 == VK_TRUE;
     if (getenv("R1_VULKAN_NO_TIMELINE") != NULL) /* tests the fence path on any device */
@@ -1522,7 +1522,7 @@ static const char *r1_vk_router_refusal(const r1_dev *dev, const r1_op *op)
     if (!dev->has_f64)
         return "routing needs shaderFloat64";
     const int64_t E = p->n_experts, g = p->n_group > 0 ? p->n_group : 1;
-    /* The shader's fixed tables (MAX_EXPERTS, MAX_GROUPS, MAX_TOPK), and lib/router.c's rule
+    /* The shader's fixed tables (MAX_EXPERTS, MAX_GROUPS, MAX_TOPK), and lib/model/router.c's rule
      * that the kept groups can supply top_k experts. */
     if (p->n_rows <= 0 || E <= 0 || E > 1024 || g > 64 || E % g != 0 || p->top_k <= 0 ||
         p->top_k > 64 || p->top_k > E || p->topk_group < 1 || p->topk_group > g ||

@@ -31,17 +31,17 @@ case " $targets " in *" container "*)
 esac
 
 # The library sources each target needs (internal functions are not exported by libr1.so).
-tok_srcs="$lib/tokenizer.c $lib/tokenizer_json.c $lib/tokenizer_blob.c $lib/tokenizer_unicode.c
-          $lib/tokenizer_normalize.c $lib/tokenizer_nfc_set.c $lib/utf8.c $lib/error.c"
+tok_srcs="$lib/text/tokenizer.c $lib/text/tokenizer_json.c $lib/text/tokenizer_blob.c $lib/text/tokenizer_unicode.c
+          $lib/text/tokenizer_normalize.c $lib/text/tokenizer_nfc_set.c $lib/core/utf8.c $lib/core/error.c"
 sources() {
     case $1 in
-    container) echo "$lib/container.c $lib/checksum.c $lib/name_index.c $lib/model_config.c
-                     $lib/model_schema.c $lib/blob_codec.c $lib/expert_cache.c
-                     $lib/expert_policy.c $lib/dtype.c $lib/weight_layout.c $lib/error.c" ;;
+    container) echo "$lib/format/container.c $lib/core/checksum.c $lib/core/name_index.c $lib/model/model_config.c
+                     $lib/model/model_schema.c $lib/format/blob_codec.c $lib/experts/expert_cache.c
+                     $lib/experts/expert_policy.c $lib/core/dtype.c $top/backends/cpu/weight_layout.c $lib/core/error.c" ;;
     tokenize | detokenize | tokenizer_json | tokenizer_blob) echo "$tok_srcs" ;;
-    safetensors) echo "$lib/safetensors.c $lib/name_index.c $lib/error.c" ;;
-    config) echo "$lib/model_config.c $lib/error.c" ;;
-    chat) echo "$lib/chat.c $lib/utf8.c $lib/error.c" ;;
+    safetensors) echo "$lib/format/safetensors.c $lib/core/name_index.c $lib/core/error.c" ;;
+    config) echo "$lib/model/model_config.c $lib/core/error.c" ;;
+    chat) echo "$lib/text/chat.c $lib/core/utf8.c $lib/core/error.c" ;;
     *) echo "run.sh: unknown fuzz target '$1'" >&2; exit 2 ;;
     esac
 }
@@ -59,10 +59,13 @@ options() {
     esac
 }
 
+# The library's header folders (one per room of lib/, and the CPU weight layout).
+incs=-I$top/backends/cpu
+for d in core format experts model compute text run; do incs="$incs -I$lib/$d"; done
 for t in $targets; do
-    # shellcheck disable=SC2046
+    # shellcheck disable=SC2046,SC2086
     clang -std=c11 -g -O1 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
-        -fno-sanitize-recover=all -I"$top/include" -I"$lib" -I"$fz" \
+        -fno-sanitize-recover=all -I"$top/include" $incs -I"$fz" \
         -DR1_FUZZ_DATA_DIR="\"$top/test/data\"" \
         "$fz/fuzz_$t.c" $(sources "$t") $(pkg-config --cflags --libs libpcre2-8 libcjson libutf8proc) \
         -lzstd -lpthread -lm -o "$work/fuzz_$t"

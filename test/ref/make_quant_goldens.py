@@ -1,4 +1,4 @@
-"""Write golden Q8_0/Q4_0 blocks from quant.py for test_container's cross-check of lib/dtype.c.
+"""Write golden Q8_0/Q4_0 blocks from quant.py for test_container's cross-check of lib/core/dtype.c.
 
 Usage: python3 test/ref/make_quant_goldens.py OUTDIR
 Writes OUTDIR/input.f32 (little-endian float32), OUTDIR/q8_0.bin and OUTDIR/q4_0.bin (packed

@@ -1,5 +1,5 @@
 #version 450
-// combine.comp: R1_OP_MOE_COMBINE (lib/backend.h): dst row rows[i] += w[i] * src row i (one
+// combine.comp: R1_OP_MOE_COMBINE (lib/compute/backend.h): dst row rows[i] += w[i] * src row i (one
 // routed expert's tokens, distinct rows, so no two threads write one element), or with
 // scatter 0, dst row i += src row i. One thread per element; `precise` keeps the product and
 // the sum apart, as the CPU computes them.

@@ -2,7 +2,7 @@
 #extension GL_GOOGLE_include_directive : require
 // matmul.comp: y(T, rows) = x(T, cols) . W(rows, cols)^T with W in its stored type, dequantised
 // on the fly; every sum is accumulated in float32. Built once per weight type: WEIGHT_TYPE is
-// the r1_dtype value (lib/dtype.h), set by glslc -D at build time.
+// the r1_dtype value (lib/core/dtype.h), set by glslc -D at build time.
 //
 // One workgroup computes one output row for TOKENS_PER_GROUP tokens: its threads walk the row's
 // columns with a stride of the workgroup size (neighbouring threads read neighbouring weights),

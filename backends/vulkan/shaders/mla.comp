@@ -1,6 +1,6 @@
 #version 450
 #extension GL_GOOGLE_include_directive : require
-// mla.comp: R1_OP_MLA_DECODE and R1_OP_MLA_PREFILL (lib/backend.h), the absorbed MLA of
+// mla.comp: R1_OP_MLA_DECODE and R1_OP_MLA_PREFILL (lib/compute/backend.h), the absorbed MLA of
 // docs/model.md §2.6 for one head of one query per workgroup (x: the head, y: the query): the query moved into
 // the latent space through W_UK (the head's first qk_nope rows of kv_b_proj, read in its stored
 // type), scores against the latent cache rows up to the query's own position (the causal mask:

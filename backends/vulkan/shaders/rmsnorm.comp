@@ -1,6 +1,6 @@
 #version 450
 #extension GL_GOOGLE_include_directive : require
-// rmsnorm.comp: R1_OP_RMSNORM (lib/backend.h): y row = x row / sqrt(mean(x row ^ 2) + eps) * g.
+// rmsnorm.comp: R1_OP_RMSNORM (lib/compute/backend.h): y row = x row / sqrt(mean(x row ^ 2) + eps) * g.
 // One workgroup per row; its threads stride over the row, and the sum of squares is a float32
 // tree reduction (the CPU keeps it in double; the difference is far below the parity bound).
 

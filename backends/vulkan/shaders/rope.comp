@@ -1,6 +1,6 @@
 #version 450
-// rope.comp: R1_OP_ROPE (lib/backend.h): pairs (x[2m], x[2m+1]) of every vector of every row
-// rotated in place by the row's cos/sin table (lib/rope.c's interleaved layout). One thread per
+// rope.comp: R1_OP_ROPE (lib/compute/backend.h): pairs (x[2m], x[2m+1]) of every vector of every row
+// rotated in place by the row's cos/sin table (lib/model/rope.c's interleaved layout). One thread per
 // pair; `precise` keeps the products unfused, as the CPU computes them.
 
 layout(local_size_x_id = 0) in;

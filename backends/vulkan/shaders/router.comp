@@ -1,5 +1,5 @@
 #version 450
-// router.comp: R1_OP_ROUTER (lib/backend.h), the algorithm of lib/router.c step by step so the
+// router.comp: R1_OP_ROUTER (lib/compute/backend.h), the algorithm of lib/model/router.c step by step so the
 // same experts come out: scores in double (sigmoid, or softmax over the logits), the correction
 // bias added for selection only, group scores (sum of the two largest, or the maximum) and the
 // topk_group best groups, then top_k rounds of argmax over the experts not yet taken, ties to

@@ -1,6 +1,6 @@
 #version 450
 #extension GL_GOOGLE_include_directive : require
-// softmax.comp: R1_OP_SOFTMAX (lib/backend.h): row r of x, in place, becomes
+// softmax.comp: R1_OP_SOFTMAX (lib/compute/backend.h): row r of x, in place, becomes
 // exp((x - max) * scale) / sum over its first n_valid(r) entries and 0 after them (the causal
 // mask of prefill). One workgroup per row; max and sum are tree reductions.
 

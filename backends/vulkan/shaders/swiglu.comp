@@ -1,5 +1,5 @@
 #version 450
-// swiglu.comp: R1_OP_SWIGLU (lib/backend.h): y = silu(a) * b elementwise over strided rows,
+// swiglu.comp: R1_OP_SWIGLU (lib/compute/backend.h): y = silu(a) * b elementwise over strided rows,
 // with the sigmoid written so that exp never overflows (docs/model.md §8.10). One thread per element.
 
 layout(local_size_x_id = 0) in;

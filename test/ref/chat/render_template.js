@@ -3,7 +3,7 @@
 // Usage: npm install && node render_template.js [out.json]
 // Default output: ../../data/chat/renderings.json, an array of
 // {"flavour": "r1"|"v3", "bos": ..., "messages": [{"role", "content"}], "add_generation_prompt",
-//  "expected"} that test/test_chat.c compares byte for byte with lib/chat.c.
+//  "expected"} that test/test_chat.c compares byte for byte with lib/text/chat.c.
 //
 // The templates are rendered by Hugging Face's own Jinja engine (@huggingface/jinja), so the
 // expectations come from the template text, not from our reading of it:

@@ -1,8 +1,8 @@
-// gen_nfc_set.js: lib/tokenizer_nfc_set.c, the code points Hugging Face's NFC normalizer acts on.
+// gen_nfc_set.js: lib/text/tokenizer_nfc_set.c, the code points Hugging Face's NFC normalizer acts on.
 //
 // Usage: npm install && node gen_nfc_set.js [tokenizer.json] [out.c]
 // Defaults: ../../data/tokenizer/tokenizer.json (any tokenizer.json will do: only its vocabulary
-// is needed to build a Tokenizer) and ../../../lib/tokenizer_nfc_set.c; runs clang-format on it.
+// is needed to build a Tokenizer) and ../../../lib/text/tokenizer_nfc_set.c; runs clang-format on it.
 //
 // Hugging Face's tokenizers (0.23.2) normalise with the crate unicode-normalization-alignments
 // 0.1.12, whose tables are Unicode 9.0; libr1 normalises with the system's libutf8proc (2.8:
@@ -25,7 +25,7 @@ const { Tokenizer } = require('tokenizers');
 
 const here = __dirname;
 const tokPath = process.argv[2] || path.join(here, '../../data/tokenizer/tokenizer.json');
-const outPath = process.argv[3] || path.join(here, '../../../lib/tokenizer_nfc_set.c');
+const outPath = process.argv[3] || path.join(here, '../../../lib/text/tokenizer_nfc_set.c');
 
 const base = JSON.parse(fs.readFileSync(tokPath, 'utf8'));
 base.added_tokens = [];

@@ -1,8 +1,8 @@
-// gen_unicode_classes.js: lib/tokenizer_unicode.c, the Unicode classes of Hugging Face's regexes.
+// gen_unicode_classes.js: lib/text/tokenizer_unicode.c, the Unicode classes of Hugging Face's regexes.
 //
 // Usage: npm install && node gen_unicode_classes.js [tokenizer.json] [out.c]
 // Defaults: ../../data/tokenizer/tokenizer.json (any tokenizer.json will do: only its vocabulary
-// is needed to build a Tokenizer) and ../../../lib/tokenizer_unicode.c; runs clang-format on it.
+// is needed to build a Tokenizer) and ../../../lib/text/tokenizer_unicode.c; runs clang-format on it.
 //
 // Hugging Face's tokenizers compile pre-tokenizer patterns with Oniguruma, whose Unicode tables
 // (16.0 in tokenizers 0.23.2) are newer than those of the PCRE2 libr1 links (10.42: Unicode 14.0),
@@ -19,7 +19,7 @@ const { Tokenizer } = require('tokenizers');
 
 const here = __dirname;
 const tokPath = process.argv[2] || path.join(here, '../../data/tokenizer/tokenizer.json');
-const outPath = process.argv[3] || path.join(here, '../../../lib/tokenizer_unicode.c');
+const outPath = process.argv[3] || path.join(here, '../../../lib/text/tokenizer_unicode.c');
 
 const CLASSES = ['L', 'M', 'N', 'P', 'S', 'Z'];
 const base = JSON.parse(fs.readFileSync(tokPath, 'utf8'));

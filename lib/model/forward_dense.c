@@ -1,7 +1,8 @@
 /* forward_dense.c: one chunk of tokens through a dense distill (Qwen2, Llama-3: docs/model.md
  * §7): the schema-bound weights, grouped-query attention over an f16/q8_0 key/value cache, SwiGLU
  * MLP, final norm and head. Products, norms, rotary, softmax and the decode attention are
- * backend ops (lib/compute.c); what stays here is bookkeeping (lookups, copies, the cache). */
+ * backend ops (lib/compute/compute.c); what stays here is bookkeeping (lookups, copies, the cache).
+ */
 #include "forward_dense.h"
 
 #include <math.h>

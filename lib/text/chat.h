@@ -1,4 +1,4 @@
-/* chat.h: native rendering of the DeepSeek chat templates (internal API of lib/chat.c). */
+/* chat.h: native rendering of the DeepSeek chat templates (internal API of lib/text/chat.c). */
 #ifndef R1_CHAT_H
 #define R1_CHAT_H
 

@@ -42,7 +42,7 @@ enum {
 #define R1_SDT_ANY                                                                                 \
     (R1_SDT_FLOAT | R1_SDT(R1_DTYPE_Q8_0) | R1_SDT(R1_DTYPE_Q4_0) | R1_SDT(R1_DTYPE_FP8_E4M3))
 
-/* The places a dense layer block reads its weights from (lib/forward_dense.c): a layer's
+/* The places a dense layer block reads its weights from (lib/model/forward_dense.c): a layer's
  * tensors, then the model's. */
 enum {
     R1_SLOT_ATTN_NORM = 0,

@@ -8,8 +8,8 @@
 
 #include "r1.h"
 
-/* The dense distills (Qwen2, Llama-3) follow the MoE models; lib/model_schema.c describes each
- * architecture's tensors. */
+/* The dense distills (Qwen2, Llama-3) follow the MoE models; lib/model/model_schema.c describes
+ * each architecture's tensors. */
 enum { R1_ARCH_DEEPSEEK_V3 = 1, R1_ARCH_DEEPSEEK_V2 = 2, R1_ARCH_QWEN2 = 3, R1_ARCH_LLAMA = 4 };
 enum { R1_TOPK_GREEDY = 0, R1_TOPK_GROUP_LIMITED_GREEDY = 1, R1_TOPK_NOAUX_TC = 2 };
 enum { R1_SCORING_SOFTMAX = 0, R1_SCORING_SIGMOID = 1 };
@@ -97,7 +97,7 @@ r1_status r1_model_config__from_json(r1_model_config *cfg, const char *text, siz
 /* Consistency checks (positive sizes, divisibility, ranges). R1_ERR_FORMAT with the field. */
 r1_status r1_model_config__validate(const r1_model_config *cfg);
 
-/* 1 for the dense architectures (Qwen2, Llama-3: lib/forward_dense.c), 0 for the MoE ones. */
+/* 1 for the dense architectures (Qwen2, Llama-3: lib/model/forward_dense.c), 0 for the MoE ones. */
 int32_t r1_model_config__is_dense(const r1_model_config *cfg);
 
 /* 1 when layer l (0 <= l < num_hidden_layers + num_nextn_predict_layers) has a MoE FFN. */

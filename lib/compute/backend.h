@@ -5,8 +5,8 @@
  * own memory and asynchronous queues: weights live in device buffers (r1_buf), work is
  * recorded in order on the device's queue and flushed by submit(), which returns a sequence
  * number; wait() blocks until a number is complete. The per-device expert cache
- * (lib/device_expert_cache.c) uses these numbers to evict an expert only once no queued work
- * still reads it. */
+ * (lib/compute/device_expert_cache.c) uses these numbers to evict an expert only once no queued
+ * work still reads it. */
 #ifndef R1_BACKEND_H
 #define R1_BACKEND_H
 
@@ -52,11 +52,11 @@ enum r1_op_kind {
     /* Rotary embedding with the YaRN tables (docs/model.md §2.4, §3), in place: dst holds n_rows
      * rows of n_vecs vectors (vector v of row r at r * row_stride + v * vec_stride), and the pairs
      * (x[2m], x[2m+1]) for m < n_pairs of each vector are rotated by row r's angles; src0 the
-     * tables (n_rows, 2 * n_pairs) as lib/rope.c's r1_rope__table writes them (cos, sin
+     * tables (n_rows, 2 * n_pairs) as lib/model/rope.c's r1_rope__table writes them (cos, sin
      * interleaved, already times the YaRN mscale). Params: r1_op_rope_params. */
     R1_OP_ROPE = 4,
-    /* Scaled softmax of rows in place (lib/softmax.h): dst (n_rows, n); row r is normalised over
-     * its first n_valid(r) entries, the rest become 0, where n_valid(r) = n without a mask and
+    /* Scaled softmax of rows in place (lib/model/softmax.h): dst (n_rows, n); row r is normalised
+     * over its first n_valid(r) entries, the rest become 0, where n_valid(r) = n without a mask and
      * min(n, causal_base + r % causal_period + 1) with one (causal_period > 0: prefill's
      * queries, one block of causal_period tokens per head). Params: r1_op_softmax_params. */
     R1_OP_SOFTMAX = 5,
@@ -65,11 +65,12 @@ enum r1_op_kind {
      * must not overlap a source in another row. Params: r1_op_rows_params (x_stride for src0,
      * b_stride for src1, y_stride for dst). */
     R1_OP_SWIGLU = 6,
-    /* MoE routing of n_rows tokens (docs/model.md §2.8, exactly as lib/router.c: scores in double,
-     * group-limited top-k, ties toward the lower index, normalisation, routed_scaling_factor):
-     * src0 the gate logits (n_rows, n_experts); src1 (optional, n_src = 2) the correction bias
-     * (n_experts); dst (n_rows, 2 * top_k): the top_k combination weights, then the top_k expert
-     * indices as int32 bit patterns, in increasing expert order. Params: r1_op_router_params. */
+    /* MoE routing of n_rows tokens (docs/model.md §2.8, exactly as lib/model/router.c: scores in
+     * double, group-limited top-k, ties toward the lower index, normalisation,
+     * routed_scaling_factor): src0 the gate logits (n_rows, n_experts); src1 (optional, n_src = 2)
+     * the correction bias (n_experts); dst (n_rows, 2 * top_k): the top_k combination weights, then
+     * the top_k expert indices as int32 bit patterns, in increasing expert order. Params:
+     * r1_op_router_params. */
     R1_OP_ROUTER = 7,
     /* MoE combine: dst (n_dst_rows, n) accumulates weighted rows of src0 (n_rows, n): with
      * n_src = 3, dst row src2[i] += src1[i] * src0 row i (src1 (n_rows) float32 weights, src2
@@ -131,7 +132,7 @@ typedef struct r1_op_softmax_params {
     double scale;                       /* the logits are multiplied by it first */
 } r1_op_softmax_params;
 
-/* The routing configuration of lib/model_config.h, in fixed-width fields. */
+/* The routing configuration of lib/model/model_config.h, in fixed-width fields. */
 typedef struct r1_op_router_params {
     int64_t n_rows, n_experts, top_k, n_group, topk_group;
     int32_t topk_method;  /* r1_topk_method */

@@ -1,4 +1,4 @@
-/* sampler.h: token selection from logits (internal entry points of lib/sampler.c). */
+/* sampler.h: token selection from logits (internal entry points of lib/run/sampler.c). */
 #ifndef R1_SAMPLER_H
 #define R1_SAMPLER_H
 

@@ -6,7 +6,7 @@
 #include <stdint.h>
 
 /* p[j] = exp((p[j] - max) * scale) / sum over j < n, in place. The sum is kept in double, so
- * that prefill (lib/forward.c) and decode (backends/cpu/cpu_attention.c) normalise alike. */
+ * that prefill (lib/model/forward.c) and decode (backends/cpu/cpu_attention.c) normalise alike. */
 static inline void r1_softmax__scaled(float *p, int64_t n, double scale)
 {
     float mx = -INFINITY;

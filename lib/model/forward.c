@@ -1,6 +1,6 @@
 /* forward.c: one chunk of tokens through every layer: MLA over the latent cache, dense MLP or
  * MoE, final norm and head (docs/model.md §2). Every step that computes is a backend op
- * (lib/compute.c: products, norms, rotary, attention, routing, combine); what stays here is
+ * (lib/compute/compute.c: products, norms, rotary, attention, routing, combine); what stays here is
  * bookkeeping (the embedding lookup, gathering an expert's tokens, copies into the latent cache).
  */
 #include "forward.h"
