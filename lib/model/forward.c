@@ -280,6 +280,8 @@ r1_status r1_kv_cache__create(r1_kv_cache *kv, const r1_model_config *cfg, int64
                              (long long)n_ctx);
     }
     kv->n_ctx = n_ctx;
+    kv->lat_dtype = R1_DTYPE_F32;
+    kv->lat_row_bytes = (size_t)(cfg->kv_lora_rank + cfg->qk_rope_head_dim) * sizeof(float);
     return R1_OK;
 }
 
@@ -287,6 +289,7 @@ void r1_kv_cache__destroy(r1_kv_cache *kv)
 {
     r1_gqa_cache__destroy(kv->gqa);
     free(kv->lat);
+    free(kv->lat_q8);
     memset(kv, 0, sizeof *kv);
 }
 

@@ -101,7 +101,12 @@ void r1_forward__set_prefetch_adaptive(int32_t on);
  * per position holds both, so the scores of every key are one matrix product. */
 typedef struct r1_kv_cache {
     int64_t n_ctx;
-    float *lat;  /* (layers, n_ctx, kv_lora_rank + qk_rope_head_dim) */
+    float *lat; /* (layers, n_ctx, kv_lora_rank + qk_rope_head_dim) if lat_dtype is f32 */
+    /* The latent cache's value type (R1_DTYPE_F32, or R1_DTYPE_Q8_0 with the rows in lat_q8
+     * instead of lat) and the bytes of one position of one layer in it. */
+    int32_t lat_dtype;
+    uint8_t *lat_q8; /* (layers, n_ctx, lat_row_bytes) when lat_dtype is q8_0, else NULL */
+    size_t lat_row_bytes;
     uint64_t id; /* unique within the process: a device keys its mirror of lat by it */
     /* The dense architectures' cache instead of lat (forward_dense.h). */
     r1_gqa_cache *gqa;
