@@ -187,8 +187,9 @@ R1_API r1_status r1_backend_describe(const char *name, char *buf, size_t cap, si
 /* ============================================================================================ */
 /** @name Models
  *  Loading an .r1m model file (see docs/format.md), describing it, and its expert store.
- *  A model is immutable after loading apart from its internally locked expert cache, so one
- *  r1_model may be shared by any number of threads and sessions.
+ *  A model is immutable after loading apart from its internally locked expert cache (and the
+ *  forward data its first session binds, under a lock), so one r1_model may be shared by any
+ *  number of threads and sessions.
  *  @{ */
 
 /** Options for r1_model_load(); opaque, changed only through its setters. */
@@ -548,7 +549,9 @@ typedef struct r1_plan {
     uint64_t expert_bytes;            /**< All routed experts, raw. */
     uint64_t expert_stored_bytes;     /**< All routed experts as stored in the file. */
     uint64_t expert_bytes_per_token;  /**< Raw bytes of the experts one token selects. */
-    uint64_t kv_bytes_per_token;      /**< KV cache per token of context. */
+    uint64_t kv_bytes_per_token;      /**< KV cache per token of context, in the default
+                                           cache type (f32 latent for MLA models: with "q8_0"
+                                           it is 612 / 2304 of this for V3/R1 and V2-Lite). */
     int64_t context;                  /**< Tokens of context the plan leaves KV room for. */
     uint64_t ram_bytes;               /**< Memory planned for (given, or MemAvailable). */
     uint64_t headroom_bytes;          /**< Kept free (see r1_model_opts_set_expert_cache_auto). */
@@ -690,14 +693,50 @@ R1_API r1_status r1_session_opts_set_logits_all(r1_session_opts *opts, int32_t o
  *
  * The grouped-query models (R1-Distill Qwen2 / Llama) keep keys and values in "f16" by default;
  * "q8_0" takes 34 bytes per 32 values (53 % of f16) at a small cost in accuracy
- * (docs/model.md §7), "f32" is exact. The DeepSeek (MLA) models keep their latent cache in f32:
- * for them r1_session_create() refuses any other type with R1_ERR_UNSUPPORTED.
+ * (docs/model.md §7), "f32" is exact. The DeepSeek (MLA) models keep their latent cache in "f32"
+ * by default, or in "q8_0": each row (kv_lora_rank values of c_kv, then qk_rope_head_dim of the
+ * rotated key, each part in blocks of 32 of its own, the last zero-padded) is quantised once
+ * when written, 612 bytes instead of 2304 per token and layer for V3/R1 and V2-Lite (27 %), and
+ * attention reads it as those values dequantised (docs/model.md §2.6). A kv_lora_rank that is
+ * not a multiple of 32 (no released model has one) keeps f32. With a device backend, attention
+ * over a q8_0 latent cache runs on the CPU over host memory (the device mirrors f32 caches
+ * only); the rest of the layer stays on the device. For MLA models r1_session_create() refuses
+ * "f16" with R1_ERR_UNSUPPORTED.
  * @param opts The options.
  * @param type "f16", "q8_0", "f32", or NULL for the model's default.
  * @return R1_OK or R1_ERR_INVALID_ARG (NULL opts, unknown name).
  * @since 1.1
  */
 R1_API r1_status r1_session_opts_set_cache_type(r1_session_opts *opts, const char *type);
+
+/** Context overflow policies for r1_session_opts_set_overflow(). */
+enum r1_overflow {
+    R1_OVERFLOW_FAIL = 0, /**< Refuse with R1_ERR_CONTEXT_FULL (the default). */
+    R1_OVERFLOW_SHIFT = 1 /**< Drop the oldest turns after a kept prefix (r1_session_shift()). */
+};
+
+/**
+ * @brief Chooses what happens when feeding, evaluating or generating would exceed the context.
+ *
+ * With R1_OVERFLOW_SHIFT, r1_session_feed(), r1_session_sync(), r1_session_eval() and each
+ * generation step that would not fit first drop cached positions after the first n_keep, as
+ * r1_session_shift() does: whole turns, each beginning at a user-turn marker (`<｜User｜>`), the
+ * oldest first, until the tokens pending fit with a quarter of the remaining room to spare
+ * where the turns allow it. Between turns, when no marker frees enough, every position after
+ * the kept prefix goes; during a generation whose own turn is that long, the oldest tokens
+ * after the prefix go instead. Tokens that would not fit even after the prefix alone still
+ * fail with R1_ERR_CONTEXT_FULL. No kept token is evaluated again; a shift stays made when the
+ * evaluation that needed it then fails.
+ * @param opts The options.
+ * @param policy R1_OVERFLOW_FAIL (default) or R1_OVERFLOW_SHIFT.
+ * @param n_keep Positions always kept (the system prompt), or -1 for the default: everything
+ *        before the first user-turn marker in the cache (BOS and the system prompt of the
+ *        chat format), or the BOS alone where there is no marker.
+ * @return R1_OK or R1_ERR_INVALID_ARG (NULL opts, unknown policy, n_keep below -1).
+ * @since 1.1
+ */
+R1_API r1_status r1_session_opts_set_overflow(r1_session_opts *opts, int32_t policy,
+                                              int32_t n_keep);
 
 /**
  * @brief Creates a session on a model.
@@ -709,6 +748,9 @@ R1_API r1_status r1_session_opts_set_cache_type(r1_session_opts *opts, const cha
  *         R1_ERR_NO_MEMORY; R1_ERR_NOT_FOUND or R1_ERR_FORMAT when a weight the forward pass
  *         needs is missing or misshapen.
  * @note Thread-safe with respect to the model; the new session belongs to the calling thread.
+ *       The first session of a model binds the forward pass's model-derived data (weight views,
+ *       float32 norm and W_UK copies: up to 256 MiB), under the model's lock; every later
+ *       session shares it, so a further session costs only its cache and working memory.
  * @since 1.1
  */
 R1_API r1_status r1_session_create(r1_session **out, r1_model *model, const r1_session_opts *opts);
@@ -767,6 +809,59 @@ R1_API int32_t r1_session_position(const r1_session *session);
  * @since 1.1
  */
 R1_API r1_status r1_session_truncate(r1_session *session, int32_t n_keep);
+
+/**
+ * @brief Removes cached positions [n_keep, n_keep + n_drop) and moves the later ones down by
+ *        n_drop (context shift), without evaluating anything again.
+ *
+ * The rotary part of each moved cache row was stored rotated by its position; it is rotated
+ * by -n_drop (in double, then rounded to the cache's type again), so the kept rows stand at
+ * their new positions. Rows of later layers still carry what they attended to when they were
+ * evaluated, the dropped tokens included (as in other engines' context shift). The logits of
+ * the last evaluation are no longer available (R1_ERR_BAD_STATE from r1_session_logits()).
+ * @param session The session (no generation in progress).
+ * @param n_keep Positions kept at the start.
+ * @param n_drop Positions removed after them; n_keep + n_drop <= r1_session_position().
+ * @return R1_OK; R1_ERR_OUT_OF_RANGE; R1_ERR_BAD_STATE (a generation is in progress);
+ *         R1_ERR_UNSUPPORTED (a cache type it cannot rotate); R1_ERR_NO_MEMORY;
+ *         R1_ERR_INVALID_ARG.
+ * @since 1.1
+ */
+R1_API r1_status r1_session_shift(r1_session *session, int32_t n_keep, int32_t n_drop);
+
+/**
+ * @brief Gives the session the whole token sequence it should hold before the next
+ *        evaluation, reusing the longest prefix its cache already holds.
+ *
+ * The cache is truncated to the longest common prefix of ids and the cached tokens (as
+ * r1_session_truncate() does; anything queued is dropped) and only the rest of ids is queued
+ * (as r1_session_feed() does), so the next r1_session_begin()/r1_session_step() evaluates the
+ * new suffix only. When ids equal the cache, the last id is evaluated again, for its logits.
+ * After a context shift the cache stands for the whole conversation: ids that repeat the
+ * dropped turns match, and only what follows the cache is queued. With R1's chat format a
+ * re-rendered conversation shares the cache up to the last assistant turn only (the format
+ * drops the reasoning of earlier answers), so that answer is evaluated again: expected. On
+ * R1_ERR_CONTEXT_FULL the cache keeps the shared prefix and nothing is queued.
+ * @param session The session (no generation in progress).
+ * @param ids The full sequence, ids below the model's embedding rows.
+ * @param n Number of ids, at least 1.
+ * @return R1_OK; R1_ERR_OUT_OF_RANGE; R1_ERR_CONTEXT_FULL (by the overflow policy);
+ *         R1_ERR_BAD_STATE; R1_ERR_INVALID_ARG; R1_ERR_NO_MEMORY.
+ * @since 1.1
+ */
+R1_API r1_status r1_session_sync(r1_session *session, const int32_t *ids, size_t n);
+
+/**
+ * @brief Tokenizes text with the model's tokenizer and passes it to r1_session_sync().
+ * @param session The session.
+ * @param text UTF-8 text, e.g. the whole conversation rendered by r1_chat_render().
+ * @param len Bytes of text.
+ * @param flags R1_TOKENIZE_* bits (R1_TOKENIZE_PARSE_SPECIAL for rendered chat prompts).
+ * @return As r1_session_sync() and r1_tokenize().
+ * @since 1.1
+ */
+R1_API r1_status r1_session_sync_text(r1_session *session, const char *text, size_t len,
+                                      uint32_t flags);
 
 /**
  * @brief Empties the cache (position 0), keeping the session's memory for reuse.
@@ -1080,6 +1175,42 @@ R1_API r1_status r1_session_begin(r1_session *session, r1_sampler *sampler,
 R1_API r1_status r1_session_step(r1_session *session, int32_t *id_out, int32_t *kind_out);
 
 /**
+ * @brief One r1_session_step() of each of several sessions of one model, through shared forward
+ *        passes: a game's characters or a server's requests decoding together.
+ *
+ * Every row but attention goes through one pass for all the sessions: each weight, and each
+ * routed expert for all the rows routed to it, is read once per pass rather than once per
+ * session, so n sessions cost much less than n steps. Attention runs per session on its own
+ * cache at its own positions. A session still in its prompt contributes its next slice of it
+ * (up to 64 tokens, as r1_session_step() would) to the same pass, so sessions at any stage mix.
+ * Each session's outcome is what r1_session_step() would have returned for it, and its logits
+ * are those of stepping it alone: bit-identical on Q8_0 and Q4_0 weights (whose products treat
+ * every row alike); on float weights a product over several rows may take the BLAS kernel
+ * where one row takes the dot kernel, so logits may differ in the last bits.
+ *
+ * @param sessions n distinct sessions of the same model, each with a generation begun
+ *        (r1_session_begin()). A session whose generation ended (any status but R1_OK) is left
+ *        out of the next call, or begun again.
+ * @param n Number of sessions, at least 1.
+ * @param ids_out n entries: each session's token id, or -1; may be NULL.
+ * @param kinds_out n entries: each session's r1_piece_kind; may be NULL.
+ * @param status_out n entries: each session's step result, as r1_session_step() returns it
+ *        (its text: r1_session_piece()). r1_last_error() describes the last failed one.
+ * @return R1_OK when every session was stepped (read status_out); R1_ERR_INVALID_ARG (NULL
+ *         arguments, n 0, a NULL, repeated or other model's session) or R1_ERR_BAD_STATE (a
+ *         session without a generation in progress): then no session was touched;
+ *         R1_ERR_NO_MEMORY.
+ * @note Thread rule: the calling thread must be the only one using each listed session for the
+ *       duration of the call (as for r1_session_step()); disjoint sets of sessions of one model
+ *       may be stepped from different threads at once. r1_session_cancel() may be called on
+ *       any of them from any thread. A session with profiling on (r1_session_set_profiling())
+ *       is charged for a whole shared pass when it is the first of the pass's sessions.
+ * @since 1.1
+ */
+R1_API r1_status r1_session_step_many(r1_session *const *sessions, size_t n, int32_t *ids_out,
+                                      int32_t *kinds_out, r1_status *status_out);
+
+/**
  * @brief Borrows the text produced by the last r1_session_step().
  * @param session The session.
  * @param text_out Receives NUL-terminated UTF-8, valid until the next step, reset or destroy.
@@ -1326,6 +1457,127 @@ R1_API r1_status r1_sampler_sample(r1_sampler *smp, const float *logits, size_t 
  * @since 1.1
  */
 R1_API r1_status r1_sampler_accept(r1_sampler *smp, int32_t id);
+/** @} */
+
+/** @name Saved sessions
+ *  A session's state saved to a file or a buffer and restored into a session, which then
+ *  continues exactly as the saved one would have: the cache rows of every cached position, the
+ *  token history, the logits of the last evaluation, a generation in progress (its queued
+ *  prompt, counts, stop strings, held-back text) and the state of the sampler that generation
+ *  draws from (settings, penalty history, random draw counter). The format (docs/format.md,
+ *  "Session files") is versioned, little-endian and checksummed, and names the model it belongs
+ *  to: a state restores only into a session of the same model file, context length and cache
+ *  type. Loading checks the whole file before it changes anything, so a failed load leaves the
+ *  session as it was. Not saved: the session's options (they must match), profiling, and a
+ *  cancel request not yet seen by a step.
+ *  @{ */
+
+/**
+ * @brief Saves the session's state to a file, replacing any file at that path.
+ *
+ * The state is written to a temporary file beside @p path_utf8, synced and renamed over it, so
+ * a failure (a full disk, a crash) never leaves a damaged or partial file at the path, and an
+ * existing file there stays as it was. The file is created readable by its owner only (it holds
+ * the conversation). Sections are written from the session's memory as they are, without a
+ * copy of the whole state.
+ *
+ * @param session The session; it may be in the middle of a generation (the file then holds the
+ *        state of the generation's sampler too).
+ * @param path_utf8 The file to write.
+ * @return R1_OK; R1_ERR_INVALID_ARG (NULL or empty argument); R1_ERR_IO (with the path and the
+ *         system's reason); R1_ERR_NO_MEMORY.
+ * @note Thread rule: the session (and the sampler of its generation) must not be used by
+ *       another thread meanwhile.
+ * @since 1.1
+ */
+R1_API r1_status r1_session_save(const r1_session *session, const char *path_utf8);
+
+/**
+ * @brief Saves the session's state into a caller's buffer (the same bytes as r1_session_save()
+ *        writes to a file).
+ * @param session The session.
+ * @param buf Receives the state; may be NULL when cap is 0 (a size query).
+ * @param cap Capacity of buf in bytes.
+ * @param size_out Receives the state's size in bytes, also when the call fails with
+ *        R1_ERR_BUFFER_TOO_SMALL.
+ * @return R1_OK; R1_ERR_BUFFER_TOO_SMALL (nothing written; *size_out is the size needed);
+ *         R1_ERR_INVALID_ARG; R1_ERR_NO_MEMORY.
+ * @note Thread rule: as r1_session_save().
+ * @since 1.1
+ */
+R1_API r1_status r1_session_save_to_buffer(const r1_session *session, void *buf, size_t cap,
+                                           size_t *size_out);
+
+/**
+ * @brief Restores a state saved by r1_session_save() into a session, replacing its own.
+ *
+ * Every check comes before any change: the file must be a whole, undamaged session file (each
+ * part is checksummed) of the model this session runs (the same .r1m file), with the session's
+ * context length and cache type. Then the session holds the saved cache, tokens, logits and
+ * generation: r1_session_step() continues a saved generation, r1_session_logits() and sampling
+ * work at once. If the file changes on disk while its cache rows are being copied (after every
+ * check passed), the call fails with R1_ERR_IO and the session is left empty, as after
+ * r1_session_reset().
+ *
+ * @param session The session to restore into (any state; a generation in progress is ended).
+ * @param path_utf8 The file.
+ * @param sampler The sampler a saved generation continues with: it takes the saved sampler's
+ *        settings and state and becomes the generation's sampler (as in r1_session_begin()).
+ *        May be NULL when the file holds no generation in progress; it is then left unchanged.
+ * @return R1_OK; R1_ERR_NOT_FOUND (no such file); R1_ERR_IO; R1_ERR_FORMAT (not a session
+ *         file, truncated, malformed); R1_ERR_CHECKSUM (damaged); R1_ERR_UNSUPPORTED (a later
+ *         major version of the format); R1_ERR_INVALID_ARG (NULL argument; a file of another
+ *         model, context length or cache type, with both values in the message; a generation
+ *         in the file and no sampler); R1_ERR_NO_MEMORY. On any failure but the one above the
+ *         session and the sampler are unchanged.
+ * @note Thread rule: the session and the sampler must not be used by another thread meanwhile.
+ * @since 1.1
+ */
+R1_API r1_status r1_session_load(r1_session *session, const char *path_utf8, r1_sampler *sampler);
+
+/**
+ * @brief Restores a state saved by r1_session_save_to_buffer() (or read from a file written by
+ *        r1_session_save()) into a session; as r1_session_load().
+ * @param session The session to restore into.
+ * @param buf The saved state; may be NULL when size is 0 (which fails as too short).
+ * @param size Its size in bytes: exactly the saved size.
+ * @param sampler As for r1_session_load().
+ * @return As r1_session_load() (never R1_ERR_NOT_FOUND or R1_ERR_IO); on failure the session
+ *         and the sampler are unchanged.
+ * @note Thread rule: as r1_session_load(). The buffer is only read, and not kept.
+ * @since 1.1
+ */
+R1_API r1_status r1_session_load_from_buffer(r1_session *session, const void *buf, size_t size,
+                                             r1_sampler *sampler);
+
+/**
+ * @brief Saves a sampler's settings and state (logit biases, penalty window and history, seed
+ *        and draw counter) into a buffer, for callers that sample with r1_sampler_sample()
+ *        outside a generation (a generation's sampler is saved with its session).
+ * @param smp The sampler.
+ * @param buf Receives the state; may be NULL when cap is 0 (a size query).
+ * @param cap Capacity of buf in bytes.
+ * @param size_out Receives the size in bytes, also on R1_ERR_BUFFER_TOO_SMALL.
+ * @return R1_OK; R1_ERR_BUFFER_TOO_SMALL; R1_ERR_INVALID_ARG; R1_ERR_NO_MEMORY.
+ * @note Thread rule: one thread at a time per sampler.
+ * @since 1.1
+ */
+R1_API r1_status r1_sampler_save_to_buffer(const r1_sampler *smp, void *buf, size_t cap,
+                                           size_t *size_out);
+
+/**
+ * @brief Gives a sampler the settings and state saved by r1_sampler_save_to_buffer(): it then
+ *        draws exactly what the saved one would have.
+ * @param smp The sampler.
+ * @param buf The saved state.
+ * @param size Its size in bytes.
+ * @return R1_OK; R1_ERR_FORMAT (not a saved sampler, or a setting out of range);
+ *         R1_ERR_CHECKSUM; R1_ERR_UNSUPPORTED (a later major version); R1_ERR_INVALID_ARG;
+ *         R1_ERR_NO_MEMORY. On failure the sampler is unchanged.
+ * @note Thread rule: one thread at a time per sampler.
+ * @since 1.1
+ */
+R1_API r1_status r1_sampler_load_from_buffer(r1_sampler *smp, const void *buf, size_t size);
 /** @} */
 
 #ifdef __cplusplus

@@ -56,4 +56,16 @@ fi
 "$R1" bench >/dev/null 2>&1; [ $? -eq 2 ] || fail "no model accepted"
 "$R1" bench -m /nonexistent.r1m -p 4 -n 0 --reps 1 --triad-mb 4 >/dev/null 2>&1
 [ $? -eq 1 ] || fail "missing model not reported"
+# --batch: N sequences decoding together (r1_session_step_many) beside tg's one, and the
+# weight bytes per token they read together (each weight read once for all of them).
+out=$("$R1" bench -m "$MODEL" -p 0 -n 4 -t 1 --reps 1 --triad-mb 4 --batch 3) || fail "batch run"
+for want in "tg4 x3" "3 sequences together" "weights read per decoded token with 3 together"; do
+    echo "$out" | grep -q "$want" || fail "batch table lacks '$want'"
+done
+if command -v python3 >/dev/null 2>&1; then
+    "$R1" bench -m "$MODEL" -p 0 -n 4 -t 1 --reps 1 --triad-mb 4 --batch 3 --json |
+        python3 -c 'import json,sys; d=json.load(sys.stdin); b=d["tg_batch"]; assert b["sequences"]==3 and b["tokens"]==4 and b["tps_median"]>0 and 0<b["bytes_per_token"]<d["bytes_per_token"]' ||
+        fail "batch JSON lacks tg_batch or it is wrong"
+fi
+"$R1" bench -m "$MODEL" -n 0 -p 4 --batch 2 >/dev/null 2>&1; [ $? -eq 2 ] || fail "--batch with -n 0 accepted"
 echo "bench CLI ok"

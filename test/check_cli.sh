@@ -131,6 +131,19 @@ rc=$?
 [ $rc -eq 1 ] || fail "a conversation that outgrew --ctx exits $rc, not 1"
 grep -q 'no longer fits the context' "$T/err" || fail "outgrown context: $(cat "$T/err")"
 printf 'What is 2+2?\n' | "$R1" chat --quiet >/dev/null 2>&1 || fail "a good chat exits $?"
+# one session across turns: a turn's prompt is its new tokens, not the whole conversation;
+# --overflow shift drops the oldest turns, so the conversation goes on past --ctx
+printf 'What is 1+1?\nWhat is 2+2?\nWhat is 3+3?\n' |
+    "$R1" chat -m "$MODEL" --temp 0 --max-tokens 6 >/dev/null 2>"$T/err" || fail "chat exits $?"
+p1=$(sed -n 's/^\[prompt \([0-9]*\) tokens.*/\1/p' "$T/err" | sed -n 1p)
+p3=$(sed -n 's/^\[prompt \([0-9]*\) tokens.*/\1/p' "$T/err" | sed -n 3p)
+[ -n "$p3" ] && [ "$p3" -le "$p1" ] || fail "turn 3 evaluated $p3 prompt tokens, turn 1 $p1"
+awk 'BEGIN { for (i = 0; i < 12; i++) printf "Message %d: what is %d + %d?\n", i, i, 2 * i; }' |
+    "$R1" chat -m "$MODEL" --ctx 96 --overflow shift --temp 0 --max-tokens 8 >/dev/null \
+        2>"$T/err" || fail "chat --overflow shift past --ctx exits $?: $(cat "$T/err")"
+[ "$(grep -c '^\[prompt ' "$T/err")" -eq 12 ] || fail "chat --overflow shift: $(cat "$T/err")"
+"$R1" chat --overflow wrap </dev/null >/dev/null 2>"$T/err"
+[ $? -eq 2 ] && grep -q -- --overflow "$T/err" || fail "--overflow wrap: $(cat "$T/err")"
 
 # ---- a FIFO as the model is refused at once instead of waiting for a writer forever
 mkfifo "$T/fifo" || fail "mkfifo"

@@ -456,6 +456,61 @@ static void gen_teardown(void)
     survivor = NULL;
 }
 
+/* saving a session in the middle of a generation and loading that state back into it: success
+ * or failure, the session is then the saved one, byte for byte, and generates on */
+static uint8_t *state_buf, *state_copy;
+static size_t state_size;
+static char state_path[64];
+
+static void state_setup(void)
+{
+    gen_setup();
+    ck_assert_int_eq(r1_session_feed_text(session, prompt, strlen(prompt), 0), R1_OK);
+    ck_assert_int_eq(r1_session_begin(session, sampler, NULL), R1_OK);
+    int32_t id;
+    for (int i = 0; i < 3; i++)
+        ck_assert_msg(r1_session_step(session, &id, NULL) == R1_OK, "%s", r1_last_error());
+    ck_assert_int_eq(r1_session_save_to_buffer(session, NULL, 0, &state_size),
+                     R1_ERR_BUFFER_TOO_SMALL);
+    state_buf = malloc(state_size);
+    state_copy = malloc(state_size);
+    ck_assert(state_buf != NULL && state_copy != NULL);
+    ck_assert_int_eq(r1_session_save_to_buffer(session, state_buf, state_size, &state_size), R1_OK);
+    snprintf(state_path, sizeof state_path, "/tmp/r1-alloc-fail-%d.r1s", (int)getpid());
+}
+
+static r1_status state_buffer_run(void)
+{
+    size_t n = 0;
+    r1_status st = r1_session_save_to_buffer(session, state_copy, state_size, &n);
+    return st == R1_OK ? r1_session_load_from_buffer(session, state_buf, state_size, sampler) : st;
+}
+
+static r1_status state_file_run(void)
+{
+    r1_status st = r1_session_save(session, state_path);
+    return st == R1_OK ? r1_session_load(session, state_path, sampler) : st;
+}
+
+static void state_check(void)
+{
+    size_t n = 0;
+    ck_assert_int_eq(r1_session_save_to_buffer(session, state_copy, state_size, &n), R1_OK);
+    ck_assert_uint_eq(n, state_size);
+    ck_assert_msg(memcmp(state_copy, state_buf, n) == 0, "the session is not the saved one");
+    int32_t id;
+    ck_assert_msg(r1_session_step(session, &id, NULL) == R1_OK, "%s", r1_last_error());
+}
+
+static void state_teardown(void)
+{
+    unlink(state_path);
+    free(state_buf);
+    free(state_copy);
+    state_buf = state_copy = NULL;
+    gen_teardown();
+}
+
 /* conversion of a test checkpoint, quantising */
 static char convert_dir[64], convert_out[96];
 
@@ -641,6 +696,23 @@ START_TEST(test_alloc_fail_generate)
 }
 END_TEST
 
+START_TEST(test_alloc_fail_session_state)
+{
+    const op b = {.name = "state-buffer",
+                  .setup = state_setup,
+                  .run = state_buffer_run,
+                  .check = state_check,
+                  .teardown = state_teardown};
+    sweep(&b);
+    const op f = {.name = "state-file",
+                  .setup = state_setup,
+                  .run = state_file_run,
+                  .check = state_check,
+                  .teardown = state_teardown};
+    sweep(&f);
+}
+END_TEST
+
 START_TEST(test_alloc_fail_convert)
 {
     snprintf(convert_dir, sizeof convert_dir, "/tmp/r1-alloc-fail-XXXXXX");
@@ -670,6 +742,7 @@ static Suite *alloc_fail_suite(void)
     tcase_add_test(tc, test_alloc_fail_load);
     tcase_add_test(tc, test_alloc_fail_session);
     tcase_add_test(tc, test_alloc_fail_generate);
+    tcase_add_test(tc, test_alloc_fail_session_state);
     tcase_add_test(tc, test_alloc_fail_convert);
     suite_add_tcase(s, tc);
     return s;

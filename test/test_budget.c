@@ -10,21 +10,16 @@
 #include "budget.h"
 #include "container.h"
 #include "error.h"
+#include "file_testutil.h"
 #include "r1.h"
 
 static char v3_path[4096];
 static r1_container *c;
 static const r1_model_config *g;
 
-static const char *models_dir(void)
-{
-    const char *d = getenv("R1_TEST_MODELS_DIR");
-    return d ? d : R1_TEST_MODELS_DIR;
-}
-
 static void setup(void)
 {
-    snprintf(v3_path, sizeof v3_path, "%s/tiny-v3-q8_0.r1m", models_dir());
+    snprintf(v3_path, sizeof v3_path, "%s/tiny-v3-q8_0.r1m", tu_models_dir());
     ck_assert_int_eq(r1_container__open(&c, v3_path), R1_OK);
     g = r1_container__config(c);
 }

@@ -2,6 +2,7 @@
 #include <check.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "expert_policy.h"
 
@@ -273,6 +274,56 @@ START_TEST(test_expert_policy_default_rebase)
 }
 END_TEST
 
+/* The lookahead's predictions: distinct experts surest first (ties in order of appearance),
+ * the first half of them, or those at least 0.75 x the mean weight. */
+START_TEST(test_expert_policy_predict_one_token)
+{
+    const int32_t ids[6] = {3, 7, 9, 12, 20, 41};
+    const float w[6] = {0.15f, 0.3f, 0.04f, 0.2f, 0.25f, 0.06f};
+    const int32_t order[6] = {7, 20, 12, 3, 41, 9};
+    int32_t sel[6];
+    float selw[6];
+    memcpy(sel, ids, sizeof sel);
+    memcpy(selw, w, sizeof selw);
+    ck_assert_int_eq(r1_expert_policy__predict(sel, selw, 6, R1_PREDICT_SUREST_HALF), 3);
+    for (int i = 0; i < 6; i++)
+        ck_assert_int_eq(sel[i], order[i]);
+    memcpy(sel, ids, sizeof sel);
+    memcpy(selw, w, sizeof selw);
+    /* the mean is 1/6; 0.15 >= 0.75/6 = 0.125 > 0.06 */
+    ck_assert_int_eq(r1_expert_policy__predict(sel, selw, 6, R1_PREDICT_CONFIDENT), 4);
+    for (int i = 0; i < 6; i++)
+        ck_assert_int_eq(sel[i], order[i]);
+    ck_assert_float_eq(selw[0], 0.3f);
+    ck_assert_float_eq(selw[5], 0.04f);
+}
+END_TEST
+
+START_TEST(test_expert_policy_predict_chunk)
+{
+    /* two tokens of three picks: 5 twice (0.2 + 0.3), 8 and 2 once each, 6 twice (0.1 + 0.1) */
+    int32_t sel[6] = {5, 8, 6, 6, 2, 5};
+    float selw[6] = {0.2f, 0.4f, 0.1f, 0.1f, 0.45f, 0.3f};
+    ck_assert_int_eq(r1_expert_policy__predict(sel, selw, 6, R1_PREDICT_SUREST_HALF), 2);
+    const int32_t order[4] = {5, 2, 8, 6};
+    const float sum[4] = {0.5f, 0.45f, 0.4f, 0.2f};
+    for (int i = 0; i < 4; i++) {
+        ck_assert_int_eq(sel[i], order[i]);
+        ck_assert_float_eq_tol(selw[i], sum[i], 1e-6f);
+    }
+    memcpy(sel, (int32_t[6]){5, 8, 6, 6, 2, 5}, sizeof sel);
+    memcpy(selw, (float[6]){0.2f, 0.4f, 0.1f, 0.1f, 0.45f, 0.3f}, sizeof selw);
+    /* mean 1.55 / 4; 0.4 >= 0.75 x 0.3875 > 0.2 */
+    ck_assert_int_eq(r1_expert_policy__predict(sel, selw, 6, R1_PREDICT_CONFIDENT), 3);
+    /* equal weights: all of them are confident, in order of appearance */
+    memcpy(sel, (int32_t[3]){4, 1, 9}, 3 * sizeof *sel);
+    memcpy(selw, (float[3]){0.5f, 0.5f, 0.5f}, 3 * sizeof *selw);
+    ck_assert_int_eq(r1_expert_policy__predict(sel, selw, 3, R1_PREDICT_CONFIDENT), 3);
+    ck_assert_int_eq(sel[0], 4);
+    ck_assert_int_eq(sel[2], 9);
+}
+END_TEST
+
 static Suite *expert_policy_suite(void)
 {
     Suite *s = suite_create("expert_policy");
@@ -295,6 +346,10 @@ static Suite *expert_policy_suite(void)
     tcase_add_test(t, test_expert_policy_default_prefetch_credit);
     tcase_add_test(t, test_expert_policy_default_unconfirmed);
     tcase_add_test(t, test_expert_policy_default_rebase);
+    suite_add_tcase(s, t);
+    t = tcase_create("predict");
+    tcase_add_test(t, test_expert_policy_predict_one_token);
+    tcase_add_test(t, test_expert_policy_predict_chunk);
     suite_add_tcase(s, t);
     return s;
 }

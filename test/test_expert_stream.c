@@ -7,22 +7,19 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "compute.h"
 #include "container.h"
 #include "error.h"
 #include "expert_cache.h"
 #include "expert_policy.h"
+#include "file_testutil.h"
 #include "forward.h"
 #include "model.h"
 #include "model_config.h"
 #include "r1.h"
-
-static const char *models_dir(void)
-{
-    const char *d = getenv("R1_TEST_MODELS_DIR");
-    return d ? d : R1_TEST_MODELS_DIR;
-}
+#include "weight_layout.h"
 
 static const int32_t PROMPT[] = {0,   53,  110, 38,  154, 156, 39,  238, 48, 226,
                                  262, 241, 253, 221, 211, 74,  136, 266, 36, 234,
@@ -67,7 +64,7 @@ static void *release_later(void *ec)
 static stream_run run_stream(const char *model, const stream_cfg *sc)
 {
     char path[1024];
-    snprintf(path, sizeof path, "%s/%s.r1m", models_dir(), model);
+    snprintf(path, sizeof path, "%s/%s.r1m", tu_models_dir(), model);
     r1_container *c = NULL;
     ck_assert_msg(r1_container__open(&c, path) == R1_OK, "%s: %s", path, r1_error__message());
     const r1_model_config *cfg = r1_container__config(c);
@@ -212,7 +209,7 @@ START_TEST(test_expert_stream_gate_measures_with_and_without)
 {
     enum { PASSES = 2 * N_PROMPT };
     char path[1024];
-    snprintf(path, sizeof path, "%s/%s.r1m", models_dir(), MODELS[0]);
+    snprintf(path, sizeof path, "%s/%s.r1m", tu_models_dir(), MODELS[0]);
     r1_container *c = NULL;
     ck_assert_int_eq(r1_container__open(&c, path), R1_OK);
     const r1_model_config *cfg = r1_container__config(c);
@@ -258,6 +255,184 @@ START_TEST(test_expert_stream_gate_measures_with_and_without)
 }
 END_TEST
 
+/* With every expert resident (a budget above the working set) neither half of the gate's
+ * measurement waits for expert data: the tie goes to no lookahead, which would only add its
+ * norm and router products to every layer. */
+START_TEST(test_expert_stream_gate_off_when_nothing_waits)
+{
+    enum { PASSES = 48 };
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s.r1m", tu_models_dir(), MODELS[0]);
+    r1_container *c = NULL;
+    ck_assert_int_eq(r1_container__open(&c, path), R1_OK);
+    const r1_model_config *cfg = r1_container__config(c);
+    const int64_t E = cfg->n_routed_experts;
+    r1_expert_cache *ec = NULL;
+    const uint64_t all = (uint64_t)(cfg->num_hidden_layers * E) * r1_container__max_expert_bytes(c);
+    ck_assert_int_eq(r1_expert_cache__create2(&ec, c, all, 2, R1_EXPERT_POLICY_DEFAULT), R1_OK);
+    for (int64_t l = cfg->first_k_dense_replace; l < cfg->num_hidden_layers; l++)
+        for (int64_t e = 0; e < E; e++) {
+            const r1_expert *ex = NULL;
+            ck_assert_int_eq(r1_expert_cache__acquire(ec, l, e, &ex), R1_OK);
+            r1_expert_cache__release(ec, ex);
+        }
+    r1_expert_cache_counters k0, k;
+    r1_expert_cache__counters(ec, &k0);
+    r1_compute comp;
+    ck_assert_int_eq(r1_compute__open(&comp, NULL, NULL), R1_OK);
+    r1_forward f;
+    ck_assert_int_eq(r1_forward__bind(&f, c, ec, &comp), R1_OK);
+    ck_assert(f.experts_bounded);
+    r1_forward_scratch *s = NULL;
+    ck_assert_int_eq(r1_forward_scratch__create(&s, cfg, 1, PASSES + 8), R1_OK);
+    r1_kv_cache kv;
+    ck_assert_int_eq(r1_kv_cache__create(&kv, cfg, PASSES + 8, -1), R1_OK);
+    float *logits = malloc((size_t)cfg->vocab_size * sizeof *logits);
+    uint64_t after[PASSES];
+    r1_forward__set_prefetch_adaptive(1);
+    for (int64_t i = 0; i < PASSES; i++) {
+        ck_assert_int_eq(r1_forward__run(&f, s, &kv, PROMPT + i % N_PROMPT, 1, i, logits, 0),
+                         R1_OK);
+        after[i] = f.lookaheads;
+    }
+    r1_forward__set_prefetch_adaptive(0);
+    r1_expert_cache__counters(ec, &k);
+    ck_assert_uint_eq(k.stall_ns, k0.stall_ns);
+    ck_assert_uint_eq(k.misses, k0.misses);
+    ck_assert_uint_eq(after[31], 2 * 16); /* measured: every other pass of the first 32 */
+    ck_assert_uint_eq(after[PASSES - 1], after[31]);
+    free(logits);
+    r1_kv_cache__destroy(&kv);
+    r1_forward_scratch__destroy(s);
+    r1_forward__unbind(&f);
+    r1_compute__close(&comp);
+    r1_expert_cache__destroy(ec);
+    r1_container__close(c);
+}
+END_TEST
+
+typedef struct early_probe {
+    r1_expert_cache *ec;
+    int32_t want;   /* layer 2's prefetches expected while the pass waits in layer 1 */
+    int32_t queued; /* layer 2's prefetches queued by then */
+} early_probe;
+
+/* Waits (up to 2 s) for want prefetches of layer 2 while the workers are held, then notes how
+ * many are queued and lets the workers go. */
+static void *probe_then_release(void *arg)
+{
+    early_probe *p = arg;
+    const struct timespec tick = {.tv_sec = 0, .tv_nsec = 10 * 1000 * 1000};
+    for (int i = 0; i < 200 && r1_expert_cache__queued_prefetches(p->ec, 2) < p->want; i++)
+        nanosleep(&tick, NULL);
+    nanosleep(&tick, NULL);
+    p->queued = r1_expert_cache__queued_prefetches(p->ec, 2);
+    r1_expert_cache__hold_workers(p->ec, 0);
+    return NULL;
+}
+
+/* The next MoE layer's surest predictions are asked for as soon as a MoE layer has made its
+ * demands, before its experts have arrived: with the I/O workers held, a decoded token on a cold
+ * store waits in layer 1 (tiny-v3's first MoE layer) with the first half of layer 2's K
+ * predictions queued. */
+START_TEST(test_expert_stream_lookahead_before_experts_arrive)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s.r1m", tu_models_dir(), MODELS[0]);
+    r1_container *c = NULL;
+    ck_assert_int_eq(r1_container__open(&c, path), R1_OK);
+    const r1_model_config *cfg = r1_container__config(c);
+    const int64_t K = cfg->num_experts_per_tok;
+    ck_assert_int_eq(cfg->first_k_dense_replace, 1);
+    ck_assert_int_eq(cfg->num_hidden_layers, 3);
+    r1_expert_cache *ec = NULL;
+    ck_assert_int_eq(r1_expert_cache__create2(&ec, c, 4 * K * r1_container__max_expert_bytes(c), 2,
+                                              R1_EXPERT_POLICY_DEFAULT),
+                     R1_OK);
+    r1_compute comp;
+    ck_assert_int_eq(r1_compute__open(&comp, NULL, NULL), R1_OK);
+    r1_forward f;
+    ck_assert_int_eq(r1_forward__bind(&f, c, ec, &comp), R1_OK);
+    r1_forward_scratch *s = NULL;
+    ck_assert_int_eq(r1_forward_scratch__create(&s, cfg, 1, 8), R1_OK);
+    r1_kv_cache kv;
+    ck_assert_int_eq(r1_kv_cache__create(&kv, cfg, 8, -1), R1_OK);
+    float *logits = malloc((size_t)cfg->vocab_size * sizeof *logits);
+    early_probe probe = {.ec = ec, .want = (int32_t)((K + 1) / 2)};
+    r1_expert_cache__hold_workers(ec, 1);
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, probe_then_release, &probe), 0);
+    ck_assert_int_eq(r1_forward__run(&f, s, &kv, PROMPT, 1, 0, logits, 0), R1_OK);
+    pthread_join(th, NULL);
+    ck_assert_int_eq(probe.queued, probe.want);
+    ck_assert_uint_eq(f.lookaheads, 2); /* counted once per predicted layer */
+    free(logits);
+    r1_kv_cache__destroy(&kv);
+    r1_forward_scratch__destroy(s);
+    r1_forward__unbind(&f);
+    r1_compute__close(&comp);
+    r1_expert_cache__destroy(ec);
+    r1_container__close(c);
+}
+END_TEST
+
+/* A projection as the store holds it: the file's rows, or with the R16 layout asked for, those
+ * rows rewritten by r1_layout__to_r16 (a raw blob is laid out from the worker's read buffer
+ * into its own). Every expert of the first MoE layer of a Q8_0 and a Q4_0 model, both ways. */
+START_TEST(test_expert_stream_layout_of_loaded_experts)
+{
+    static const char *const quantised[] = {"tiny-v3-q8_0", "tiny-v2lite-q4_0"};
+    for (int mi = 0; mi < 2; mi++)
+        for (int32_t layout = R1_LAYOUT_ROWS; layout <= R1_LAYOUT_R16; layout++) {
+            char path[1024];
+            snprintf(path, sizeof path, "%s/%s.r1m", tu_models_dir(), quantised[mi]);
+            r1_container *c = NULL;
+            ck_assert_int_eq(r1_container__open(&c, path), R1_OK);
+            const r1_model_config *cfg = r1_container__config(c);
+            const int64_t l = cfg->first_k_dense_replace;
+            r1_expert_cache *ec = NULL;
+            ck_assert_int_eq(r1_expert_cache__create2(&ec, c, 0, 2, R1_EXPERT_POLICY_DEFAULT),
+                             R1_OK);
+            r1_expert_cache__set_layout(ec, layout);
+            int laid = 0;
+            for (int64_t e = 0; e < cfg->n_routed_experts; e++) {
+                const r1_expert_blob *b = r1_container__expert(c, l, e);
+                ck_assert_int_eq(b->codec, R1M_CODEC_RAW);
+                uint8_t *file = malloc((size_t)b->raw_size);
+                uint8_t *want = malloc((size_t)b->raw_size);
+                ck_assert_int_eq(
+                    pread(r1_container__fd(c), file, (size_t)b->raw_size, (off_t)b->offset),
+                    (ssize_t)b->raw_size);
+                const r1_expert *ex = NULL;
+                ck_assert_int_eq(r1_expert_cache__acquire(ec, l, e, &ex), R1_OK);
+                const r1_tensor *t[3] = {&ex->gate_proj, &ex->up_proj, &ex->down_proj};
+                for (int k = 0; k < 3; k++) {
+                    const uint8_t *rows = file + b->data_off[k];
+                    const int r16 =
+                        layout == R1_LAYOUT_R16 &&
+                        r1_layout__r16_eligible(t[k]->dtype, t[k]->shape[0], t[k]->shape[1]);
+                    ck_assert_int_eq(t[k]->layout, r16 ? R1_LAYOUT_R16 : R1_LAYOUT_ROWS);
+                    ck_assert_uint_eq(t[k]->nbytes, b->data_bytes[k]);
+                    if (r16)
+                        r1_layout__to_r16(t[k]->dtype, rows, t[k]->shape[0], t[k]->shape[1], want);
+                    else
+                        memcpy(want, rows, (size_t)b->data_bytes[k]);
+                    ck_assert_msg(memcmp(t[k]->data, want, (size_t)b->data_bytes[k]) == 0,
+                                  "%s: expert (%lld, %lld) projection %d, layout %d", quantised[mi],
+                                  (long long)l, (long long)e, k, (int)layout);
+                    laid += r16;
+                }
+                r1_expert_cache__release(ec, ex);
+                free(file);
+                free(want);
+            }
+            ck_assert_int_eq(laid > 0, layout == R1_LAYOUT_R16);
+            r1_expert_cache__destroy(ec);
+            r1_container__close(c);
+        }
+}
+END_TEST
+
 /* A cold store makes the pass wait for expert data, and the profile says how long. */
 START_TEST(test_expert_stream_profile_counts_waiting)
 {
@@ -274,7 +449,7 @@ END_TEST
 static uint64_t prefetches_through_api(int32_t on)
 {
     char path[1024];
-    snprintf(path, sizeof path, "%s/%s.r1m", models_dir(), MODELS[0]);
+    snprintf(path, sizeof path, "%s/%s.r1m", tu_models_dir(), MODELS[0]);
     r1_model *m = NULL;
     ck_assert_int_eq(r1_model_load(&m, path, NULL, NULL), R1_OK);
     r1_model_info info;
@@ -328,6 +503,9 @@ static Suite *expert_stream_suite(void)
     tcase_add_test(pf, test_expert_stream_lookahead_prefetches);
     tcase_add_test(pf, test_expert_stream_no_prefetch_when_off_or_unbounded);
     tcase_add_test(pf, test_expert_stream_gate_measures_with_and_without);
+    tcase_add_test(pf, test_expert_stream_gate_off_when_nothing_waits);
+    tcase_add_test(pf, test_expert_stream_lookahead_before_experts_arrive);
+    tcase_add_test(pf, test_expert_stream_layout_of_loaded_experts);
     tcase_add_test(pf, test_expert_stream_profile_counts_waiting);
     tcase_add_test(pf, test_expert_stream_prefetch_option);
     suite_add_tcase(s, pf);

@@ -10,6 +10,7 @@
 #include "cpu_features.h"
 #include "cpu_kernels.h"
 #include "expert_cache.h"
+#include "file_testutil.h"
 #include "forward.h"
 #include "host_weights.h"
 #include "kernels_levels.h"
@@ -26,38 +27,10 @@ static const double GOLDEN_BOUND = 1e-4;
 /* Prefill versus token-by-token decode, and SIMD level versus SIMD level. */
 static const double SAME_BOUND = 1e-5;
 
-static const char *models_dir(void)
-{
-    const char *d = getenv("R1_TEST_MODELS_DIR");
-    return d ? d : R1_TEST_MODELS_DIR;
-}
-
-static const char *data_dir(void)
-{
-    const char *d = getenv("R1_TEST_DATA_DIR");
-    return d ? d : R1_TEST_DATA_DIR;
-}
-
-static char *read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    ck_assert_msg(f != NULL, "cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    ck_assert_uint_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
-    buf[n] = 0;
-    fclose(f);
-    if (len)
-        *len = (size_t)n;
-    return buf;
-}
-
 static r1_model *load(const char *model, const char *variant, uint64_t expert_budget)
 {
     char path[1024];
-    snprintf(path, sizeof path, "%s/%s-%s.r1m", models_dir(), model, variant);
+    snprintf(path, sizeof path, "%s/%s-%s.r1m", tu_models_dir(), model, variant);
     r1_model_opts *o = NULL;
     ck_assert_int_eq(r1_model_opts_create(&o), R1_OK);
     ck_assert_int_eq(r1_model_opts_set_expert_cache_bytes(o, expert_budget), R1_OK);
@@ -89,10 +62,10 @@ static double golden_diff(const char *model, const cJSON *g, const char *variant
     int32_t *ids = malloc((size_t)n * sizeof *ids);
     for (int i = 0; i < n; i++)
         ids[i] = cJSON_GetArrayItem(toks, i)->valueint;
-    snprintf(path, sizeof path, "%s/%s/%s", data_dir(), model,
+    snprintf(path, sizeof path, "%s/%s/%s", tu_data_dir(), model,
              cJSON_GetObjectItem(g, "file")->valuestring);
     size_t bytes;
-    float *ref = (float *)read_file(path, &bytes);
+    float *ref = (float *)tu_read_file(path, &bytes);
     r1_model *m = load(model, variant, 0);
     size_t vocab = 0;
     float *got = tu_logits(m, ids, n, one_at_a_time, &vocab);
@@ -126,8 +99,8 @@ static double golden_diff(const char *model, const cJSON *g, const char *variant
 static void check_goldens_as(const char *model, const char *as_type)
 {
     char path[1024];
-    snprintf(path, sizeof path, "%s/%s/goldens.json", data_dir(), model);
-    char *text = read_file(path, NULL);
+    snprintf(path, sizeof path, "%s/%s/goldens.json", tu_data_dir(), model);
+    char *text = tu_read_file(path, NULL);
     cJSON *root = cJSON_Parse(text);
     ck_assert_ptr_nonnull(root);
     const cJSON *g;
@@ -242,8 +215,8 @@ static void near_ties_load(near_ties *nt, const cJSON *root, const cJSON *g)
 static void check_actq8_goldens(const char *model, long *near_total)
 {
     char path[1024];
-    snprintf(path, sizeof path, "%s/%s/goldens_actq8.json", data_dir(), model);
-    char *text = read_file(path, NULL);
+    snprintf(path, sizeof path, "%s/%s/goldens_actq8.json", tu_data_dir(), model);
+    char *text = tu_read_file(path, NULL);
     cJSON *root = cJSON_Parse(text);
     ck_assert_ptr_nonnull(root);
     const cJSON *g;
@@ -441,7 +414,8 @@ START_TEST(test_forward_thread_count_does_not_change_logits)
             float *out[2];
             size_t vocab;
             for (int k = 0; k < 2; k++) {
-                snprintf(path, sizeof path, "%s/%s-%s.r1m", models_dir(), MODELS[mi], VARIANTS[v]);
+                snprintf(path, sizeof path, "%s/%s-%s.r1m", tu_models_dir(), MODELS[mi],
+                         VARIANTS[v]);
                 r1_model_opts *o = NULL;
                 ck_assert_int_eq(r1_model_opts_create(&o), R1_OK);
                 ck_assert_int_eq(r1_model_opts_set_threads(o, k + 1), R1_OK);
@@ -469,7 +443,7 @@ START_TEST(test_forward_expert_budget_does_not_change_logits)
         /* The smallest budget the store accepts: one layer's selected experts. */
         r1_model *tight = NULL;
         char path[1024];
-        snprintf(path, sizeof path, "%s/%s-src.r1m", models_dir(), MODELS[mi]);
+        snprintf(path, sizeof path, "%s/%s-src.r1m", tu_models_dir(), MODELS[mi]);
         r1_model_opts *o = NULL;
         ck_assert_int_eq(r1_model_opts_create(&o), R1_OK);
         ck_assert_int_eq(r1_model_opts_set_expert_cache_bytes(o, 1), R1_OK);

@@ -16,6 +16,7 @@
 #include "cpu_ops.h"
 #include "kernels_levels.h"
 #include "dtype.h"
+#include "file_testutil.h"
 #include "forward_dense.h"
 #include "model.h"
 #include "model_config.h"
@@ -26,38 +27,10 @@
 /* test/ref/README.md's bound for every weight type: max|engine - ref| / max|ref|. */
 static const double GOLDEN_BOUND = 1e-4;
 
-static const char *models_dir(void)
-{
-    const char *d = getenv("R1_TEST_MODELS_DIR");
-    return d ? d : R1_TEST_MODELS_DIR;
-}
-
-static const char *data_dir(void)
-{
-    const char *d = getenv("R1_TEST_DATA_DIR");
-    return d ? d : R1_TEST_DATA_DIR;
-}
-
-static char *read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    ck_assert_msg(f != NULL, "cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    ck_assert_uint_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
-    buf[n] = 0;
-    fclose(f);
-    if (len)
-        *len = (size_t)n;
-    return buf;
-}
-
 static r1_model *load(const char *model, const char *variant)
 {
     char path[1024];
-    snprintf(path, sizeof path, "%s/%s-%s.r1m", models_dir(), model, variant);
+    snprintf(path, sizeof path, "%s/%s-%s.r1m", tu_models_dir(), model, variant);
     r1_model *m = NULL;
     r1_status st = r1_model_load(&m, path, NULL, NULL);
     ck_assert_msg(st == R1_OK, "load %s: %s", path, r1_last_error());
@@ -252,8 +225,8 @@ static void pin_near_ties(int64_t layer, int32_t is_value, int64_t pos, int32_t 
 static int check_goldens(const char *model, const char *as_type)
 {
     char path[1024];
-    snprintf(path, sizeof path, "%s/%s/goldens.json", data_dir(), model);
-    char *text = read_file(path, NULL);
+    snprintf(path, sizeof path, "%s/%s/goldens.json", tu_data_dir(), model);
+    char *text = tu_read_file(path, NULL);
     cJSON *root = cJSON_Parse(text);
     ck_assert_ptr_nonnull(root);
     /* The goldens multiply float activations (8-bit ones are the CPU's own speed choice). */
@@ -272,10 +245,10 @@ static int check_goldens(const char *model, const char *as_type)
         int32_t *ids = malloc((size_t)n * sizeof *ids);
         for (int i = 0; i < n; i++)
             ids[i] = cJSON_GetArrayItem(toks, i)->valueint;
-        snprintf(path, sizeof path, "%s/%s/%s", data_dir(), model,
+        snprintf(path, sizeof path, "%s/%s/%s", tu_data_dir(), model,
                  cJSON_GetObjectItem(g, "file")->valuestring);
         size_t bytes;
-        float *ref = (float *)read_file(path, &bytes);
+        float *ref = (float *)tu_read_file(path, &bytes);
         cache_type = kv;
         r1_model *m = load(model, as_type ? as_type : variant);
         const int steps[3] = {n, 1, 7};
@@ -346,12 +319,18 @@ START_TEST(test_forward_dense_cache_type_is_a_session_option)
     ck_assert_int_eq(r1_session_opts_set_cache_type(NULL, "f16"), R1_ERR_INVALID_ARG);
     r1_model_destroy(m);
     m = load("tiny-v3", "q8_0");
-    ck_assert_int_eq(r1_session_opts_set_cache_type(so, "q8_0"), R1_OK);
+    /* the latent (MLA) cache: f32 or q8_0 (test_latent_q8), never f16 */
+    ck_assert_int_eq(r1_session_opts_set_cache_type(so, "f16"), R1_OK);
     r1_session *s = NULL;
     ck_assert_int_eq(r1_session_create(&s, m, so), R1_ERR_UNSUPPORTED);
     ck_assert_ptr_null(s);
     ck_assert_int_eq(r1_session_opts_set_cache_type(so, "f32"), R1_OK);
     ck_assert_msg(r1_session_create(&s, m, so) == R1_OK, "%s", r1_last_error());
+    ck_assert_int_eq(s->kv.lat_dtype, R1_DTYPE_F32);
+    r1_session_destroy(s);
+    ck_assert_int_eq(r1_session_opts_set_cache_type(so, "q8_0"), R1_OK);
+    ck_assert_msg(r1_session_create(&s, m, so) == R1_OK, "%s", r1_last_error());
+    ck_assert_int_eq(s->kv.lat_dtype, R1_DTYPE_Q8_0);
     r1_session_destroy(s);
     r1_model_destroy(m);
     r1_session_opts_destroy(so);
@@ -389,7 +368,7 @@ static void variant_dir(const char *model, const char *from, const char *to, cha
     char src[1024], path[1200];
     ck_assert_uint_eq(strlen(from), strlen(to));
     ck_assert_ptr_nonnull(mkdtemp(dir));
-    snprintf(src, sizeof src, "%s/%s", data_dir(), model);
+    snprintf(src, sizeof src, "%s/%s", tu_data_dir(), model);
     for (int i = 0; i < 3; i++) {
         char target[1200];
         snprintf(target, sizeof target, "%s/%s", src, variant_links[i]);
@@ -397,7 +376,7 @@ static void variant_dir(const char *model, const char *from, const char *to, cha
         ck_assert_int_eq(symlink(target, path), 0);
     }
     snprintf(path, sizeof path, "%s/config.json", src);
-    char *cfg = read_file(path, NULL);
+    char *cfg = tu_read_file(path, NULL);
     char *at = strstr(cfg, from);
     ck_assert_msg(at != NULL, "%s has no %s", path, from);
     memcpy(at, to, strlen(to));
@@ -428,14 +407,14 @@ START_TEST(test_forward_dense_tied_head_is_the_embedding)
     const char *models[2] = {"tiny-qwen2", "tiny-llama"};
     for (int k = 0; k < 2; k++) {
         char src[1024], dir[] = "/tmp/r1-dense-tied-XXXXXX", path[1200], out[1200];
-        snprintf(src, sizeof src, "%s/%s", data_dir(), models[k]);
+        snprintf(src, sizeof src, "%s/%s", tu_data_dir(), models[k]);
         variant_dir(models[k], "\"tie_word_embeddings\": false", "\"tie_word_embeddings\": true ",
                     dir);
         snprintf(out, sizeof out, "%s/tied.r1m", dir);
         ck_assert_msg(r1_convert__run(dir, out, NULL, NULL) == R1_OK, "%s", r1_last_error());
 
         snprintf(path, sizeof path, "%s/goldens.json", src);
-        char *text = read_file(path, NULL);
+        char *text = tu_read_file(path, NULL);
         cJSON *root = cJSON_Parse(text);
         const cJSON *g, *tied = NULL;
         cJSON_ArrayForEach(
@@ -450,7 +429,7 @@ START_TEST(test_forward_dense_tied_head_is_the_embedding)
         for (int i = 0; i < n; i++)
             ids[i] = cJSON_GetArrayItem(toks, i)->valueint;
         snprintf(path, sizeof path, "%s/%s", src, cJSON_GetObjectItem(tied, "file")->valuestring);
-        float *ref = (float *)read_file(path, NULL);
+        float *ref = (float *)tu_read_file(path, NULL);
         r1_cpu__set_act_q8(0);
         cache_type = NULL;
         r1_model *m = NULL;
@@ -694,8 +673,10 @@ START_TEST(test_forward_dense_schema_names_shapes_and_types)
     cfg.arch = R1_ARCH_LLAMA;
     ck_assert_ptr_null(r1_model_schema__match(r1_model_schema__get(&cfg),
                                               "model.layers.0.self_attn.q_proj.bias", &layer));
-    /* The MoE architectures keep container.c's own checks. */
+    /* The MoE architectures have their table too (test_model_schema.c checks it). */
     cfg.arch = R1_ARCH_DEEPSEEK_V3;
+    ck_assert_ptr_nonnull(r1_model_schema__get(&cfg));
+    cfg.arch = 99;
     ck_assert_ptr_null(r1_model_schema__get(&cfg));
 }
 END_TEST
@@ -730,16 +711,16 @@ static r1_model *with_distill_tokenizer(const char *model, const char *tok, char
     ck_assert_ptr_nonnull(mkdtemp(dir));
     static const char *const files[2] = {"config.json", "model.safetensors"};
     for (int i = 0; i < 2; i++) {
-        snprintf(src, sizeof src, "%s/%s/%s", data_dir(), model, files[i]);
+        snprintf(src, sizeof src, "%s/%s/%s", tu_data_dir(), model, files[i]);
         snprintf(path, sizeof path, "%s/%s", dir, files[i]);
         ck_assert_int_eq(symlink(src, path), 0);
     }
-    snprintf(src, sizeof src, "%s/tokenizer/%s/tokenizer_config.json", data_dir(), tok);
+    snprintf(src, sizeof src, "%s/tokenizer/%s/tokenizer_config.json", tu_data_dir(), tok);
     snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
     ck_assert_int_eq(symlink(src, path), 0);
-    snprintf(src, sizeof src, "%s/tokenizer/%s/tokenizer.json.zst", data_dir(), tok);
+    snprintf(src, sizeof src, "%s/tokenizer/%s/tokenizer.json.zst", tu_data_dir(), tok);
     size_t zlen;
-    char *z = read_file(src, &zlen);
+    char *z = tu_read_file(src, &zlen);
     /* The frame may not record its size: decompressed as a stream. */
     size_t n = 0, cap = 1 << 24;
     char *json = malloc(cap);
@@ -884,8 +865,8 @@ START_TEST(test_forward_dense_8bit_activations_match_reference)
     long near_total = 0;
     for (int k = 0; k < 2; k++) {
         char path[1024];
-        snprintf(path, sizeof path, "%s/%s/goldens_actq8.json", data_dir(), models[k]);
-        char *text = read_file(path, NULL);
+        snprintf(path, sizeof path, "%s/%s/goldens_actq8.json", tu_data_dir(), models[k]);
+        char *text = tu_read_file(path, NULL);
         cJSON *root = cJSON_Parse(text);
         ck_assert_ptr_nonnull(root);
         const double tau = cJSON_GetObjectItem(root, "near_tie_tau")->valuedouble;
@@ -913,9 +894,9 @@ START_TEST(test_forward_dense_8bit_activations_match_reference)
             ck_assert_int_le(n, 16);
             for (int i = 0; i < n; i++)
                 ids[i] = cJSON_GetArrayItem(toks, i)->valueint;
-            snprintf(path, sizeof path, "%s/%s/%s", data_dir(), models[k],
+            snprintf(path, sizeof path, "%s/%s/%s", tu_data_dir(), models[k],
                      cJSON_GetObjectItem(g, "file")->valuestring);
-            float *ref = (float *)read_file(path, NULL);
+            float *ref = (float *)tu_read_file(path, NULL);
             r1_model *m = load(models[k], cJSON_GetObjectItem(g, "weights_variant")->valuestring);
             for (int step = n; step >= 1; step = step > 1 ? 1 : 0) {
                 at.near = at.pinned = at.unmatched = 0;

@@ -6,18 +6,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "file_testutil.h"
 #include "r1.h"
-
-static const char *models_dir(void)
-{
-    const char *d = getenv("R1_TEST_MODELS_DIR");
-    return d ? d : R1_TEST_MODELS_DIR;
-}
 
 static r1_model *load(const char *name, r1_model_info *info)
 {
     char path[1024];
-    snprintf(path, sizeof path, "%s/%s.r1m", models_dir(), name);
+    snprintf(path, sizeof path, "%s/%s.r1m", tu_models_dir(), name);
     r1_model *m = NULL;
     ck_assert_msg(r1_model_load(&m, path, NULL, NULL) == R1_OK, "%s: %s", path, r1_last_error());
     memset(info, 0, sizeof *info);

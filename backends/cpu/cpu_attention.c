@@ -6,7 +6,15 @@
  * heads (one per thread), from the queries to their outputs: W_UK and W_UV are read from
  * kv_b_proj in the model's own dtype, the latent cache is walked in blocks shared by the group's
  * heads, and the pool runs once. Long caches are split by keys instead (R1_MLA_SPLIT_KEYS), so
- * that each cache row is read from memory once per layer. */
+ * that each cache row is read from memory once per layer.
+ *
+ * A q8_0 cache (backend.h) is read a block of keys at a time, dequantised into the task's scratch
+ * by the level's SIMD kernel and then used as float32 by every head of the task: one dequantised
+ * row serves 2 x heads dot products or axpys, so the float path's kernels do the arithmetic and
+ * the result is exactly the float cache's on the dequantised values. Integer dot products for the
+ * scores would also round each head's query to 8 bits, and the value sums (weights times rows)
+ * need the rows in float anyway; the bytes read from memory, which a quarter-size cache is
+ * about, are the same either way. */
 #include <math.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -40,7 +48,12 @@ typedef struct r1_mla_ctx {
     r1_threadpool *pool;
     const r1_op_mla_decode_params *p;
     const float *q;   /* (H, dn + dr) */
-    const float *lat; /* (n_keys, rkv + dr) */
+    const float *lat; /* (n_keys, rkv + dr), or NULL with lat_q8 */
+    /* A q8_0 cache instead: rows of lat_row_bytes. ld: the float stride of key rows as the
+     * heads read them (rkv + dr for lat; the row's blocks times 32 once dequantised). */
+    const uint8_t *lat_q8;
+    size_t lat_row_bytes;
+    int64_t ld;
     const uint8_t *kv_b;
     const float *kv_b_scale; /* fp8 block scales, else NULL */
     int64_t scale_cols;
@@ -59,6 +72,38 @@ typedef struct r1_mla_ctx {
 static const float *r1_mla_scale_row(const r1_mla_ctx *c, int64_t r)
 {
     return c->kv_b_scale != NULL ? c->kv_b_scale + (r / R1_FP8_SCALE_BLOCK) * c->scale_cols : NULL;
+}
+
+int64_t r1_cpu__mla_cache_row_floats(int64_t rkv, int64_t dr)
+{
+    return rkv + (dr + R1_QBLOCK - 1) / R1_QBLOCK * R1_QBLOCK;
+}
+
+size_t r1_cpu__mla_cache_row_bytes(int32_t lat_dtype, int64_t rkv, int64_t dr)
+{
+    if (lat_dtype == R1_DTYPE_Q8_0)
+        return rkv % R1_QBLOCK == 0
+                   ? r1_dtype__row_bytes(R1_DTYPE_Q8_0, r1_cpu__mla_cache_row_floats(rkv, dr))
+                   : 0;
+    return lat_dtype == R1_DTYPE_F32 ? (size_t)(rkv + dr) * sizeof(float) : 0;
+}
+
+/* Keys j0 .. j0 + n - 1 as float rows ld apart: the float cache itself, or a q8_0 cache's rows
+ * dequantised into buf (n * ld floats). */
+static const float *r1_mla_keys(const r1_mla_ctx *c, int64_t j0, int64_t n, float *buf)
+{
+    if (c->lat_q8 == NULL)
+        return c->lat + j0 * c->ld;
+    for (int64_t j = 0; j < n; j++)
+        c->k->dequant[R1_DTYPE_Q8_0](c->lat_q8 + (size_t)(j0 + j) * c->lat_row_bytes, NULL,
+                                     buf + j * c->ld, c->ld);
+    return buf;
+}
+
+/* Floats of a task's dequantised key block (0 for a float cache). */
+static size_t r1_mla_key_buf_floats(const r1_mla_ctx *c)
+{
+    return c->lat_q8 != NULL ? (size_t)(R1_MLA_KEY_BLOCK * c->ld) : 0;
 }
 
 /* One head's query in the latent space, W_UK^h^T q_nope, then q_pe: rows of W_UK dequantised
@@ -117,7 +162,7 @@ static void r1_mla_group_task(void *ctx, int64_t g, int32_t worker)
     const int64_t rkv = p->kv_lora_rank, dl = rkv + p->qk_rope_dim, n_keys = p->n_keys;
     const int64_t h0 = g * c->group, nh = p->n_heads - h0 < c->group ? p->n_heads - h0 : c->group;
     const int64_t per_head = dl + rkv + n_keys; /* qlat, olat, scores */
-    size_t floats = (size_t)(R1_MLA_UK_ROWS * rkv + nh * per_head);
+    size_t floats = (size_t)(R1_MLA_UK_ROWS * rkv + nh * per_head) + r1_mla_key_buf_floats(c);
     size_t bytes =
         floats * sizeof(float) + (size_t)(rkv / R1_QBLOCK) * sizeof(r1_cpu_qx_block) + 64;
     float *wrows = r1_threadpool__scratch(c->pool, worker, bytes);
@@ -125,7 +170,8 @@ static void r1_mla_group_task(void *ctx, int64_t g, int32_t worker)
         atomic_store(&c->failed, 1);
         return;
     }
-    float *heads = wrows + R1_MLA_UK_ROWS * rkv;
+    float *kbuf = wrows + R1_MLA_UK_ROWS * rkv; /* a q8_0 cache's dequantised key block */
+    float *heads = kbuf + r1_mla_key_buf_floats(c);
     r1_cpu_qx_block *xq =
         (r1_cpu_qx_block *)(void *)(((uintptr_t)(heads + nh * per_head) + 63) & ~(uintptr_t)63);
     /* Head i of the group: its query in the latent space at heads + i * per_head, then its
@@ -134,11 +180,12 @@ static void r1_mla_group_task(void *ctx, int64_t g, int32_t worker)
         r1_mla_absorb(c, h0 + i, wrows, heads + i * per_head);
     for (int64_t j0 = 0; j0 < n_keys; j0 += R1_MLA_KEY_BLOCK) {
         const int64_t j1 = j0 + R1_MLA_KEY_BLOCK < n_keys ? j0 + R1_MLA_KEY_BLOCK : n_keys;
+        const float *keys = r1_mla_keys(c, j0, j1 - j0, kbuf);
         for (int64_t i = 0; i < nh; i++) {
             const float *qlat = heads + i * per_head;
             float *scores = heads + i * per_head + dl + rkv;
             for (int64_t j = j0; j < j1; j++)
-                scores[j] = c->k->dot_f32(qlat, c->lat + j * dl, dl);
+                scores[j] = c->k->dot_f32(qlat, keys + (j - j0) * c->ld, dl);
         }
     }
     for (int64_t i = 0; i < nh; i++) {
@@ -147,9 +194,10 @@ static void r1_mla_group_task(void *ctx, int64_t g, int32_t worker)
     }
     for (int64_t j0 = 0; j0 < n_keys; j0 += R1_MLA_KEY_BLOCK) {
         const int64_t nb = n_keys - j0 < R1_MLA_KEY_BLOCK ? n_keys - j0 : R1_MLA_KEY_BLOCK;
+        const float *keys = r1_mla_keys(c, j0, nb, kbuf);
         for (int64_t i = 0; i < nh; i++) {
             float *olat = heads + i * per_head + dl;
-            c->k->axpy_rows(olat + rkv + j0, c->lat + j0 * dl, dl, nb, rkv, olat);
+            c->k->axpy_rows(olat + rkv + j0, keys, c->ld, nb, rkv, olat);
         }
     }
     for (int64_t i = 0; i < nh; i++)
@@ -190,26 +238,27 @@ static void r1_mla_block_task(void *ctx, int64_t kb, int32_t worker)
     const r1_op_mla_decode_params *p = c->p;
     const int64_t rkv = p->kv_lora_rank, dl = rkv + p->qk_rope_dim, j0 = kb * R1_MLA_KEY_BLOCK;
     const int64_t nb = p->n_keys - j0 < R1_MLA_KEY_BLOCK ? p->n_keys - j0 : R1_MLA_KEY_BLOCK;
-    const float *block = c->lat + j0 * dl;
-    float *e = r1_threadpool__scratch(c->pool, worker, R1_MLA_KEY_BLOCK * sizeof(float));
+    float *e = r1_threadpool__scratch(
+        c->pool, worker, (R1_MLA_KEY_BLOCK + r1_mla_key_buf_floats(c)) * sizeof(float));
     if (e == NULL) {
         atomic_store(&c->failed, 1);
         return;
     }
+    const float *block = r1_mla_keys(c, j0, nb, e + R1_MLA_KEY_BLOCK);
     const float sc = (float)p->softmax_scale;
     for (int64_t h = 0; h < p->n_heads; h++) {
         float *part =
             c->part + ((size_t)kb * (size_t)p->n_heads + (size_t)h) * r1_mla_part_floats(p);
         float mx = -INFINITY;
         for (int64_t j = 0; j < nb; j++) {
-            e[j] = c->k->dot_f32(c->qlat + h * dl, block + j * dl, dl);
+            e[j] = c->k->dot_f32(c->qlat + h * dl, block + j * c->ld, dl);
             mx = e[j] > mx ? e[j] : mx;
         }
         double sum = 0;
         for (int64_t j = 0; j < nb; j++)
             sum += (e[j] = expf((e[j] - mx) * sc));
         memset(part, 0, (size_t)rkv * sizeof(float));
-        c->k->axpy_rows(e, block, dl, nb, rkv, part);
+        c->k->axpy_rows(e, block, c->ld, nb, rkv, part);
         part[rkv] = mx;
         part[rkv + 1] = (float)sum;
     }
@@ -278,8 +327,8 @@ static r1_status r1_mla_split_keys(r1_mla_ctx *c)
     const size_t merge =
         (size_t)rkv * sizeof(float) + 64 + (size_t)(rkv / R1_QBLOCK) * sizeof(r1_cpu_qx_block);
     scratch = scratch > merge ? scratch : merge;
-    scratch =
-        scratch > R1_MLA_KEY_BLOCK * sizeof(float) ? scratch : R1_MLA_KEY_BLOCK * sizeof(float);
+    const size_t block = (R1_MLA_KEY_BLOCK + r1_mla_key_buf_floats(c)) * sizeof(float);
+    scratch = scratch > block ? scratch : block;
     r1_status st = r1_threadpool__reserve(c->pool, scratch);
     if (st != R1_OK) {
         free(buf);
@@ -298,8 +347,19 @@ static r1_status r1_mla_split_keys(r1_mla_ctx *c)
 r1_status r1_cpu__mla_decode(r1_threadpool *pool, const r1_op_mla_decode_params *p, const float *q,
                              const float *lat, const r1_tensor *kv_b, float *out)
 {
+    return r1_cpu__mla_decode_cache(pool, p, q, lat, R1_DTYPE_F32, kv_b, out);
+}
+
+r1_status r1_cpu__mla_decode_cache(r1_threadpool *pool, const r1_op_mla_decode_params *p,
+                                   const float *q, const void *lat, int32_t lat_dtype,
+                                   const r1_tensor *kv_b, float *out)
+{
     if (p == NULL || q == NULL || lat == NULL || kv_b == NULL || kv_b->data == NULL || out == NULL)
         return r1_error__set(R1_ERR_INVALID_ARG, "mla decode: NULL operand");
+    if ((lat_dtype != R1_DTYPE_F32 && lat_dtype != R1_DTYPE_Q8_0) ||
+        (lat_dtype == R1_DTYPE_Q8_0 && p->kv_lora_rank % R1_QBLOCK != 0))
+        return r1_error__set(R1_ERR_INVALID_ARG, "mla decode: a latent cache of type %d",
+                             lat_dtype);
     const r1_dtype_traits *tr = r1_dtype__traits(kv_b->dtype);
     const int64_t rkv = p->kv_lora_rank;
     if (tr == NULL || p->n_heads <= 0 || p->qk_nope_dim <= 0 || p->qk_rope_dim < 0 ||
@@ -317,7 +377,11 @@ r1_status r1_cpu__mla_decode(r1_threadpool *pool, const r1_op_mla_decode_params 
         .pool = pool,
         .p = p,
         .q = q,
-        .lat = lat,
+        .lat = lat_dtype == R1_DTYPE_F32 ? lat : NULL,
+        .lat_q8 = lat_dtype == R1_DTYPE_Q8_0 ? lat : NULL,
+        .lat_row_bytes = r1_cpu__mla_cache_row_bytes(lat_dtype, rkv, p->qk_rope_dim),
+        .ld = lat_dtype == R1_DTYPE_Q8_0 ? r1_cpu__mla_cache_row_floats(rkv, p->qk_rope_dim)
+                                         : rkv + p->qk_rope_dim,
         .kv_b = kv_b->data,
         .kv_b_scale = tr->has_block_scale ? kv_b->scale : NULL,
         .scale_cols = kv_b->scale_cols,
@@ -336,8 +400,10 @@ r1_status r1_cpu__mla_decode(r1_threadpool *pool, const r1_op_mla_decode_params 
     } else {
         /* r1_mla_group_task's scratch for a full group */
         const int64_t per_head = rkv + p->qk_rope_dim + rkv + p->n_keys; /* qlat, olat, scores */
-        const size_t scratch = (size_t)(R1_MLA_UK_ROWS * rkv + c.group * per_head) * sizeof(float) +
-                               (size_t)(rkv / R1_QBLOCK) * sizeof(r1_cpu_qx_block) + 64;
+        const size_t scratch =
+            ((size_t)(R1_MLA_UK_ROWS * rkv + c.group * per_head) + r1_mla_key_buf_floats(&c)) *
+                sizeof(float) +
+            (size_t)(rkv / R1_QBLOCK) * sizeof(r1_cpu_qx_block) + 64;
         r1_status st = r1_threadpool__reserve(pool, scratch);
         if (st != R1_OK)
             return st;

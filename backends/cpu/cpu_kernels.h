@@ -52,6 +52,17 @@ int32_t r1_cpu__weight_layout(void);
  * R1_ERR_NO_MEMORY when a head's scratch cannot be had. */
 r1_status r1_cpu__mla_decode(r1_threadpool *pool, const r1_op_mla_decode_params *p, const float *q,
                              const float *lat, const r1_tensor *kv_b, float *out);
+/* The same over a latent cache of lat_dtype: R1_DTYPE_F32 as above, or R1_DTYPE_Q8_0 rows in the
+ * layout of backend.h (R1_OP_MLA_DECODE; kv_lora_rank % 32 == 0), each key block dequantised once
+ * into scratch, so the result is the float cache's on the dequantised values. */
+r1_status r1_cpu__mla_decode_cache(r1_threadpool *pool, const r1_op_mla_decode_params *p,
+                                   const float *q, const void *lat, int32_t lat_dtype,
+                                   const r1_tensor *kv_b, float *out);
+/* A latent cache row of kv_lora_rank rkv and rope dims dr: its values once a q8_0 row is
+ * dequantised (k_pe padded to whole blocks), and its bytes in lat_dtype (0: not a cache type or
+ * not whole blocks). */
+int64_t r1_cpu__mla_cache_row_floats(int64_t rkv, int64_t dr);
+size_t r1_cpu__mla_cache_row_bytes(int32_t lat_dtype, int64_t rkv, int64_t dr);
 
 /* y = x * g / sqrt(mean(x^2) + eps) over n elements; y may alias x. The sum of squares is
  * accumulated in double: for n up to 7168 that makes the normaliser correctly rounded in

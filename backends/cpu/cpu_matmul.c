@@ -333,11 +333,10 @@ static r1_status r1_mm_check(const r1_tensor *w, const float *x, int64_t n_token
         return r1_error__set(R1_ERR_INVALID_ARG,
                              "matmul: %s weight %lld x %lld needs %zu bytes per row, has %zu bytes",
                              tr->name, (long long)rows, (long long)cols, row_bytes, w->nbytes);
-    if (tr->has_block_scale &&
-        (w->scale == NULL || w->scale_cols != (cols + R1_FP8_SCALE_BLOCK - 1) / R1_FP8_SCALE_BLOCK))
+    if (tr->has_block_scale && (w->scale == NULL || w->scale_cols != r1_fp8__scale_blocks(cols)))
         return r1_error__set(R1_ERR_INVALID_ARG,
                              "matmul: %s weight needs a block scale with %lld columns", tr->name,
-                             (long long)((cols + R1_FP8_SCALE_BLOCK - 1) / R1_FP8_SCALE_BLOCK));
+                             (long long)r1_fp8__scale_blocks(cols));
     if (w->layout != R1_LAYOUT_ROWS &&
         (w->layout != R1_LAYOUT_R16 || !r1_layout__r16_eligible(w->dtype, rows, cols)))
         return r1_error__set(R1_ERR_INVALID_ARG,

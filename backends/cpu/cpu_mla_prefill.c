@@ -3,7 +3,8 @@
  *
  * The steps and their order are those of lib/model/forward.c's prefill on the CPU backend (products
  * batched over heads through r1_cpu__matmul, the softmax of lib/model/softmax.h), so a chunk gives
- * the same numbers whichever of the two runs it. */
+ * the same numbers whichever of the two runs it; a q8_0 cache is dequantised whole first, as
+ * there. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -195,6 +196,33 @@ r1_status r1_cpu__mla_prefill(r1_threadpool *pool, const r1_op_mla_prefill_param
     return st;
 }
 
+r1_status r1_cpu__mla_prefill_cache(r1_threadpool *pool, const r1_op_mla_prefill_params *p,
+                                    const float *q, const void *lat, int32_t lat_dtype,
+                                    const r1_tensor *kv_b, float *out)
+{
+    if (lat_dtype == R1_DTYPE_F32 || p == NULL || lat == NULL)
+        return r1_cpu__mla_prefill(pool, p, q, lat, kv_b, out);
+    const int64_t rkv = p->kv_lora_rank, dr = p->qk_rope_dim, n_keys = p->pos0 + p->n_tokens;
+    const size_t row_bytes = r1_cpu__mla_cache_row_bytes(lat_dtype, rkv, dr);
+    if (row_bytes == 0 || rkv <= 0 || dr < 0 || p->pos0 < 0 || p->n_tokens <= 0)
+        return r1_error__set(R1_ERR_INVALID_ARG, "mla prefill: a latent cache of type %d",
+                             lat_dtype);
+    /* rows of rkv + dr floats; each is dequantised whole (padding included) and the next row
+     * overwrites that padding, hence one padded row of room at the end */
+    const int64_t dl = rkv + dr, padded = r1_cpu__mla_cache_row_floats(rkv, dr);
+    float *rows = malloc((size_t)(n_keys * dl + padded) * sizeof(float));
+    if (rows == NULL)
+        return r1_error__set(R1_ERR_NO_MEMORY,
+                             "mla prefill: cannot dequantise %lld rows of the latent cache",
+                             (long long)n_keys);
+    for (int64_t j = 0; j < n_keys; j++)
+        r1_dtype__dequantize_row(lat_dtype, (const uint8_t *)lat + (size_t)j * row_bytes, NULL,
+                                 rows + j * dl, padded);
+    r1_status st = r1_cpu__mla_prefill(pool, p, q, rows, kv_b, out);
+    free(rows);
+    return st;
+}
+
 /* ---- the op ------------------------------------------------------------------------------- */
 
 /* t's first n_floats floats inside its buffer, or NULL when they do not fit. */
@@ -212,7 +240,8 @@ int32_t r1_cpu__mla_prefill_supported(const r1_op *op)
 {
     const r1_op_mla_prefill_params *p = op->params;
     if (p == NULL || op->n_src != 3 || op->src[0].dtype != R1_DTYPE_F32 ||
-        op->src[1].dtype != R1_DTYPE_F32 || op->dst.dtype != R1_DTYPE_F32)
+        r1_cpu__mla_cache_row_bytes(op->src[1].dtype, p->kv_lora_rank, p->qk_rope_dim) == 0 ||
+        op->dst.dtype != R1_DTYPE_F32)
         return 0;
     const r1_dtensor *w = &op->src[2];
     const r1_dtype_traits *tr = w->dtype >= 0 ? r1_dtype__traits(w->dtype) : NULL;
@@ -231,7 +260,15 @@ r1_status r1_cpu__mla_prefill_run(r1_threadpool *pool, const r1_op *op)
     if (H <= 0 || T <= 0 || p->pos0 < 0 || dl <= 0 || p->v_dim <= 0)
         return r1_error__set(R1_ERR_INVALID_ARG, "cpu mla prefill: bad parameters");
     const float *q = r1_floats(&op->src[0], (uint64_t)(T * H * (p->qk_nope_dim + p->qk_rope_dim)));
-    const float *lat = r1_floats(&op->src[1], (uint64_t)((p->pos0 + T) * dl));
+    const r1_dtensor *c = &op->src[1];
+    const size_t lat_bytes = (size_t)(p->pos0 + T) *
+                             r1_cpu__mla_cache_row_bytes(c->dtype, p->kv_lora_rank, p->qk_rope_dim);
+    const void *lat = c->dtype == R1_DTYPE_F32
+                          ? (const void *)r1_floats(c, (uint64_t)((p->pos0 + T) * dl))
+                      : c->buf != NULL && c->offset <= r1_cpu__buf_bytes(c->buf) &&
+                              r1_cpu__buf_bytes(c->buf) - c->offset >= lat_bytes
+                          ? (const char *)r1_cpu__buf_data(c->buf) + c->offset
+                          : NULL;
     float *out = (float *)(uintptr_t)r1_floats(&op->dst, (uint64_t)(T * H * p->v_dim));
     const r1_dtensor *w = &op->src[2];
     if (q == NULL || lat == NULL || out == NULL || w->buf == NULL || w->offset % 4 != 0 ||
@@ -246,8 +283,8 @@ r1_status r1_cpu__mla_prefill_run(r1_threadpool *pool, const r1_op *op)
     kv_b.data = (const char *)r1_cpu__buf_data(w->buf) + w->offset;
     kv_b.nbytes = r1_cpu__buf_bytes(w->buf) - w->offset;
     if (r1_dtype__traits(w->dtype)->has_block_scale) {
-        const int64_t scale_rows = (w->shape[0] + R1_FP8_SCALE_BLOCK - 1) / R1_FP8_SCALE_BLOCK;
-        kv_b.scale_cols = (w->shape[1] + R1_FP8_SCALE_BLOCK - 1) / R1_FP8_SCALE_BLOCK;
+        const int64_t scale_rows = r1_fp8__scale_blocks(w->shape[0]);
+        kv_b.scale_cols = r1_fp8__scale_blocks(w->shape[1]);
         const float *scale =
             r1_floats(&(r1_dtensor){.buf = w->scale_buf, .offset = w->scale_offset},
                       (uint64_t)(scale_rows * kv_b.scale_cols));
@@ -256,5 +293,5 @@ r1_status r1_cpu__mla_prefill_run(r1_threadpool *pool, const r1_op *op)
                                  "cpu mla prefill: kv_b_proj's scales exceed their buffer");
         kv_b.scale = scale;
     }
-    return r1_cpu__mla_prefill(pool, p, q, lat, &kv_b, out);
+    return r1_cpu__mla_prefill_cache(pool, p, q, lat, c->dtype, &kv_b, out);
 }

@@ -58,8 +58,8 @@ static int r1_cpu_weight(const r1_dtensor *w, r1_tensor *t)
     for (int32_t i = 0; i < w->n_dims; i++)
         t->shape[i] = w->shape[i];
     if (r1_dtype__traits(w->dtype)->has_block_scale) {
-        int64_t scale_rows = (wr + R1_FP8_SCALE_BLOCK - 1) / R1_FP8_SCALE_BLOCK;
-        t->scale_cols = (wc + R1_FP8_SCALE_BLOCK - 1) / R1_FP8_SCALE_BLOCK;
+        int64_t scale_rows = r1_fp8__scale_blocks(wr);
+        t->scale_cols = r1_fp8__scale_blocks(wc);
         size_t s_need = (size_t)scale_rows * (size_t)t->scale_cols * sizeof(float);
         if (w->scale_buf == NULL || w->scale_offset > r1_cpu__buf_bytes(w->scale_buf) ||
             r1_cpu__buf_bytes(w->scale_buf) - w->scale_offset < s_need)
@@ -85,7 +85,9 @@ static int32_t r1_cpu_mla_supported(const r1_op *op)
     for (int32_t i = 0; i < 3; i++)
         if (!r1_cpu_dt_ok(&op->src[i]))
             return 0;
-    if (op->src[0].dtype != R1_DTYPE_F32 || op->src[1].dtype != R1_DTYPE_F32 ||
+    /* the latent cache f32, or q8_0 rows of whole blocks of c_kv (cpu_attention.c) */
+    if (op->src[0].dtype != R1_DTYPE_F32 ||
+        r1_cpu__mla_cache_row_bytes(op->src[1].dtype, p->kv_lora_rank, p->qk_rope_dim) == 0 ||
         op->dst.dtype != R1_DTYPE_F32 || r1_dtype__traits(op->src[2].dtype) == NULL ||
         op->src[2].layout != R1_LAYOUT_ROWS) /* heads read kv_b_proj by rows */
         return 0;
@@ -99,12 +101,17 @@ static r1_status r1_cpu_mla_run(r1_threadpool *pool, const r1_op *op)
     if (H <= 0 || dl <= 0 || p->n_keys <= 0 || p->v_dim <= 0 || p->qk_nope_dim <= 0)
         return r1_error__set(R1_ERR_INVALID_ARG, "cpu mla decode: bad parameters");
     const float *q = r1_cpu_f32(&op->src[0], (size_t)(H * (p->qk_nope_dim + p->qk_rope_dim)));
-    const float *lat = r1_cpu_f32(&op->src[1], (size_t)(p->n_keys * dl));
+    const size_t lat_bytes =
+        (size_t)p->n_keys *
+        r1_cpu__mla_cache_row_bytes(op->src[1].dtype, p->kv_lora_rank, p->qk_rope_dim);
+    const void *lat = r1_cpu__buf_bytes(op->src[1].buf) - op->src[1].offset >= lat_bytes
+                          ? (const char *)r1_cpu__buf_data(op->src[1].buf) + op->src[1].offset
+                          : NULL;
     float *out = (float *)r1_cpu_f32(&op->dst, (size_t)(H * p->v_dim));
     r1_tensor kv_b;
     if (q == NULL || lat == NULL || out == NULL || !r1_cpu_weight(&op->src[2], &kv_b))
         return r1_error__set(R1_ERR_OUT_OF_RANGE, "cpu mla decode: an operand exceeds its buffer");
-    return r1_cpu__mla_decode(pool, p, q, lat, &kv_b, out);
+    return r1_cpu__mla_decode_cache(pool, p, q, lat, op->src[1].dtype, &kv_b, out);
 }
 
 int32_t r1_cpu__op_supported(const r1_op *op)

@@ -31,6 +31,11 @@ r1_status r1_cpu__layer_op_run(const r1_op *op);
  * R1_ERR_INVALID_ARG on shapes that do not fit, R1_ERR_NO_MEMORY without scratch. */
 r1_status r1_cpu__mla_prefill(r1_threadpool *pool, const r1_op_mla_prefill_params *p,
                               const float *q, const float *lat, const r1_tensor *kv_b, float *out);
+/* The same over a latent cache of lat_dtype (f32, or q8_0 rows as backend.h's R1_OP_MLA_DECODE
+ * lays them out, dequantised before the steps above). */
+r1_status r1_cpu__mla_prefill_cache(r1_threadpool *pool, const r1_op_mla_prefill_params *p,
+                                    const float *q, const void *lat, int32_t lat_dtype,
+                                    const r1_tensor *kv_b, float *out);
 int32_t r1_cpu__mla_prefill_supported(const r1_op *op);
 r1_status r1_cpu__mla_prefill_run(r1_threadpool *pool, const r1_op *op);
 

@@ -22,6 +22,7 @@ struct r1_host_weights {
     hw_entry *slots;
     size_t n_slots, n_used; /* n_slots a power of two, at most half full */
     r1_host_weights_counters k;
+    const r1_container *source; /* whose mapping copied weights are released from, or NULL */
 };
 
 r1_status r1_host_weights__create(r1_host_weights **out)
@@ -44,6 +45,13 @@ void r1_host_weights__destroy(r1_host_weights *hw)
     free(hw->slots);
     pthread_mutex_destroy(&hw->mu);
     free(hw);
+}
+
+void r1_host_weights__set_source(r1_host_weights *hw, const r1_container *c)
+{
+    pthread_mutex_lock(&hw->mu);
+    hw->source = c;
+    pthread_mutex_unlock(&hw->mu);
 }
 
 static size_t hw_hash(const void *p, size_t n_slots)
@@ -123,6 +131,9 @@ int32_t r1_host_weights__get(r1_host_weights *hw, const r1_tensor *w, r1_tensor 
             r1_layout__to_r16(w->dtype, w->data, rows, cols, e->copy);
             hw->k.tensors++;
             hw->k.bytes += bytes;
+            /* Products read the copy from now on; the mapped pages would be a second copy in
+             * the resident set (1.25 GB of an 8 GB limit on the V2-Lite Q8_0 model). */
+            hw->k.released += r1_container__release(hw->source, w->data, w->nbytes);
         } else {
             hw->k.kept++;
         }

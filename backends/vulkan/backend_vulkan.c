@@ -1429,20 +1429,10 @@ static uint64_t r1_vk_rows_span(int64_t n_rows, int64_t stride, int64_t n)
     return (uint64_t)(n_rows - 1) * (uint64_t)(stride > 0 ? stride : n) + (uint64_t)n;
 }
 
-static int r1_vk_f32(const r1_op *op)
-{
-    if (op->dst.dtype != R1_DTYPE_F32)
-        return 0;
-    for (int32_t i = 0; i < op->n_src; i++)
-        if (op->src[i].dtype != R1_DTYPE_F32)
-            return 0;
-    return 1;
-}
-
 static const char *r1_vk_rows_refusal(const r1_dev *dev, const r1_op *op, int32_t n_src)
 {
     const r1_op_rows_params *p = op->params;
-    if (p == NULL || op->n_src != n_src || !r1_vk_f32(op))
+    if (p == NULL || op->n_src != n_src || !r1_backend__f32_op(op))
         return "float32 rows with their parameters";
     if (p->n_rows <= 0 || p->n <= 0 || p->x_stride < 0 || p->b_stride < 0 || p->y_stride < 0 ||
         (p->x_stride > 0 && p->x_stride < p->n) || (p->b_stride > 0 && p->b_stride < p->n) ||
@@ -1456,37 +1446,10 @@ static const char *r1_vk_rows_refusal(const r1_dev *dev, const r1_op *op, int32_
     return NULL;
 }
 
-/* The attention ops' parameters in one form: decode is a chunk of one query. */
-typedef struct r1_vk_mla_shape {
-    int64_t H, dn, dr, dv, rkv;
-    int64_t n_tokens, n_keys; /* n_keys: the rows the chunk's last query sees */
-    double scale;
-} r1_vk_mla_shape;
-
-static int r1_vk_mla_shape_of(const r1_op *op, r1_vk_mla_shape *out)
-{
-    if (op->params == NULL)
-        return 0;
-    if (op->kind == R1_OP_MLA_DECODE) {
-        const r1_op_mla_decode_params *p = op->params;
-        *out = (r1_vk_mla_shape){p->n_heads, p->qk_nope_dim,  p->qk_rope_dim,
-                                 p->v_dim,   p->kv_lora_rank, 1,
-                                 p->n_keys,  p->softmax_scale};
-        return 1;
-    }
-    const r1_op_mla_prefill_params *p = op->params;
-    if (p->pos0 < 0 || p->n_tokens <= 0)
-        return 0;
-    *out =
-        (r1_vk_mla_shape){p->n_heads,      p->qk_nope_dim, p->qk_rope_dim,        p->v_dim,
-                          p->kv_lora_rank, p->n_tokens,    p->pos0 + p->n_tokens, p->softmax_scale};
-    return 1;
-}
-
 static const char *r1_vk_mla_refusal(const r1_dev *dev, const r1_op *op)
 {
-    r1_vk_mla_shape m;
-    if (!r1_vk_mla_shape_of(op, &m) || op->n_src != 3)
+    r1_mla_shape m;
+    if (!r1_backend__mla_shape_of(op, &m) || op->n_src != 3)
         return "attention takes q, the latent cache and kv_b_proj";
     const r1_dtensor *w = &op->src[2];
     if (op->src[0].dtype != R1_DTYPE_F32 || op->src[1].dtype != R1_DTYPE_F32 ||
@@ -1517,7 +1480,7 @@ static const char *r1_vk_mla_refusal(const r1_dev *dev, const r1_op *op)
 static const char *r1_vk_router_refusal(const r1_dev *dev, const r1_op *op)
 {
     const r1_op_router_params *p = op->params;
-    if (p == NULL || (op->n_src != 1 && op->n_src != 2) || !r1_vk_f32(op))
+    if (p == NULL || (op->n_src != 1 && op->n_src != 2) || !r1_backend__f32_op(op))
         return "routing takes float32 logits and an optional bias";
     if (!dev->has_f64)
         return "routing needs shaderFloat64";
@@ -1563,11 +1526,10 @@ static const char *r1_vk_refusal(const r1_dev *dev, const r1_op *op)
         return why;
     }
     case R1_OP_MOE_COMBINE: {
+        const char *why = r1_backend__moe_combine_refusal(op);
+        if (why != NULL)
+            return why;
         const r1_op_rows_params *p = op->params;
-        if (p == NULL || (op->n_src != 1 && op->n_src != 3) || op->dst.dtype != R1_DTYPE_F32 ||
-            op->src[0].dtype != R1_DTYPE_F32 || op->dst.n_dims != 2 || p->n_rows <= 0 ||
-            p->n <= 0 || op->dst.shape[1] != p->n || op->dst.shape[0] <= 0)
-            return "moe combine takes float32 rows";
         if (!r1_vk_floats_fit(dev, (uint64_t)(op->dst.shape[0] * p->n), op->dst.offset) ||
             !r1_vk_floats_fit(dev, (uint64_t)(p->n_rows * p->n), op->src[0].offset) ||
             !r1_vk_grid_fits(dev, (uint64_t)(p->n_rows * p->n) / dev->group_size + 1))
@@ -1575,12 +1537,10 @@ static const char *r1_vk_refusal(const r1_dev *dev, const r1_op *op)
         return NULL;
     }
     case R1_OP_ROPE: {
+        const char *why = r1_backend__rope_refusal(op);
+        if (why != NULL)
+            return why;
         const r1_op_rope_params *p = op->params;
-        if (p == NULL || op->n_src != 1 || !r1_vk_f32(op))
-            return "rotary takes float32 vectors and their tables";
-        if (p->n_rows <= 0 || p->n_vecs <= 0 || p->n_pairs <= 0 || p->row_stride < 0 ||
-            p->vec_stride < 0)
-            return "bad rotary shape";
         uint64_t span = (uint64_t)(p->n_rows - 1) * (uint64_t)p->row_stride +
                         (uint64_t)(p->n_vecs - 1) * (uint64_t)p->vec_stride +
                         (uint64_t)(2 * p->n_pairs);
@@ -1635,8 +1595,8 @@ static r1_status r1_vk_run_matmul(r1_dev *dev, const r1_op *op)
         return r1_error__set(R1_ERR_INVALID_ARG, "vulkan: float operands must be 4-byte aligned");
     const int64_t rows = w->shape[0], cols = w->shape[1], T = x->shape[0];
     const size_t row_bytes = r1_dtype__row_bytes(w->dtype, cols);
-    const int64_t scale_cols = (cols + R1_FP8_SCALE_BLOCK - 1) / R1_FP8_SCALE_BLOCK;
-    const int64_t scale_rows = (rows + R1_FP8_SCALE_BLOCK - 1) / R1_FP8_SCALE_BLOCK;
+    const int64_t scale_cols = r1_fp8__scale_blocks(cols);
+    const int64_t scale_rows = r1_fp8__scale_blocks(rows);
     r1_status st = r1_vk_check_range(w->buf, w->offset, (size_t)rows * row_bytes, "matmul weight");
     if (st == R1_OK)
         st = r1_vk_check_range(x->buf, x->offset, (size_t)(T * cols) * 4, "matmul input");
@@ -1678,15 +1638,15 @@ typedef struct r1_vk_mla_params {
 /* Decode and prefill attention: one workgroup per head and query. */
 static r1_status r1_vk_run_mla(r1_dev *dev, const r1_op *op)
 {
-    r1_vk_mla_shape m;
-    if (!r1_vk_mla_shape_of(op, &m)) /* refused before this; the compiler cannot know */
+    r1_mla_shape m;
+    if (!r1_backend__mla_shape_of(op, &m)) /* refused before this; the compiler cannot know */
         return r1_error__set(R1_ERR_INVALID_ARG, "vulkan: attention without parameters");
     const r1_dtensor *w = &op->src[2];
     const int fp8 = r1_dtype__traits(w->dtype)->has_block_scale;
     const int64_t dl = m.rkv + m.dr;
     const size_t row_bytes = r1_dtype__row_bytes(w->dtype, m.rkv);
-    const int64_t scale_cols = (m.rkv + R1_FP8_SCALE_BLOCK - 1) / R1_FP8_SCALE_BLOCK;
-    const int64_t scale_rows = (w->shape[0] + R1_FP8_SCALE_BLOCK - 1) / R1_FP8_SCALE_BLOCK;
+    const int64_t scale_cols = r1_fp8__scale_blocks(m.rkv);
+    const int64_t scale_rows = r1_fp8__scale_blocks(w->shape[0]);
     r1_status st =
         r1_vk_operand(&op->src[0], (uint64_t)(m.n_tokens * m.H * (m.dn + m.dr)), "mla query");
     if (st == R1_OK)

@@ -21,6 +21,8 @@ void r1_cli_gen_defaults(r1_cli_gen *g)
     g->temperature = 0.6f; /* DeepSeek-R1's recommended settings (model card) */
     g->top_p = 0.95f;
     g->repeat_penalty = 1.0f;
+    g->overflow = R1_OVERFLOW_FAIL;
+    g->keep = -1;
 }
 
 void r1_cli_gen_usage(FILE *to)
@@ -35,6 +37,9 @@ void r1_cli_gen_usage(FILE *to)
         "  --think-budget N      close the reasoning after N tokens\n"
         "  --max-tokens N        stop after N generated tokens\n"
         "  --ctx N               context length (default: 4096, or the model's maximum if less)\n"
+        "  --overflow POLICY     when the context is full: fail (default) or shift (drop the\n"
+        "                        oldest turns, keeping the system prompt)\n"
+        "  --keep N              positions a shift keeps (default: up to the first user turn)\n"
         "  --temp T              temperature (default 0.6; 0 = greedy)\n"
         "  --top-p P             nucleus sampling (default 0.95)\n"
         "  --top-k K             keep the K most likely tokens (default off)\n"
@@ -74,9 +79,10 @@ int r1_cli_gen_option(r1_cli_gen *g, int argc, char **argv, int *i)
     if (mem != 0)
         return mem;
     static const char *const takes_value[] = {
-        "-m",           "--model",         "--backend", "--device", "--threads", "--think-budget",
-        "--max-tokens", "--ctx",           "--temp",    "--top-p",  "--top-k",   "--min-p",
-        "--seed",       "--repeat-penalty"};
+        "-m",        "--model",          "--backend",    "--device",
+        "--threads", "--think-budget",   "--max-tokens", "--ctx",
+        "--temp",    "--top-p",          "--top-k",      "--min-p",
+        "--seed",    "--repeat-penalty", "--overflow",   "--keep"};
     int known = 0;
     for (size_t k = 0; k < sizeof takes_value / sizeof takes_value[0]; k++)
         known |= !strcmp(a, takes_value[k]);
@@ -92,7 +98,13 @@ int r1_cli_gen_option(r1_cli_gen *g, int argc, char **argv, int *i)
         g->backend = v;
     else if (!strcmp(a, "--device"))
         g->device = v;
-    else if (!strcmp(a, "--temp"))
+    else if (!strcmp(a, "--overflow")) {
+        if (strcmp(v, "fail") != 0 && strcmp(v, "shift") != 0) {
+            fprintf(stderr, "r1: --overflow expects fail or shift, not '%s'\n", v);
+            return -1;
+        }
+        g->overflow = !strcmp(v, "shift") ? R1_OVERFLOW_SHIFT : R1_OVERFLOW_FAIL;
+    } else if (!strcmp(a, "--temp"))
         return r1_float_opt(a, v, &g->temperature);
     else if (!strcmp(a, "--top-p"))
         return r1_float_opt(a, v, &g->top_p);
@@ -113,6 +125,8 @@ int r1_cli_gen_option(r1_cli_gen *g, int argc, char **argv, int *i)
         g->max_tokens = (int32_t)n;
     else if (!strcmp(a, "--ctx"))
         r1_cli_mem.context = g->context = (int32_t)n; /* auto leaves KV room for it */
+    else if (!strcmp(a, "--keep"))
+        g->keep = (int32_t)n;
     else
         g->top_k = (int32_t)n;
     return 1;
@@ -164,6 +178,8 @@ r1_session *r1_cli_make_session(const r1_cli_gen *g, r1_model *m)
     /* Without --ctx the library's default applies: 4096, or the model's maximum if less. */
     if (st == R1_OK && g->context != 0)
         st = r1_session_opts_set_context(so, g->context);
+    if (st == R1_OK)
+        st = r1_session_opts_set_overflow(so, g->overflow, g->keep);
     if (st == R1_OK)
         st = r1_session_create(&s, m, so);
     if (st != R1_OK)
@@ -226,10 +242,10 @@ r1_status r1_cli_reply(const r1_cli_gen *g, r1_model *m, r1_session *s, r1_sampl
         }
         st = r1_chat_render(m, roles, contents, n, 1, prompt, len + 1, &len);
     }
+    /* The session keeps the conversation: only what follows the longest prefix it holds is
+     * evaluated (from the last answer on, as the format drops earlier reasoning). */
     if (st == R1_OK)
-        st = r1_session_reset(s);
-    if (st == R1_OK)
-        st = r1_session_feed_text(s, prompt, len, R1_TOKENIZE_PARSE_SPECIAL);
+        st = r1_session_sync_text(s, prompt, len, R1_TOKENIZE_PARSE_SPECIAL);
     free(prompt);
     if (st == R1_OK)
         st = r1_session_begin(s, smp, o);

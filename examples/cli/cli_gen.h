@@ -21,7 +21,9 @@ typedef struct r1_cli_gen {
     float temperature, top_p, min_p;
     int32_t top_k;
     float repeat_penalty;
-    int32_t quiet; /* no statistics on stderr */
+    int32_t quiet;    /* no statistics on stderr */
+    int32_t overflow; /* R1_OVERFLOW_* (--overflow) */
+    int32_t keep;     /* --keep: positions a shift keeps; -1 up to the first user turn */
 } r1_cli_gen;
 
 void r1_cli_gen_defaults(r1_cli_gen *g);
@@ -37,8 +39,9 @@ r1_gen_opts *r1_cli_make_gen_opts(const r1_cli_gen *g);
  * NULL with the reason printed on failure. */
 r1_session *r1_cli_make_session(const r1_cli_gen *g, r1_model *m);
 
-/* Renders messages with the model's chat template (generation prompt added), feeds them and
- * streams the reply: reasoning dimmed on a terminal (or hidden unless show_thinking), the
+/* Renders messages with the model's chat template (generation prompt added), gives them to the
+ * session with r1_session_sync (only what follows the cached prefix is evaluated) and streams
+ * the reply: reasoning dimmed on a terminal (or hidden unless show_thinking), the
  * answer plain. The answer text is appended to *answer (malloc'ed, may be NULL). Stops when
  * *interrupt becomes non-zero (cancelling the session). Returns the final status. */
 r1_status r1_cli_reply(const r1_cli_gen *g, r1_model *m, r1_session *s, r1_sampler *smp,

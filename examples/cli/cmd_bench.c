@@ -20,7 +20,8 @@ void r1_cmd_bench_usage(FILE *to)
     fprintf(to,
             "usage: r1 bench -m MODEL [-p 512] [-n 128] [-d 0] [-t THREADS] [--reps 5] [--json]\n"
             "                [--profile] [--no-prefetch] [--cache-gb G] [--triad-mb M]\n"
-            "                [--expert-ram B|auto] [--device-expert-ram B|auto]\n\n"
+            "                [--expert-ram B|auto] [--device-expert-ram B|auto] [--batch N]\n"
+            "                [--backend NAME] [--device ID]\n\n"
             "Measures prompt processing (pp: one evaluation of -p tokens) and token generation\n"
             "(tg: -n tokens one at a time from an empty cache) in tokens/s, median of --reps\n"
             "repetitions after one untimed warm-up of each (each on tokens of its own, so that\n"
@@ -45,7 +46,15 @@ void r1_cmd_bench_usage(FILE *to)
             "  --cache-gb G       expert cache budget in units of 10^9 bytes (0: unbounded, every\n"
             "                     expert stays in memory after the warm-up); --expert-ram is the\n"
             "                     same in bytes\n"
-            "  --triad-mb M       size of each triad array in MB (default 512)\n");
+            "  --triad-mb M       size of each triad array in MB (default 512)\n"
+            "  --backend NAME     compute backend (default cpu); the triad and its floor are the\n"
+            "                     host's, so a GPU's floor is its own memory bandwidth over\n"
+            "                     bytes_per_token (test/gpu/run_device_checks.sh)\n"
+            "  --device ID        the backend's device: an index or part of its name\n"
+            "  --batch N          also N sequences decoding -n tokens each together, one\n"
+            "                     r1_session_step_many() per token of all of them, from an empty\n"
+            "                     cache (greedy, end of sentence masked): their aggregate\n"
+            "                     tokens/s beside tg's one sequence\n");
     r1_cli_memory_usage(to);
 }
 
@@ -308,6 +317,118 @@ static int r1_bench_phase(r1_session *s, const r1_model *m, const int32_t *warm_
     return 0;
 }
 
+/* ---- several sequences together (--batch) ------------------------------------------------- */
+
+/* One repetition: every session reset, fed its own first token, then n_gen steps of all of them
+ * through r1_session_step_many (the first evaluates the fed tokens, each later one the tokens the
+ * last produced). Greedy, with the end of sentence masked so that every sequence runs the full
+ * n_gen. */
+static int r1_bench_batch_once(r1_session **s, r1_sampler **smp, int64_t n_seq, const int32_t *ids,
+                               int64_t n_gen, double *sec)
+{
+    int32_t *tok = malloc((size_t)n_seq * sizeof *tok);
+    r1_status *sts = malloc((size_t)n_seq * sizeof *sts);
+    r1_gen_opts *go = NULL;
+    int rc = 1;
+    if (tok == NULL || sts == NULL || r1_gen_opts_create(&go) != R1_OK ||
+        r1_gen_opts_set_max_tokens(go, (int32_t)n_gen) != R1_OK) {
+        rc = r1_bench_fail("batch options");
+        goto out;
+    }
+    for (int64_t i = 0; i < n_seq; i++)
+        if (r1_session_reset(s[i]) != R1_OK || r1_sampler_reset(smp[i]) != R1_OK ||
+            r1_session_feed(s[i], ids + i, 1) != R1_OK ||
+            r1_session_begin(s[i], smp[i], go) != R1_OK) {
+            rc = r1_bench_fail("batch begin");
+            goto out;
+        }
+    double t0 = r1_bench_now();
+    for (int64_t k = 0; k < n_gen; k++) {
+        if (r1_session_step_many(s, (size_t)n_seq, tok, NULL, sts) != R1_OK) {
+            rc = r1_bench_fail("batch step");
+            goto out;
+        }
+        for (int64_t i = 0; i < n_seq; i++)
+            if (sts[i] != R1_OK) {
+                fprintf(stderr, "r1 bench: sequence %lld of the batch ended after %lld steps: %s\n",
+                        (long long)i, (long long)k, r1_status_name(sts[i]));
+                goto out;
+            }
+    }
+    *sec = r1_bench_now() - t0;
+    rc = 0;
+out:
+    for (int64_t i = 0; i < n_seq; i++)
+        if (s[i] != NULL)
+            r1_session_reset(s[i]); /* ends the generations */
+    r1_gen_opts_destroy(go);
+    free(tok);
+    free(sts);
+    return rc;
+}
+
+/* Aggregate decode tokens/s of n_seq sequences together: median of reps after one warm-up. */
+static int r1_bench_batch(r1_model *m, const r1_model_info *info, int64_t n_seq, int64_t n_gen,
+                          const int32_t *ids, int reps, r1_bench_result *out)
+{
+    r1_session **s = calloc((size_t)n_seq, sizeof *s);
+    r1_sampler **smp = calloc((size_t)n_seq, sizeof *smp);
+    double *tps = malloc((size_t)reps * sizeof *tps), sec = 0;
+    r1_session_opts *so = NULL;
+    int rc = 1;
+    if (s == NULL || smp == NULL || tps == NULL || r1_session_opts_create(&so) != R1_OK ||
+        r1_session_opts_set_context(so, (int32_t)(n_gen + 1)) != R1_OK) {
+        rc = r1_bench_fail("batch sessions");
+        goto out;
+    }
+    for (int64_t i = 0; i < n_seq; i++)
+        if (r1_session_create(&s[i], m, so) != R1_OK || r1_sampler_create(&smp[i], 1) != R1_OK ||
+            r1_sampler_set_temperature(smp[i], 0.0f) != R1_OK ||
+            (info->eos_token_id >= 0 && info->eos_token_id < info->vocab_size &&
+             r1_sampler_set_logit_bias(smp[i], info->eos_token_id, -1e30f) != R1_OK)) {
+            rc = r1_bench_fail("batch sessions");
+            goto out;
+        }
+    /* Each repetition (and the warm-up) on first tokens of its own. */
+    if (r1_bench_batch_once(s, smp, n_seq, ids + reps * n_seq, n_gen, &sec))
+        goto out;
+    /* The first session is charged for every shared pass (r1_session_step_many): its profile
+     * holds the weight bytes all the sequences' tokens read together. */
+    if (r1_session_set_profiling(s[0], 1) != R1_OK) {
+        rc = r1_bench_fail("profiling");
+        goto out;
+    }
+    for (int r = 0; r < reps; r++) {
+        if (r1_bench_batch_once(s, smp, n_seq, ids + r * n_seq, n_gen, &sec))
+            goto out;
+        tps[r] = (double)(n_seq * n_gen) / sec;
+    }
+    memset(&out->prof, 0, sizeof out->prof);
+    out->prof.struct_size = sizeof out->prof;
+    if (r1_session_get_profile(s[0], &out->prof) != R1_OK) {
+        rc = r1_bench_fail("profile");
+        goto out;
+    }
+    out->tps_median = r1_bench_median(tps, reps);
+    out->tps_min = out->tps_max = tps[0];
+    for (int r = 1; r < reps; r++) {
+        out->tps_min = tps[r] < out->tps_min ? tps[r] : out->tps_min;
+        out->tps_max = tps[r] > out->tps_max ? tps[r] : out->tps_max;
+    }
+    out->ran = 1;
+    rc = 0;
+out:
+    for (int64_t i = 0; s != NULL && i < n_seq; i++)
+        r1_session_destroy(s[i]);
+    for (int64_t i = 0; smp != NULL && i < n_seq; i++)
+        r1_sampler_destroy(smp[i]);
+    r1_session_opts_destroy(so);
+    free(s);
+    free(smp);
+    free(tps);
+    return rc;
+}
+
 /* ---- load balance ------------------------------------------------------------------------- */
 
 typedef struct r1_balance {
@@ -365,8 +486,10 @@ int r1_cmd_bench(int argc, char **argv)
 {
     const char *model_path = NULL;
     int64_t n_prompt = 512, n_gen = 128, threads = 0, reps = 5, triad_mb = 512, depth = 0;
+    int64_t batch = 0;
     double cache_gb = 0;
     int json = 0, profile = 0, no_prefetch = 0;
+    const char *backend = NULL, *device = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
         if (!strcmp(a, "--json")) {
@@ -386,9 +509,9 @@ int r1_cmd_bench(int argc, char **argv)
             return 2;
         if (mem)
             continue;
-        static const char *const takes_value[] = {"-m",         "--model",   "-p",     "-n",
-                                                  "-t",         "--threads", "--reps", "--triad-mb",
-                                                  "--cache-gb", "-d",        "--depth"};
+        static const char *const takes_value[] = {
+            "-m",         "--model",    "-p", "-n",      "-t",      "--threads", "--reps",
+            "--triad-mb", "--cache-gb", "-d", "--depth", "--batch", "--backend", "--device"};
         int known = 0;
         for (size_t k = 0; k < sizeof takes_value / sizeof takes_value[0]; k++)
             known |= !strcmp(a, takes_value[k]);
@@ -414,6 +537,12 @@ int r1_cmd_bench(int argc, char **argv)
             count = &reps;
         else if (!strcmp(a, "--triad-mb"))
             count = &triad_mb;
+        else if (!strcmp(a, "--batch"))
+            count = &batch;
+        else if (!strcmp(a, "--backend"))
+            backend = v;
+        else if (!strcmp(a, "--device"))
+            device = v;
         else if (!strcmp(a, "--cache-gb")) {
             char *end;
             cache_gb = strtod(v, &end);
@@ -441,6 +570,10 @@ int r1_cmd_bench(int argc, char **argv)
                         "and -p or -n > 0\n");
         return 2;
     }
+    if (batch > 256 || (batch > 0 && n_gen == 0)) {
+        fprintf(stderr, "r1 bench: --batch takes 0 to 256 sequences and needs -n > 0\n");
+        return 2;
+    }
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     int n_threads = threads > 0 ? (int)threads : (cores > 0 && cores <= 64 ? (int)cores : 1);
 
@@ -451,7 +584,7 @@ int r1_cmd_bench(int argc, char **argv)
     r1_session *s = NULL;
     int32_t *ids = NULL;
     uint64_t *pp_counts = NULL, *tg_counts = NULL;
-    r1_bench_result pp = {0}, tg = {0};
+    r1_bench_result pp = {0}, tg = {0}, bt = {0};
     r1_model_info info;
     memset(&info, 0, sizeof info);
     info.struct_size = sizeof info;
@@ -460,7 +593,9 @@ int r1_cmd_bench(int argc, char **argv)
     r1_cli_mem.context = need_ctx < INT32_MAX ? (int32_t)need_ctx : INT32_MAX;
     if (r1_model_opts_create(&mo) != R1_OK || r1_model_opts_set_threads(mo, n_threads) != R1_OK ||
         r1_cli_memory_apply(mo) != R1_OK ||
-        (no_prefetch && r1_model_opts_set_expert_prefetch(mo, 0) != R1_OK)) {
+        (no_prefetch && r1_model_opts_set_expert_prefetch(mo, 0) != R1_OK) ||
+        (backend != NULL && r1_model_opts_set_backend(mo, backend) != R1_OK) ||
+        (device != NULL && r1_model_opts_set_device(mo, device) != R1_OK)) {
         rc = r1_bench_fail("options");
         goto done;
     }
@@ -487,7 +622,10 @@ int r1_cmd_bench(int argc, char **argv)
     }
     const size_t n_counts = (size_t)info.n_layers * (size_t)info.n_routed_experts;
     /* the depth's tokens, then n_run for each repetition and n_run for the warm-up */
-    const int64_t n_run = n_ctx - depth, n_ids = depth + (reps + 1) * n_run;
+    const int64_t n_run = n_ctx - depth;
+    int64_t n_ids = depth + (reps + 1) * n_run;
+    if (n_ids < (reps + 1) * batch) /* --batch: a first token per sequence and repetition */
+        n_ids = (reps + 1) * batch;
     ids = malloc((size_t)(n_ids > 0 ? n_ids : 1) * sizeof *ids);
     pp_counts = calloc(n_counts ? n_counts : 1, sizeof *pp_counts);
     tg_counts = calloc(n_counts ? n_counts : 1, sizeof *tg_counts);
@@ -521,6 +659,8 @@ int r1_cmd_bench(int argc, char **argv)
         goto done;
     if (n_gen > 0 && r1_bench_phase(s, model, warm_ids, run_ids, n_run, n_gen, 1, depth, (int)reps,
                                     tg_counts, n_counts, &tg))
+        goto done;
+    if (batch > 0 && r1_bench_batch(model, &info, batch, n_gen, ids, (int)reps, &bt))
         goto done;
     /* Measured again after the runs: on a shared machine the bandwidth moves by minutes, and
      * the floor takes the best of both, so a dip before the runs cannot flatter the fraction. */
@@ -572,9 +712,9 @@ int r1_cmd_bench(int argc, char **argv)
     if (json) {
         printf("{\n  \"model\": \"%s\",\n  \"architecture\": \"%s\",\n  \"expert_dtype\": \"%s\",\n"
                "  \"file_bytes\": %llu,\n  \"threads\": %d,\n  \"reps\": %lld,\n"
-               "  \"blas_core\": \"%s\",\n",
+               "  \"blas_core\": \"%s\",\n  \"backend\": \"%s\",\n",
                base, info.architecture_name, info.expert_dtype, (unsigned long long)info.file_bytes,
-               n_threads, (long long)reps, r1_bench_blas_core());
+               n_threads, (long long)reps, r1_bench_blas_core(), backend ? backend : "cpu");
         printf("  \"bandwidth_gbs\": %.3f,\n  \"bandwidth_best_gbs\": %.3f,\n"
                "  \"bandwidth_best_before_gbs\": %.3f,\n  \"bandwidth_best_after_gbs\": %.3f,\n",
                bw / 1e9, bw_best / 1e9, bw_best_before / 1e9, bw_best_after / 1e9);
@@ -587,6 +727,14 @@ int r1_cmd_bench(int argc, char **argv)
                "\"tps_min\": %.3f, \"tps_max\": %.3f, \"expert_misses\": %llu},\n",
                (long long)(tg.ran ? n_gen : 0), (long long)depth, tg.tps_median, tg.tps_min,
                tg.tps_max, (unsigned long long)tg.misses);
+        if (bt.ran)
+            printf("  \"tg_batch\": {\"sequences\": %lld, \"tokens\": %lld, \"tps_median\": %.3f, "
+                   "\"tps_min\": %.3f, \"tps_max\": %.3f, \"speedup_over_tg\": %.3f, "
+                   "\"bytes_per_token\": %.0f, \"expert_bytes_per_token\": %.0f},\n",
+                   (long long)batch, (long long)n_gen, bt.tps_median, bt.tps_min, bt.tps_max,
+                   tg.tps_median > 0 ? bt.tps_median / tg.tps_median : 0,
+                   bt.prof.n_tokens ? (double)bt.prof.weight_bytes / (double)bt.prof.n_tokens : 0,
+                   bt.prof.n_tokens ? (double)bt.prof.expert_bytes / (double)bt.prof.n_tokens : 0);
         printf("  \"expert_stream\": {");
         for (int ph = 0; ph < 2; ph++) {
             const r1_bench_result *r = ph ? &tg : &pp;
@@ -655,6 +803,21 @@ int r1_cmd_bench(int argc, char **argv)
                      (long long)depth);
             printf("| %-8s | %17.2f | %8.2f | %8.2f |\n", label, tg.tps_median, tg.tps_min,
                    tg.tps_max);
+        }
+        if (bt.ran) {
+            snprintf(label, sizeof label, "tg%lld x%lld", (long long)n_gen, (long long)batch);
+            printf("| %-8s | %17.2f | %8.2f | %8.2f |\n", label, bt.tps_median, bt.tps_min,
+                   bt.tps_max);
+            printf("\n%lld sequences together: %.2f tokens/s in all, %.2f each; %.2fx one "
+                   "sequence's tg\n",
+                   (long long)batch, bt.tps_median, bt.tps_median / (double)batch,
+                   tg.tps_median > 0 ? bt.tps_median / tg.tps_median : 0);
+            if (bt.prof.n_tokens)
+                printf("weights read per decoded token with %lld together: %.1f MB (routed "
+                       "experts %.1f MB)\n",
+                       (long long)batch,
+                       (double)bt.prof.weight_bytes / (double)bt.prof.n_tokens / 1e6,
+                       (double)bt.prof.expert_bytes / (double)bt.prof.n_tokens / 1e6);
         }
         if (depth > 0)
             printf("\ndepth: %lld tokens in the cache before each repetition (filled once in "

@@ -15,10 +15,11 @@ void r1_cmd_chat_usage(FILE *to)
 {
     fprintf(to, "usage: r1 chat [options]\n\n"
                 "Reads one user message per line and streams each answer. Earlier turns are\n"
-                "kept (their reasoning dropped, as the model's chat format requires).\n"
-                "Ctrl-C cancels the current answer; Ctrl-D (end of input) quits. The exit\n"
-                "status is 1 when a turn failed (for instance when the conversation outgrew\n"
-                "the context: raise --ctx or start a new conversation).\n\n"
+                "kept (their reasoning dropped, as the model's chat format requires) in one\n"
+                "session, so each turn evaluates only its new tokens. Ctrl-C cancels the\n"
+                "current answer; Ctrl-D (end of input) quits. The exit status is 1 when a\n"
+                "turn failed (for instance when the conversation outgrew the context: raise\n"
+                "--ctx, use --overflow shift, or start a new conversation).\n\n"
                 "  --system TEXT         a system prompt\n");
     r1_cli_gen_usage(to);
 }
@@ -110,8 +111,8 @@ int r1_cmd_chat(int argc, char **argv)
             fprintf(stderr, "r1 chat: %s\n", why);
             if (st == R1_ERR_CONTEXT_FULL)
                 fprintf(stderr, "r1 chat: the conversation no longer fits the context (--ctx); "
-                                "this turn is dropped, and a shorter message, a larger --ctx or "
-                                "a new conversation is needed\n");
+                                "this turn is dropped, and a shorter message, a larger --ctx, "
+                                "--overflow shift or a new conversation is needed\n");
             free(answer);
             free(contents[--n]); /* the turn failed: forget it */
             failed_turns++;

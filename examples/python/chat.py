@@ -3,7 +3,9 @@
 Ctrl-C at the prompt, or end of input, quits.
 
 usage: chat.py MODEL [--max-tokens N] [--think-budget N] [--show-thinking] [--seed N]
-               [--temp T] [--ctx N] [--ignore-eos]
+               [--temp T] [--ctx N] [--overflow fail|shift] [--ignore-eos]
+
+One session keeps the conversation: each turn evaluates only its new tokens (Session.sync_text).
 
 Reads one user message per line from standard input, so it also runs non-interactively:
     printf 'Hello\\nAnd then?\\n' | chat.py model.r1m
@@ -33,6 +35,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--temp", type=float, default=0.6, help="temperature (0 = greedy)")
     p.add_argument("--ctx", type=int, default=None,
                    help="context length (default 4096, or the model's maximum if smaller)")
+    p.add_argument("--overflow", choices=("fail", "shift"), default="fail",
+                   help="a full context fails the turn (default) or drops the oldest turns")
     p.add_argument("--ignore-eos", action="store_true", help="never stop at end of sentence")
     return p.parse_args(argv)
 
@@ -40,7 +44,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     interactive = sys.stdin.isatty()
-    with r1.Model(args.model) as model, r1.Session(model, context=args.ctx) as session:
+    with r1.Model(args.model) as model, r1.Session(
+        model, context=args.ctx, overflow=args.overflow
+    ) as session:
         generating = False
 
         def on_sigint(signum: int, frame: Optional[FrameType]) -> None:
@@ -69,8 +75,12 @@ def main(argv: Optional[List[str]] = None) -> int:
             shown = None
             generating = True
             try:
+                # The whole conversation each turn; the session evaluates only what follows
+                # the prefix it already holds.
+                session.sync_text(model.chat_render(history))
                 for text, kind in session.generate(
-                    history,
+                    None,
+                    reset=False,
                     max_tokens=args.max_tokens,
                     think_budget=args.think_budget,
                     seed=args.seed + turn,

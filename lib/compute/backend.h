@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dtype.h"
 #include "r1.h"
 
 /* Bump on any change to this file; a backend whose table carries another value is refused. */
@@ -40,7 +41,11 @@ enum r1_op_kind {
     /* One decoded token's MLA in the absorbed form (docs/model.md §2.6), all heads of a layer: src0
      * the query (H, dn + dr) with rope applied, src1 the latent cache (n_keys, rkv + dr): c_kv then
      * the rotated k_pe per row, src2 kv_b_proj (H * (dn + dv), rkv), any weight dtype; dst the
-     * heads' outputs (H, dv) before o_proj. Params: r1_op_mla_decode_params. */
+     * heads' outputs (H, dv) before o_proj. Params: r1_op_mla_decode_params. src1 may instead be
+     * a q8_0 cache (dtype R1_DTYPE_Q8_0, shape still (n_keys, rkv + dr) values): per row rkv / 32
+     * blocks of c_kv, then ceil(dr / 32) blocks of k_pe, the last zero-padded (34 bytes a block);
+     * a backend that does not read it refuses the op (lib/compute keeps such a cache on the host
+     * and runs its ops on the CPU). The same for R1_OP_MLA_PREFILL. */
     R1_OP_MLA_DECODE = 2,
     /* The rest of a layer, so a device can run all of it (docs/backends.md). Row strides are in
      * floats and let an op read or write a part of each row (the latent cache's c_kv, the rope
@@ -150,6 +155,81 @@ typedef struct r1_op {
     r1_dtensor src[R1_OP_MAX_SRC];
     const void *params; /* kind-specific parameters, or NULL */
 } r1_op;
+
+/* The attention ops' parameters in one form, for a device backend's checks and launches:
+ * decode is a chunk of one query. */
+typedef struct r1_mla_shape {
+    int64_t H, dn, dr, dv, rkv;
+    int64_t n_tokens, n_keys; /* n_keys: the rows the chunk's last query sees */
+    double scale;
+} r1_mla_shape;
+
+/* 0 when op (R1_OP_MLA_DECODE or R1_OP_MLA_PREFILL) has no parameters or a prefill chunk is
+ * empty or starts before position 0. */
+static inline int r1_backend__mla_shape_of(const r1_op *op, r1_mla_shape *out)
+{
+    if (op->params == NULL)
+        return 0;
+    if (op->kind == R1_OP_MLA_DECODE) {
+        const r1_op_mla_decode_params *p = op->params;
+        *out = (r1_mla_shape){.H = p->n_heads,
+                              .dn = p->qk_nope_dim,
+                              .dr = p->qk_rope_dim,
+                              .dv = p->v_dim,
+                              .rkv = p->kv_lora_rank,
+                              .n_tokens = 1,
+                              .n_keys = p->n_keys,
+                              .scale = p->softmax_scale};
+        return 1;
+    }
+    const r1_op_mla_prefill_params *p = op->params;
+    if (p->pos0 < 0 || p->n_tokens <= 0)
+        return 0;
+    *out = (r1_mla_shape){.H = p->n_heads,
+                          .dn = p->qk_nope_dim,
+                          .dr = p->qk_rope_dim,
+                          .dv = p->v_dim,
+                          .rkv = p->kv_lora_rank,
+                          .n_tokens = p->n_tokens,
+                          .n_keys = p->pos0 + p->n_tokens,
+                          .scale = p->softmax_scale};
+    return 1;
+}
+
+/* The operand checks every device backend makes of an op before its own limits (NULL: the op
+ * is well formed; else why not), so that the backends refuse the same ops with the same words. */
+
+/* 1 when dst and every source are float32. */
+static inline int r1_backend__f32_op(const r1_op *op)
+{
+    if (op->dst.dtype != R1_DTYPE_F32)
+        return 0;
+    for (int32_t i = 0; i < op->n_src; i++)
+        if (op->src[i].dtype != R1_DTYPE_F32)
+            return 0;
+    return 1;
+}
+
+static inline const char *r1_backend__moe_combine_refusal(const r1_op *op)
+{
+    const r1_op_rows_params *p = op->params;
+    if (p == NULL || (op->n_src != 1 && op->n_src != 3) || op->dst.dtype != R1_DTYPE_F32 ||
+        op->src[0].dtype != R1_DTYPE_F32 || op->dst.n_dims != 2 || p->n_rows <= 0 || p->n <= 0 ||
+        op->dst.shape[1] != p->n || op->dst.shape[0] <= 0)
+        return "moe combine takes float32 rows";
+    return NULL;
+}
+
+static inline const char *r1_backend__rope_refusal(const r1_op *op)
+{
+    const r1_op_rope_params *p = op->params;
+    if (p == NULL || op->n_src != 1 || !r1_backend__f32_op(op))
+        return "rotary takes float32 vectors and their tables";
+    if (p->n_rows <= 0 || p->n_vecs <= 0 || p->n_pairs <= 0 || p->row_stride < 0 ||
+        p->vec_stride < 0)
+        return "bad rotary shape";
+    return NULL;
+}
 
 /* What a device is; filled by device_info(). */
 typedef struct r1_device_info {

@@ -9,6 +9,7 @@
 
 #include "dtype.h"
 #include "error.h"
+#include "model_schema.h"
 #include "weight_layout.h"
 
 /* A device copy of one latent cache (r1_compute_latent): a buffer per layer, made on the
@@ -178,30 +179,71 @@ r1_status r1_compute__open(r1_compute *c, const char *backend_name, const char *
     return R1_OK;
 }
 
+r1_status r1_compute__open_with(r1_compute *c, const r1_backend_ops *ops, r1_dev *dev)
+{
+    r1_status st = r1_compute__open(c, NULL, NULL);
+    if (st != R1_OK) {
+        ops->close(dev);
+        return st;
+    }
+    c->ops = ops;
+    c->dev = dev;
+    if (ops->wrap_host == NULL && (st = r1_compute_device_create(c)) != R1_OK) {
+        r1_compute__close(c);
+        return st;
+    }
+    return R1_OK;
+}
+
 /* A host-memory backend that reads Q8_0/Q4_0 fastest in another layout gets it: experts as
- * they load, dense weights of the mapping on first use (r1_compute__matmul). */
+ * they load, dense weights of the mapping on first use (r1_compute__matmul). Beside a device
+ * (ec NULL), the CPU gets it for the dense weights the device does not take, so those products
+ * run as fast as on the CPU backend alone; experts stay in the device's rows. */
 static r1_status r1_compute_host_layout(r1_compute *c, const r1_container *container,
                                         r1_expert_cache *ec)
 {
     r1_device_info info;
-    if (c->host_weights != NULL || c->ops->device_info(c->dev, &info) != R1_OK ||
+    const r1_backend_ops *ops = ec != NULL ? c->ops : c->cpu_ops;
+    r1_dev *dev = ec != NULL ? c->dev : c->cpu_dev;
+    if (c->host_weights != NULL || ops->device_info(dev, &info) != R1_OK ||
         info.weight_layout != R1_LAYOUT_R16)
         return R1_OK;
     r1_status st = r1_host_weights__create(&c->host_weights);
     if (st != R1_OK)
         return st;
     c->host_container = container;
-    r1_expert_cache__set_layout(ec, R1_LAYOUT_R16);
+    r1_host_weights__set_source(c->host_weights, container);
+    if (ec != NULL)
+        r1_expert_cache__set_layout(ec, R1_LAYOUT_R16);
     return R1_OK;
+}
+
+/* The product of n_tokens tokens with w, as r1_compute__matmul asks the device about it. */
+static r1_op r1_matmul_op(const r1_tensor *w, int64_t n_tokens)
+{
+    const int64_t rows = r1_tensor__rows(w), cols = r1_tensor__cols(w);
+    r1_op op;
+    memset(&op, 0, sizeof op);
+    op.kind = R1_OP_MATMUL;
+    op.n_src = 2;
+    op.dst = (r1_dtensor){.dtype = R1_DTYPE_F32, .n_dims = 2, .shape = {n_tokens, rows}};
+    op.src[0] = (r1_dtensor){.dtype = R1_DTYPE_F32, .n_dims = 2, .shape = {n_tokens, cols}};
+    op.src[1] =
+        (r1_dtensor){.dtype = w->dtype, .n_dims = 2, .shape = {rows, cols}, .layout = w->layout};
+    return op;
 }
 
 /* Every dense weight matrix goes to the device now, so the first token does not pay for the
  * uploads: 2-d tensors other than an untied embedding (only ever read by row on the host).
  * What the device's memory cannot hold is remembered as host-only (device_weights.c) and its
- * products run on the CPU; the uploads are waited for once at the end. The caller holds mu. */
+ * products run on the CPU; a weight whose product the device does not support is not uploaded
+ * at all (the CPU runs it in its own layout, r1_compute_host_layout). The uploads are waited
+ * for once at the end. The caller holds mu. */
 static r1_status r1_upload_dense(r1_compute *c, const r1_container *container)
 {
-    static const char embed[] = "model.embed_tokens.weight";
+    const r1_schema *schema = r1_model_schema__get(r1_container__config(container));
+    const r1_schema_tensor *emb = schema ? r1_model_schema__global(schema, R1_SLOT_EMBED) : NULL;
+    const char *embed = emb ? emb->name : "";
     const int tied = r1_container__config(container)->tie_word_embeddings != 0;
     r1_status st = R1_OK;
     for (int32_t i = 0; st == R1_OK && i < r1_container__n_tensors(container); i++) {
@@ -212,7 +254,10 @@ static r1_status r1_upload_dense(r1_compute *c, const r1_container *container)
         st = r1_container__tensor_at(container, i, &name, &name_len, &t);
         if (st != R1_OK || t.n_dims != 2 || r1_tensor__rows(&t) <= 0)
             continue;
-        if (!tied && name_len == sizeof embed - 1 && memcmp(name, embed, name_len) == 0)
+        if (!tied && name_len == strlen(embed) && memcmp(name, embed, name_len) == 0)
+            continue;
+        r1_op op = r1_matmul_op(&t, 1);
+        if (!c->ops->supports(c->dev, &op))
             continue;
         st = r1_device_weights__get(c->device->dense, &t, &wd);
         if (st == R1_ERR_NO_MEMORY) { /* stays on the host: the hybrid rule */
@@ -244,6 +289,8 @@ r1_status r1_compute__attach_model(r1_compute *c, const r1_container *container,
                                             device_budget);
     if (st == R1_OK && d->container == NULL)
         st = r1_upload_dense(c, container);
+    if (st == R1_OK)
+        st = r1_compute_host_layout(c, container, NULL);
     if (st == R1_OK) {
         d->host_experts = ec;
         d->container = container;
@@ -406,8 +453,7 @@ static r1_status r1_matmul_on_device(r1_compute *c, r1_op *op, const r1_tensor *
     const int64_t T = op->src[0].shape[0], rows = op->dst.shape[1], cols = op->src[0].shape[1];
     const size_t x_bytes = (size_t)(T * cols) * sizeof(float);
     const size_t y_bytes = (size_t)(T * rows) * sizeof(float);
-    const size_t scale_bytes =
-        w->scale ? (size_t)((rows + 127) / 128) * (size_t)w->scale_cols * sizeof(float) : 0;
+    const size_t scale_bytes = r1_tensor__scale_bytes(w);
     int64_t layer = -1, expert = -1;
     *fallback = 0;
     pthread_mutex_lock(&d->mu);
@@ -446,14 +492,7 @@ r1_status r1_compute__matmul(r1_compute *c, const r1_tensor *w, const float *x, 
                              float *y)
 {
     const int64_t rows = r1_tensor__rows(w), cols = r1_tensor__cols(w);
-    r1_op op;
-    memset(&op, 0, sizeof op);
-    op.kind = R1_OP_MATMUL;
-    op.n_src = 2;
-    op.dst = (r1_dtensor){.dtype = R1_DTYPE_F32, .n_dims = 2, .shape = {n_tokens, rows}};
-    op.src[0] = (r1_dtensor){.dtype = R1_DTYPE_F32, .n_dims = 2, .shape = {n_tokens, cols}};
-    op.src[1] =
-        (r1_dtensor){.dtype = w->dtype, .n_dims = 2, .shape = {rows, cols}, .layout = w->layout};
+    r1_op op = r1_matmul_op(w, n_tokens);
 
     /* The hybrid rule: the device runs what it supports and has room for; the CPU the rest. */
     const r1_backend_ops *ops = c->ops;
@@ -483,7 +522,7 @@ r1_status r1_compute__matmul(r1_compute *c, const r1_tensor *w, const float *x, 
         w = &laid;
         op.src[1].layout = w->layout;
     }
-    size_t scale_bytes = w->scale ? (size_t)((rows + 127) / 128) * (size_t)w->scale_cols * 4 : 0;
+    size_t scale_bytes = r1_tensor__scale_bytes(w);
     r1_buf *bw = NULL, *bs = NULL, *bx = NULL, *by = NULL;
     r1_status st = r1_wrap(ops, dev, w->data, w->nbytes, &bw);
     if (st == R1_OK)
@@ -534,7 +573,7 @@ typedef struct r1_host_op {
 
 static size_t r1_scale_bytes(const r1_tensor *w)
 {
-    return w->scale ? (size_t)((r1_tensor__rows(w) + 127) / 128) * (size_t)w->scale_cols * 4 : 0;
+    return r1_tensor__scale_bytes(w);
 }
 
 /* The mirror slot of a cache, or NULL when it has none. The caller holds mu. */
@@ -779,7 +818,9 @@ static r1_status r1_op_on_host(r1_compute *c, r1_host_op *h)
 /* The hybrid rule for one op over host memory. */
 static r1_status r1_run_host_op(r1_compute *c, r1_host_op *h)
 {
-    if (c->device != NULL && c->ops->supports(c->dev, &h->op)) {
+    /* A q8_0 latent cache stays on the host, whatever a device would accept (compute.h). */
+    const int host_only = h->latent != NULL && h->latent->rows_q8 != NULL;
+    if (c->device != NULL && !host_only && c->ops->supports(c->dev, &h->op)) {
         int32_t fallback = 0;
         r1_status st = r1_op_on_device(c, h, &fallback);
         if (!fallback)
@@ -839,8 +880,13 @@ static r1_status r1_mla_op(r1_compute *c, r1_host_op *h, float *out, int64_t n_o
     r1_host_operand(h, 0, out, (size_t)(n_out * out_cols) * sizeof(float),
                     r1_f32_2d(n_out, out_cols));
     r1_host_operand(h, 1, q, (size_t)(n_q * q_cols) * sizeof(float), r1_f32_2d(n_q, q_cols));
-    r1_host_operand(h, 2, lat->rows, (size_t)(n_keys * row_floats) * sizeof(float),
-                    r1_f32_2d(n_keys, row_floats));
+    if (lat->rows_q8 != NULL) /* a q8_0 cache: row_floats values per row of row_bytes */
+        r1_host_operand(
+            h, 2, lat->rows_q8, (size_t)n_keys * lat->row_bytes,
+            (r1_dtensor){.dtype = R1_DTYPE_Q8_0, .n_dims = 2, .shape = {n_keys, row_floats}});
+    else
+        r1_host_operand(h, 2, lat->rows, (size_t)(n_keys * row_floats) * sizeof(float),
+                        r1_f32_2d(n_keys, row_floats));
     r1_host_operand(h, 3, NULL, 0,
                     (r1_dtensor){.dtype = kv_b->dtype,
                                  .n_dims = 2,

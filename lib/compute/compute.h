@@ -36,6 +36,10 @@ typedef struct r1_compute {
  * default when device is NULL. R1_ERR_NOT_FOUND with a message when nothing matches. */
 r1_status r1_compute__open(r1_compute *c, const char *backend_name, const char *device);
 void r1_compute__close(r1_compute *c);
+/* The CPU device with dev, an opened device of a backend outside the registry (a scripted device
+ * in the tests of the hybrid rule), beside it; c owns dev from then on, and closes it on failure
+ * too. */
+r1_status r1_compute__open_with(r1_compute *c, const r1_backend_ops *ops, r1_dev *dev);
 
 /* Host threads for ops run on the CPU (the fallback included); <= 0: one per core. */
 r1_status r1_compute__set_threads(r1_compute *c, int32_t n_threads);
@@ -79,6 +83,11 @@ r1_status r1_compute__matmul(r1_compute *c, const r1_tensor *w, const float *x, 
  * uploads all its rows, as it does for cache_id 0 (a cache without identity, as in tests). */
 typedef struct r1_compute_latent {
     const float *rows; /* (n_ctx, rkv + dr) host float32 */
+    /* A q8_0 cache instead of rows (rows NULL): n_ctx rows of row_bytes in the layout of
+     * backend.h (R1_OP_MLA_DECODE). No device backend reads them: the ops on such a cache run on
+     * the CPU over host memory (the hybrid rule), so a device holds no mirror of it. */
+    const uint8_t *rows_q8;
+    size_t row_bytes;
     uint64_t cache_id; /* r1_kv_cache.id: never reused within a process; 0: no mirror */
     int64_t layer;
     int64_t n_ctx;

@@ -137,8 +137,7 @@ r1_status r1_device_weights__get(r1_device_weights *dw, const r1_tensor *w, r1_d
         e = r1_dw_slot(dw->table, dw->cap, w);
     }
     const int64_t rows = r1_tensor__rows(w);
-    size_t scale_bytes =
-        w->scale != NULL ? (size_t)((rows + 127) / 128) * (size_t)w->scale_cols * sizeof(float) : 0;
+    size_t scale_bytes = r1_tensor__scale_bytes(w);
     size_t scale_off = (w->nbytes + R1_DW_ALIGN - 1) / R1_DW_ALIGN * R1_DW_ALIGN;
     r1_buf *buf = NULL;
     r1_status st = dw->ops->alloc(dw->dev, scale_off + scale_bytes, &buf);

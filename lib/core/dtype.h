@@ -27,6 +27,14 @@ typedef struct r1_dtype_traits {
 
 enum { R1_FP8_SCALE_BLOCK = 128, R1_QBLOCK = 32 };
 
+/* The block scales an FP8 weight has along a dimension of n values: ceil(n / 128), so a weight
+ * (rows, cols) has (r1_fp8__scale_blocks(rows), r1_fp8__scale_blocks(cols)) float32 scales
+ * (docs/model.md §5.3.2). The one place the formula is written. */
+static inline int64_t r1_fp8__scale_blocks(int64_t n)
+{
+    return (n + R1_FP8_SCALE_BLOCK - 1) / R1_FP8_SCALE_BLOCK;
+}
+
 /* NULL when dt is not a known type. */
 const r1_dtype_traits *r1_dtype__traits(int32_t dt);
 /* Looks a type up by its traits name; -1 when unknown. */

@@ -37,6 +37,15 @@ static inline int64_t r1_tensor__rows(const r1_tensor *t)
     return r;
 }
 
+/* Bytes of an FP8 weight's block scales (ceil(rows/128) rows of scale_cols floats); 0 for a
+ * weight without them. */
+static inline size_t r1_tensor__scale_bytes(const r1_tensor *t)
+{
+    return t->scale != NULL
+               ? (size_t)r1_fp8__scale_blocks(r1_tensor__rows(t)) * (size_t)t->scale_cols * 4
+               : 0;
+}
+
 /* A float32 matrix (rows, cols) as a weight, so a product multiplies by it like by any other
  * (an activation used as a matrix: the latent cache, a transposed W_UK). */
 static inline r1_tensor r1_tensor__f32_matrix(const float *data, int64_t rows, int64_t cols)

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "forward.h"
 #include "forward_dense.h"
 #include "model_config.h"
 #include "session.h"
@@ -37,12 +38,17 @@ uint64_t r1_budget__mem_available(void)
 
 uint64_t r1_budget__kv_bytes_per_token(const r1_model_config *g)
 {
-    /* Grouped-query models: keys and values of every layer in the default cache type. */
+    return r1_budget__kv_bytes_per_token_as(g, -1);
+}
+
+uint64_t r1_budget__kv_bytes_per_token_as(const r1_model_config *g, int32_t dtype)
+{
+    /* Grouped-query models: keys and values of every layer in the cache type. */
     if (r1_model_config__is_dense(g))
-        return r1_gqa_cache__position_bytes(g, -1);
-    /* r1_kv_cache__create: one float latent of kv_lora_rank + qk_rope_head_dim per layer. */
-    return (uint64_t)g->num_hidden_layers * (uint64_t)(g->kv_lora_rank + g->qk_rope_head_dim) *
-           sizeof(float);
+        return r1_gqa_cache__position_bytes(g, dtype);
+    /* r1_kv_cache__create: one latent row of kv_lora_rank + qk_rope_head_dim values per layer,
+     * in f32 or q8_0. */
+    return (uint64_t)g->num_hidden_layers * (uint64_t)r1_kv_cache__latent_row_bytes(g, dtype);
 }
 
 int64_t r1_budget__default_context(const r1_model_config *g)

@@ -34,6 +34,9 @@ void r1_budget__set_mem_available(uint64_t bytes);
 
 /* Bytes of KV (MLA latent) cache per token of context, as a session allocates it. */
 uint64_t r1_budget__kv_bytes_per_token(const r1_model_config *g);
+/* The same for a session's cache type (R1_DTYPE_*, -1 the default: r1_session_opts_set_cache_type),
+ * e.g. R1_DTYPE_Q8_0: a latent row of 612 bytes instead of 2304 per layer for V3/R1. */
+uint64_t r1_budget__kv_bytes_per_token_as(const r1_model_config *g, int32_t dtype);
 /* The context a session gets without options: R1_SESSION_DEFAULT_CTX capped at the model's. */
 int64_t r1_budget__default_context(const r1_model_config *g);
 

@@ -44,10 +44,10 @@ typedef struct r1_expert_cache r1_expert_cache;
  * destroy, so no thread outlives the store. Reads bypass the page cache (O_DIRECT) when the
  * file's blobs are 4 KiB aligned (r1_container__open_direct), so the budget is all the memory
  * experts take: resident ones and loads in flight (reserved when a worker starts a load). Outside
- * it, each worker keeps scratch that grows to one projection (relayout) and, for zstd-coded
- * blobs, one stored blob. policy: R1_EXPERT_POLICY_LRU or R1_EXPERT_POLICY_DEFAULT
- * (expert_policy.h).
- * r1_expert_cache__create is create2 with the default worker count and policy. */
+ * it, each worker keeps scratch that grows to one projection (relayout) and one stored blob (for
+ * zstd-coded blobs, and for raw ones laid out from it: see r1_expert_cache__set_layout). policy:
+ * R1_EXPERT_POLICY_LRU or R1_EXPERT_POLICY_DEFAULT (expert_policy.h). r1_expert_cache__create is
+ * create2 with the default worker count and policy. */
 enum { R1_EXPERT_IO_WORKERS_DEFAULT = 8, R1_EXPERT_IO_WORKERS_MAX = 64 };
 r1_status r1_expert_cache__create(r1_expert_cache **out, const r1_container *c,
                                   uint64_t budget_bytes);
@@ -93,9 +93,10 @@ void r1_expert_cache__release(r1_expert_cache *ec, const r1_expert *ex);
 void r1_expert_cache__counters(r1_expert_cache *ec, r1_expert_cache_counters *out);
 
 /* Projections loaded from now on that can take layout (enum r1_layout, weight_layout.h) are
- * stored in it: R1_LAYOUT_R16 when the model's products run on the CPU, whose integer kernels
- * read Q8_0/Q4_0 fastest that way; the default, R1_LAYOUT_ROWS, keeps the file's rows (what a
- * device backend uploads). Each r1_expert's tensors say which layout they have. */
+ * stored in it (a raw blob is then read into a worker's buffer and laid out from there into its
+ * own, one pass over its bytes): R1_LAYOUT_R16 when the model's products run on the CPU, whose
+ * integer kernels read Q8_0/Q4_0 fastest that way; the default, R1_LAYOUT_ROWS, keeps the file's
+ * rows (what a device backend uploads). Each r1_expert's tensors say which layout they have. */
 void r1_expert_cache__set_layout(r1_expert_cache *ec, int32_t layout);
 
 /* Whether [p, p + n) lies inside the raw blob of an expert that is resident and pinned by the
@@ -118,5 +119,8 @@ void r1_expert_cache__inject_fault(r1_expert_cache *ec, uint64_t nth, int32_t ki
  * expert) was started by a worker, 0 when never. */
 void r1_expert_cache__hold_workers(r1_expert_cache *ec, int32_t hold);
 uint64_t r1_expert_cache__start_order(r1_expert_cache *ec, int64_t layer, int64_t expert);
+/* Test hook: how many experts of layer wait in the prefetch queue (asked for ahead of use, not
+ * started, not demanded). */
+int32_t r1_expert_cache__queued_prefetches(r1_expert_cache *ec, int64_t layer);
 
 #endif

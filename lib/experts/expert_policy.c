@@ -3,6 +3,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "error.h"
 
@@ -243,4 +244,42 @@ void r1_expert_policy__tune(r1_expert_policy *p, double half_life, int32_t layer
 int32_t r1_expert_policy__resident(const r1_expert_policy *p)
 {
     return p->n_resident;
+}
+
+int32_t r1_expert_policy__predict(int32_t *sel, float *selw, int64_t n, int32_t mode)
+{
+    /* Compaction: slot n_used is written only after slot i >= n_used was read. */
+    int32_t n_used = 0;
+    double total = 0;
+    for (int64_t i = 0; i < n; i++) {
+        int32_t j = 0;
+        while (j < n_used && sel[j] != sel[i])
+            j++;
+        const float w = selw[i];
+        if (j == n_used) {
+            sel[n_used] = sel[i];
+            selw[n_used++] = 0;
+        }
+        selw[j] += w;
+        total += w;
+    }
+    /* A stable selection sort, surest first (at most n_routed_experts entries). */
+    for (int32_t i = 0; i < n_used; i++) {
+        int32_t best = i;
+        for (int32_t j = i + 1; j < n_used; j++)
+            if (selw[j] > selw[best])
+                best = j;
+        const int32_t e = sel[best];
+        const float w = selw[best];
+        memmove(sel + i + 1, sel + i, (size_t)(best - i) * sizeof *sel);
+        memmove(selw + i + 1, selw + i, (size_t)(best - i) * sizeof *selw);
+        sel[i] = e;
+        selw[i] = w;
+    }
+    if (mode == R1_PREDICT_SUREST_HALF)
+        return (n_used + 1) / 2;
+    int32_t n_ask = 0;
+    while (n_ask < n_used && (double)selw[n_ask] * n_used >= R1_PREDICT_CONFIDENCE * total)
+        n_ask++;
+    return n_ask;
 }

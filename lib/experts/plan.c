@@ -9,6 +9,7 @@
 #include "clock.h"
 #include "container.h"
 #include "error.h"
+#include "model_schema.h"
 
 /* Memory probe: a triad a[i] = b[i] + s * c[i] over three arrays of this many bytes each (far
  * beyond any cache), split over one thread per core, best of a few rounds. */
@@ -126,8 +127,10 @@ static double measure_drive(const char *path, uint64_t file_bytes)
 /* Bytes of the embedding table, which a token reads one row of. */
 static uint64_t embedding_bytes(const r1_container *c)
 {
+    const r1_schema *schema = r1_model_schema__get(r1_container__config(c));
+    const r1_schema_tensor *e = schema ? r1_model_schema__global(schema, R1_SLOT_EMBED) : NULL;
     r1_tensor t;
-    if (r1_container__tensor(c, "model.embed_tokens.weight", &t) != R1_OK)
+    if (e == NULL || r1_container__tensor(c, e->name, &t) != R1_OK)
         return 0;
     return (uint64_t)t.nbytes;
 }

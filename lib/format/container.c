@@ -54,6 +54,8 @@ struct r1_container {
     r1_model_config cfg;
     uint16_t version_minor;
     int32_t direct_ok; /* every blob's padded span is block-aligned and inside the file */
+    /* The header's checksum: names this file's model (saved sessions, session_state.c). */
+    uint64_t header_sum;
 };
 
 /* A bounds-checked cursor over untrusted bytes. */
@@ -359,8 +361,8 @@ uint64_t r1_container__expert_layout(r1_expert_blob *b)
         if (tr->has_block_scale) {
             off = (off + R1M_ALIGN - 1) / R1M_ALIGN * R1M_ALIGN;
             b->scale_off[k] = off;
-            b->scale_bytes[k] = (uint64_t)r1_model_schema__fp8_scale_rows(rows) *
-                                (uint64_t)r1_model_schema__fp8_scale_cols(cols) * 4;
+            b->scale_bytes[k] =
+                (uint64_t)r1_fp8__scale_blocks(rows) * (uint64_t)r1_fp8__scale_blocks(cols) * 4;
             off += b->scale_bytes[k];
         }
     }
@@ -377,8 +379,12 @@ static r1_status parse_blob(r1_container *c, cursor *cur, uint32_t i)
                              at);
     uint32_t layer = r1_le__u32(p), expert = r1_le__u32(p + 4);
     const r1_model_config *cfg = &c->cfg;
-    if (layer >= (uint64_t)r1_model_config__n_layers_stored(cfg) ||
-        !r1_model_config__layer_is_moe(cfg, layer) || expert >= (uint64_t)cfg->n_routed_experts)
+    /* A blob holds the schema's routed expert projections, in the layers they are in, and its
+     * (inter, hidden) are the gate projection's shape. */
+    const r1_schema *schema = r1_model_schema__get(cfg);
+    const r1_schema_tensor *gate = schema ? r1_model_schema__expert(schema, 0) : NULL;
+    if (gate == NULL || !r1_model_schema__at(cfg, gate, layer) ||
+        expert >= (uint64_t)cfg->n_routed_experts)
         return r1_error__set(R1_ERR_FORMAT,
                              "expert record %u at offset %" PRIu64
                              " names (layer %u, expert %u), which has no routed expert",
@@ -414,12 +420,13 @@ static r1_status parse_blob(r1_container *c, cursor *cur, uint32_t i)
                              "expert (layer %u, expert %u) uses unknown "
                              "filter %u",
                              layer, expert, b->filter);
-    if (b->inter != cfg->moe_intermediate_size || b->hidden != cfg->hidden_size)
+    const int64_t want_inter = r1_model_schema__dim(cfg, gate->rows);
+    const int64_t want_hidden = r1_model_schema__dim(cfg, gate->cols);
+    if (b->inter != want_inter || b->hidden != want_hidden)
         return r1_error__set(R1_ERR_FORMAT,
                              "expert (layer %u, expert %u) has shape (%" PRId64 ", %" PRId64
                              "), config says (%" PRId64 ", %" PRId64 ")",
-                             layer, expert, b->inter, b->hidden, cfg->moe_intermediate_size,
-                             cfg->hidden_size);
+                             layer, expert, b->inter, b->hidden, want_inter, want_hidden);
     uint64_t raw = r1_container__expert_layout(b);
     /* A compressed blob may claim any size; cap it so a tiny crafted file cannot make a load
      * allocate and fill an absurd buffer (the largest real expert is 42 MiB). */
@@ -536,44 +543,31 @@ static r1_status parse_index(r1_container *c, uint64_t index_off, uint64_t index
     return R1_OK;
 }
 
-/* Required tensors and their shapes, derived from the config (docs/model.md §5.2, §5.4, §4.1). */
-static r1_status expect(r1_container *c, const char *name, int32_t n_dims, int64_t d0, int64_t d1)
-{
-    int32_t i = r1_name_index__find(&c->tensor_ix, name, strlen(name));
-    if (i < 0)
-        return r1_error__set(R1_ERR_FORMAT, "required tensor '%s' is missing", name);
-    tensor_entry *t = &c->tensors[i];
-    if (t->n_dims != n_dims || t->shape[0] != d0 || (n_dims == 2 && t->shape[1] != d1))
-        return r1_error__set(R1_ERR_FORMAT,
-                             "tensor '%s' has shape [%" PRId64 "%s%" PRId64
-                             "] (%d dims), the config needs [%" PRId64 ", %" PRId64 "]",
-                             name, t->shape[0], t->n_dims > 1 ? ", " : "",
-                             t->n_dims > 1 ? t->shape[1] : 0, (int)t->n_dims, d0, d1);
-    if (n_dims == 1 && t->dtype != R1_DTYPE_F32 && t->dtype != R1_DTYPE_F16 &&
-        t->dtype != R1_DTYPE_BF16)
-        return r1_error__set(R1_ERR_FORMAT, "vector tensor '%s' must be f32, f16 or bf16", name);
-    return R1_OK;
-}
-
-static r1_status expect_layer(r1_container *c, int64_t l, const char *suffix, int32_t n_dims,
-                              int64_t d0, int64_t d1)
-{
-    char name[256];
-    snprintf(name, sizeof name, "model.layers.%" PRId64 ".%s", l, suffix);
-    return expect(c, name, n_dims, d0, d1);
-}
-
-/* An architecture with a schema (model_schema.h): every tensor it names, in the shape and type
- * it allows, and nothing it does not name, so a file the forward pass would misread never opens. */
+/* Every tensor the architecture's schema (model_schema.h) names at each layer where it belongs,
+ * in the shape and type it allows; every routed expert of a MoE layer as a blob; and, unless the
+ * schema tolerates extras (the MoE architectures, as always), nothing it does not name, so a
+ * file the forward pass would misread never opens (docs/model.md §4.1, §5.2, §5.4, §7.4). */
 static r1_status check_schema(r1_container *c, const r1_schema *schema)
 {
     const r1_model_config *g = &c->cfg;
     char name[R1M_MAX_NAME + 1];
-    if (c->n_blobs != 0)
+    const r1_schema_tensor *experts = r1_model_schema__expert(schema, 0);
+    if (c->n_blobs != 0 && experts == NULL)
         return r1_error__set(R1_ERR_FORMAT, "a %s model has no expert blobs", g->architecture);
     for (size_t i = 0; i < schema->n_tensors; i++) {
         const r1_schema_tensor *e = &schema->tensors[i];
-        for (int64_t l = 0; l < (e->per_layer ? g->num_hidden_layers : 1); l++) {
+        const int64_t n_layers = e->per_layer ? r1_model_schema__n_layers(g, e) : 1;
+        for (int64_t l = 0; l < n_layers; l++) {
+            if (!r1_model_schema__at(g, e, l))
+                continue;
+            if (e->role == R1_TROLE_EXPERT) { /* blobs: parse_blob checked each one's shape */
+                for (int64_t x = 0; e == experts && x < g->n_routed_experts; x++)
+                    if (c->blob_of[l * g->n_routed_experts + x] < 0)
+                        return r1_error__set(
+                            R1_ERR_FORMAT,
+                            "expert blob (layer %" PRId64 ", expert %" PRId64 ") is missing", l, x);
+                continue;
+            }
             r1_model_schema__name(e, l, name, sizeof name);
             int32_t k = r1_name_index__find(&c->tensor_ix, name, strlen(name));
             if (k < 0) {
@@ -587,12 +581,12 @@ static r1_status check_schema(r1_container *c, const r1_schema *schema)
                 return st;
         }
     }
-    for (uint32_t i = 0; i < c->n_tensors; i++) {
+    for (uint32_t i = 0; i < c->n_tensors && !schema->extra_ok; i++) {
         const tensor_entry *t = &c->tensors[i];
         snprintf(name, sizeof name, "%.*s", (int)t->name_len, t->name);
-        int64_t layer;
-        const r1_schema_tensor *e = r1_model_schema__match(schema, name, &layer);
-        if (e == NULL || layer >= g->num_hidden_layers)
+        int64_t layer, expert;
+        const r1_schema_tensor *e = r1_model_schema__find(schema, name, &layer, &expert);
+        if (e == NULL || e->role == R1_TROLE_EXPERT || !r1_model_schema__at(g, e, layer))
             return r1_error__set(R1_ERR_FORMAT, "tensor '%s' is not part of a %s model", name,
                                  g->architecture);
     }
@@ -603,82 +597,19 @@ static r1_status check_required(r1_container *c)
 {
     const r1_model_config *g = &c->cfg;
     const r1_schema *schema = r1_model_schema__get(g);
-    if (schema != NULL)
-        return check_schema(c, schema);
-    const int64_t D = g->hidden_size, V = g->vocab_size, H = g->num_attention_heads;
-    const int64_t dqk = g->qk_nope_head_dim + g->qk_rope_head_dim;
-    const int64_t E = g->n_routed_experts, Is = g->n_shared_experts * g->moe_intermediate_size;
-    r1_status st;
-#define E1(name, a)                                                                                \
-    if ((st = expect(c, name, 1, a, 0)) != R1_OK)                                                  \
-    return st
-#define E2(name, a, b)                                                                             \
-    if ((st = expect(c, name, 2, a, b)) != R1_OK)                                                  \
-    return st
-#define L1(sfx, a)                                                                                 \
-    if ((st = expect_layer(c, l, sfx, 1, a, 0)) != R1_OK)                                          \
-    return st
-#define L2(sfx, a, b)                                                                              \
-    if ((st = expect_layer(c, l, sfx, 2, a, b)) != R1_OK)                                          \
-    return st
-    E2("model.embed_tokens.weight", V, D);
-    E1("model.norm.weight", D);
-    if (!g->tie_word_embeddings || r1_name_index__find(&c->tensor_ix, "lm_head.weight", 14) >= 0)
-        E2("lm_head.weight", V, D);
-    for (int64_t l = 0; l < r1_model_config__n_layers_stored(g); l++) {
-        L1("input_layernorm.weight", D);
-        L1("post_attention_layernorm.weight", D);
-        if (g->q_lora_rank > 0) {
-            L2("self_attn.q_a_proj.weight", g->q_lora_rank, D);
-            L1("self_attn.q_a_layernorm.weight", g->q_lora_rank);
-            L2("self_attn.q_b_proj.weight", H * dqk, g->q_lora_rank);
-        } else {
-            L2("self_attn.q_proj.weight", H * dqk, D);
-        }
-        L2("self_attn.kv_a_proj_with_mqa.weight", g->kv_lora_rank + g->qk_rope_head_dim, D);
-        L1("self_attn.kv_a_layernorm.weight", g->kv_lora_rank);
-        L2("self_attn.kv_b_proj.weight", H * (g->qk_nope_head_dim + g->v_head_dim),
-           g->kv_lora_rank);
-        L2("self_attn.o_proj.weight", D, H * g->v_head_dim);
-        if (!r1_model_config__layer_is_moe(g, l)) {
-            L2("mlp.gate_proj.weight", g->intermediate_size, D);
-            L2("mlp.up_proj.weight", g->intermediate_size, D);
-            L2("mlp.down_proj.weight", D, g->intermediate_size);
-        } else {
-            L2("mlp.gate.weight", E, D);
-            if (g->topk_method == R1_TOPK_NOAUX_TC)
-                L1("mlp.gate.e_score_correction_bias", E);
-            if (Is > 0) {
-                L2("mlp.shared_experts.gate_proj.weight", Is, D);
-                L2("mlp.shared_experts.up_proj.weight", Is, D);
-                L2("mlp.shared_experts.down_proj.weight", D, Is);
-            }
-            for (int64_t e = 0; e < E; e++)
-                if (c->blob_of[l * E + e] < 0)
-                    return r1_error__set(
-                        R1_ERR_FORMAT,
-                        "expert blob (layer %" PRId64 ", expert %" PRId64 ") is missing", l, e);
-        }
-        if (l >= g->num_hidden_layers) {
-            L2("embed_tokens.weight", V, D);
-            L1("enorm.weight", D);
-            L1("hnorm.weight", D);
-            L2("eh_proj.weight", D, 2 * D);
-            L1("shared_head.norm.weight", D);
-            L2("shared_head.head.weight", V, D);
-        }
-    }
-#undef E1
-#undef E2
-#undef L1
-#undef L2
+    if (schema == NULL)
+        return r1_error__set(R1_ERR_UNSUPPORTED, "no schema for architecture '%s'",
+                             g->architecture);
+    r1_status st = check_schema(c, schema);
+    if (st != R1_OK)
+        return st;
     /* Every FP8 tensor carries its block scales, with the shape its own shape implies. */
     char name[R1M_MAX_NAME + 16];
     for (uint32_t i = 0; i < c->n_tensors; i++) {
         tensor_entry *t = &c->tensors[i];
         if (t->dtype != R1_DTYPE_FP8_E4M3)
             continue;
-        snprintf(name, sizeof name, "%.*s_scale_inv", (int)t->name_len, t->name);
+        snprintf(name, sizeof name, "%.*s" R1_SCHEMA_SCALE_SUFFIX, (int)t->name_len, t->name);
         int32_t s = r1_name_index__find(&c->tensor_ix, name, strlen(name));
         int64_t rows = 1;
         for (int32_t d = 0; d + 1 < t->n_dims; d++)
@@ -688,8 +619,7 @@ static r1_status check_required(r1_container *c)
             return r1_error__set(R1_ERR_FORMAT, "fp8 tensor '%.*s' has no scale tensor '%s'",
                                  (int)t->name_len, t->name, name);
         const tensor_entry *sc = &c->tensors[s];
-        const int64_t s_rows = r1_model_schema__fp8_scale_rows(rows);
-        const int64_t s_cols = r1_model_schema__fp8_scale_cols(cols);
+        const int64_t s_rows = r1_fp8__scale_blocks(rows), s_cols = r1_fp8__scale_blocks(cols);
         if (sc->dtype != R1_DTYPE_F32 || sc->n_dims != 2 || sc->shape[0] != s_rows ||
             sc->shape[1] != s_cols)
             return r1_error__set(R1_ERR_FORMAT,
@@ -801,6 +731,7 @@ static r1_status open_checked(r1_container *c, const char *path)
     if ((st = check_required(c)) != R1_OK)
         return st;
     c->version_minor = vminor;
+    c->header_sum = r1_le__u64(h + R1M_H_SUM);
     if ((st = check_blob_spans(c)) != R1_OK)
         return st;
     void *map = mmap(NULL, (size_t)c->file_size, PROT_READ, MAP_SHARED, c->fd, 0);
@@ -971,6 +902,11 @@ uint16_t r1_container__version_minor(const r1_container *c)
     return c->version_minor;
 }
 
+uint64_t r1_container__header_sum(const r1_container *c)
+{
+    return c->header_sum;
+}
+
 uint64_t r1_container__file_size(const r1_container *c)
 {
     return c->file_size;
@@ -983,6 +919,23 @@ int32_t r1_container__maps(const r1_container *c, const void *p, size_t n)
     /* As integers: relational operators on pointers into different objects are undefined. */
     uintptr_t first = (uintptr_t)c->map, at = (uintptr_t)p;
     return at >= first && n <= c->file_size && at - first <= c->file_size - n;
+}
+
+uint64_t r1_container__release(const r1_container *c, const void *p, size_t n)
+{
+    if (!r1_container__maps(c, p, n))
+        return 0;
+    const long page_l = sysconf(_SC_PAGESIZE);
+    const uintptr_t page = page_l > 0 ? (uintptr_t)page_l : 4096;
+    const uintptr_t base = (uintptr_t)c->map, at = (uintptr_t)p;
+    /* The mapping starts on a page, so pages of the mapping are pages of the file. */
+    const uintptr_t first = (at + page - 1) / page * page, end = (at + n) / page * page;
+    if (end <= first)
+        return 0;
+    /* Neither call changes what a read returns; failing either only leaves memory in use. */
+    (void)madvise((void *)first, (size_t)(end - first), MADV_DONTNEED);
+    (void)posix_fadvise(c->fd, (off_t)(first - base), (off_t)(end - first), POSIX_FADV_DONTNEED);
+    return (uint64_t)(end - first);
 }
 
 uint64_t r1_container__dense_bytes(const r1_container *c)

@@ -105,10 +105,20 @@ int r1_container__open_direct(const r1_container *c);
 uint64_t r1_container__blob_span(const r1_expert_blob *b);
 /* The file's format minor version (docs/format.md §1). */
 uint16_t r1_container__version_minor(const r1_container *c);
+/* The header's checksum (XXH64 of its first 120 bytes, which hold the metadata's and the index's
+ * checksums): an identity of the model file that costs nothing to read, for saved sessions. */
+uint64_t r1_container__header_sum(const r1_container *c);
 uint64_t r1_container__file_size(const r1_container *c);
 /* 1 when [p, p + n) lies inside the file's read-only mapping, where dense tensors stay unchanged
  * at one address for the container's lifetime (device caches key them by address). */
 int32_t r1_container__maps(const r1_container *c, const void *p, size_t n);
+/* Gives back the memory of [p, p + n) inside the mapping once its bytes have been copied and the
+ * copy is what is read: the whole pages within the range leave the process's resident set
+ * (madvise MADV_DONTNEED) and the page cache (posix_fadvise POSIX_FADV_DONTNEED), so memory holds
+ * those bytes once. The pages at its ends may hold a neighbour's bytes and stay. Safe whoever
+ * reads the range later: the mapping is of the unchanged file, so a read faults the page back in
+ * (it then counts again). Returns the bytes released from the mapping (0 when p is not in it). */
+uint64_t r1_container__release(const r1_container *c, const void *p, size_t n);
 /* Sum of the raw bytes of dense tensors / of expert blobs. */
 uint64_t r1_container__dense_bytes(const r1_container *c);
 uint64_t r1_container__expert_raw_bytes(const r1_container *c);

@@ -341,7 +341,7 @@ static void index_tensor(conv *cv, const char *name, int32_t dtype, int32_t n_di
 static int load_scale(const r1_st_tensor *s, int64_t rows, int64_t cols, float **out, char *err,
                       size_t err_cap, const char *wname)
 {
-    int64_t sr = (rows + 127) / 128, sc = (cols + 127) / 128;
+    int64_t sr = r1_fp8__scale_blocks(rows), sc = r1_fp8__scale_blocks(cols);
     if (s == NULL || s->dtype != R1_DTYPE_F32 || s->n_dims != 2 || s->shape[0] != sr ||
         s->shape[1] != sc) {
         snprintf(err, err_cap,
@@ -375,7 +375,7 @@ static r1_status quantise_rows(const r1_st_tensor *w, const float *scale, int32_
                  w->name, cols, r1_dtype__traits(out_dt)->name);
         return R1_ERR_UNSUPPORTED;
     }
-    int64_t scale_cols = (cols + 127) / 128;
+    int64_t scale_cols = r1_fp8__scale_blocks(cols);
     uint8_t *src = malloc(in_row + 16);
     float *f = malloc((size_t)cols * sizeof *f);
     uint8_t *q = malloc(out_row);
@@ -386,7 +386,7 @@ static r1_status quantise_rows(const r1_st_tensor *w, const float *scale, int32_
     }
     for (int64_t r = 0; r < rows && st == R1_OK; r++) {
         memcpy(src, w->data + (uint64_t)r * in_row, in_row);
-        const float *srow = scale ? scale + (r / 128) * scale_cols : NULL;
+        const float *srow = scale ? scale + (r / R1_FP8_SCALE_BLOCK) * scale_cols : NULL;
         r1_dtype__dequantize_row(w->dtype, src, srow, f, cols);
         switch (out_dt) {
         case R1_DTYPE_Q8_0: r1_quantize__q8_0(f, (r1_block_q8_0 *)(void *)q, cols); break;
@@ -434,36 +434,11 @@ static r1_status to_mem(void *ctx, const void *row, size_t n)
     return R1_OK;
 }
 
-/* "model.layers.<L>.mlp.experts.<E>.<rest>": 1 with layer/expert/rest filled. */
-static int parse_expert_name(const char *name, int64_t *layer, int64_t *expert, const char **rest)
+/* A copy of a global tensor (the MTP layer's embedding and head: the schema's copy_of,
+ * docs/model.md §4.1) is stored once when bit-identical: the original, or NULL. */
+static const r1_st_tensor *alias_source(conv *cv, const r1_st_tensor *t, const char *main_name)
 {
-    if (strncmp(name, "model.layers.", 13) != 0)
-        return 0;
-    char *end;
-    long long l = strtoll(name + 13, &end, 10);
-    if (end == name + 13 || strncmp(end, ".mlp.experts.", 13) != 0)
-        return 0;
-    const char *e0 = end + 13;
-    long long e = strtoll(e0, &end, 10);
-    if (end == e0 || *end != '.')
-        return 0;
-    *layer = l;
-    *expert = e;
-    *rest = end + 1;
-    return 1;
-}
-
-/* MTP copies of the embedding and head (docs/model.md §4.1) are stored once when bit-identical. */
-static const r1_st_tensor *alias_source(conv *cv, const r1_st_tensor *t)
-{
-    const char *main_name = NULL;
-    if (strncmp(t->name, "model.layers.", 13) != 0)
-        return NULL;
-    if (ends_with(t->name, ".embed_tokens.weight"))
-        main_name = "model.embed_tokens.weight";
-    else if (ends_with(t->name, ".shared_head.head.weight"))
-        main_name = "lm_head.weight";
-    else
+    if (main_name == NULL)
         return NULL;
     const r1_st_tensor *m = r1_safetensors__find(cv->st, main_name);
     if (m == NULL || m->dtype != t->dtype || m->dtype == R1_DTYPE_FP8_E4M3 ||
@@ -481,19 +456,22 @@ static r1_status write_dense(conv *cv, const r1_st_tensor *t)
     if (t->dtype < 0 || t->n_dims < 1 || t->n_dims > R1_MAX_DIMS)
         return r1_error__set(R1_ERR_UNSUPPORTED, "tensor '%.200s' (%s, %d dims) cannot be stored",
                              t->name, t->st_dtype, (int)t->n_dims);
-    int32_t cls = r1_convert__classify(t->name, t->n_dims);
+    /* The architecture's table names the tensor and its class; one it does not name is refused,
+     * or, where the schema tolerates extras, stored with the class its name implies. */
     const r1_schema *schema = r1_model_schema__get(&cv->cfg);
-    if (schema != NULL) { /* the architecture's table names every tensor and its class */
-        int64_t layer;
-        const r1_schema_tensor *e = r1_model_schema__match(schema, t->name, &layer);
-        if (e == NULL || layer >= cv->cfg.num_hidden_layers)
-            return r1_error__set(R1_ERR_FORMAT, "tensor '%.200s' is not part of a %s model",
-                                 t->name, cv->cfg.architecture);
-        cls = e->qclass;
-    }
+    int64_t layer, expert;
+    const r1_schema_tensor *e = r1_model_schema__find(schema, t->name, &layer, &expert);
+    if (e != NULL && (e->role == R1_TROLE_EXPERT || !r1_model_schema__at(&cv->cfg, e, layer)))
+        e = NULL;
+    if (e == NULL && !schema->extra_ok)
+        return r1_error__set(R1_ERR_FORMAT, "tensor '%.200s' is not part of a %s model", t->name,
+                             cv->cfg.architecture);
+    int32_t cls = e == NULL        ? r1_convert__classify(t->name, t->n_dims)
+                  : t->n_dims == 2 ? e->qclass
+                                   : -1; /* the container refuses it; never quantise it */
     int32_t out_dt = cls >= 0 && cv->rules.rule[cls] >= 0 ? cv->rules.rule[cls] : t->dtype;
     written *w = &cv->done[t - cv->st->tensors];
-    const r1_st_tensor *alias = alias_source(cv, t);
+    const r1_st_tensor *alias = alias_source(cv, t, e ? e->copy_of : NULL);
     if (alias && cv->done[alias - cv->st->tensors].dtype == out_dt) {
         *w = cv->done[alias - cv->st->tensors];
         index_tensor(cv, t->name, w->dtype, t->n_dims, t->shape, w->offset, w->size, w->checksum);
@@ -508,7 +486,7 @@ static r1_status write_dense(conv *cv, const r1_st_tensor *t)
     for (int32_t d = 0; d + 1 < t->n_dims; d++)
         rows *= t->shape[d];
     if (t->dtype == R1_DTYPE_FP8_E4M3) {
-        snprintf(sname, sizeof sname, "%s_scale_inv", t->name);
+        snprintf(sname, sizeof sname, "%s" R1_SCHEMA_SCALE_SUFFIX, t->name);
         scale = r1_safetensors__find(cv->st, sname);
         if ((st = load_scale(scale, rows, cols, &scale_f32, err, sizeof err, t->name)) != R1_OK)
             return r1_error__set(st, "%s", err);
@@ -569,23 +547,29 @@ static r1_status write_dense_all(conv *cv)
         order[i] = &st->tensors[i];
     qsort(order, (size_t)st->n_tensors, sizeof *order, by_name);
     r1_status s = R1_OK;
-    const int64_t n_layers = r1_model_config__n_layers_stored(&cv->cfg);
+    const r1_schema *schema = r1_model_schema__get(&cv->cfg);
+    const size_t suffix_len = strlen(R1_SCHEMA_SCALE_SUFFIX);
+    if (schema == NULL) {
+        free(order);
+        return r1_error__set(R1_ERR_UNSUPPORTED, "no schema for architecture '%s'",
+                             cv->cfg.architecture);
+    }
     for (int32_t i = 0; i < st->n_tensors && s == R1_OK; i++) {
         const r1_st_tensor *t = order[i];
         int64_t layer, expert;
-        const char *rest;
-        if (parse_expert_name(t->name, &layer, &expert, &rest)) {
-            if (layer < 0 || layer >= n_layers || !r1_model_config__layer_is_moe(&cv->cfg, layer) ||
-                expert < 0 || expert >= cv->cfg.n_routed_experts)
+        const r1_schema_tensor *e = r1_model_schema__find(schema, t->name, &layer, &expert);
+        if (e != NULL && e->role == R1_TROLE_EXPERT) {
+            if (!r1_model_schema__at(&cv->cfg, e, layer) || expert < 0 ||
+                expert >= cv->cfg.n_routed_experts)
                 s = r1_error__set(R1_ERR_FORMAT,
                                   "tensor '%.200s' names an expert the config "
                                   "does not have",
                                   t->name);
             continue; /* stored in expert blobs */
         }
-        if (ends_with(t->name, ".weight_scale_inv")) {
+        if (ends_with(t->name, ".weight" R1_SCHEMA_SCALE_SUFFIX)) {
             char wname[R1M_MAX_NAME + 1];
-            snprintf(wname, sizeof wname, "%.*s", (int)(strlen(t->name) - 10), t->name);
+            snprintf(wname, sizeof wname, "%.*s", (int)(strlen(t->name) - suffix_len), t->name);
             const r1_st_tensor *w = r1_safetensors__find(st, wname);
             if (w == NULL || w->dtype != R1_DTYPE_FP8_E4M3)
                 s = r1_error__set(R1_ERR_FORMAT, "'%.200s' has no FP8 weight '%.200s'", t->name,
@@ -618,8 +602,6 @@ typedef struct expert_job {
     char err[512];
 } expert_job;
 
-static const char *const proj_names[3] = {"gate_proj", "up_proj", "down_proj"};
-
 static int job_fail(expert_job *j, r1_status st, const char *msg)
 {
     if (msg != j->err)
@@ -642,7 +624,8 @@ static void run_job(expert_job *j)
 {
     conv *cv = j->cv;
     const r1_model_config *g = &cv->cfg;
-    char name[256];
+    const r1_schema *schema = r1_model_schema__get(g);
+    char name[R1M_MAX_NAME + 16];
     const r1_st_tensor *w[3], *s[3] = {NULL, NULL, NULL};
     int32_t rule = cv->rules.rule[R1_QCLASS_EXPERTS];
     j->st = R1_OK;
@@ -651,13 +634,18 @@ static void run_job(expert_job *j)
     memset(b, 0, sizeof *b);
     b->layer = (int32_t)j->layer;
     b->expert = (int32_t)j->expert;
-    b->inter = g->moe_intermediate_size;
-    b->hidden = g->hidden_size;
+    /* The blob's three parts are the schema's routed expert projections; the gate's shape is
+     * the blob's (inter, hidden). */
+    const r1_schema_tensor *part[3];
+    for (int k = 0; k < 3; k++)
+        part[k] = r1_model_schema__expert(schema, k);
+    b->inter = r1_model_schema__dim(g, part[0]->rows);
+    b->hidden = r1_model_schema__dim(g, part[0]->cols);
     for (int k = 0; k < 3; k++) {
-        snprintf(name, sizeof name, "model.layers.%" PRId64 ".mlp.experts.%" PRId64 ".%s.weight",
-                 j->layer, j->expert, proj_names[k]);
+        r1_model_schema__expert_name(part[k], j->layer, j->expert, name, sizeof name);
         w[k] = r1_safetensors__find(cv->st, name);
-        int64_t want0 = k == 2 ? b->hidden : b->inter, want1 = k == 2 ? b->inter : b->hidden;
+        int64_t want0 = r1_model_schema__dim(g, part[k]->rows);
+        int64_t want1 = r1_model_schema__dim(g, part[k]->cols);
         if (w[k] == NULL || w[k]->n_dims != 2 || w[k]->shape[0] != want0 ||
             w[k]->shape[1] != want1 || w[k]->dtype < 0) {
             snprintf(j->err, sizeof j->err,
@@ -668,7 +656,7 @@ static void run_job(expert_job *j)
             return;
         }
         if (w[k]->dtype == R1_DTYPE_FP8_E4M3) {
-            snprintf(name + strlen(name), sizeof name - strlen(name), "_scale_inv");
+            snprintf(name + strlen(name), sizeof name - strlen(name), R1_SCHEMA_SCALE_SUFFIX);
             s[k] = r1_safetensors__find(cv->st, name);
             j->src_bytes += s[k] ? s[k]->nbytes : 0;
         }
@@ -785,12 +773,15 @@ static r1_status write_experts(conv *cv)
             goto done;
     }
     const r1_model_config *g = &cv->cfg;
-    int64_t total = r1_model_config__n_layers_stored(g) * g->n_routed_experts, next = 0;
+    /* Every layer the schema's routed experts are in (none without them) has a blob each. */
+    const r1_schema_tensor *experts = r1_model_schema__expert(r1_model_schema__get(g), 0);
+    int64_t total = experts ? r1_model_schema__n_layers(g, experts) * g->n_routed_experts : 0;
+    int64_t next = 0;
     while (next < total && st == R1_OK) {
         int32_t batch = 0;
         for (; batch < n_threads && next < total; next++) {
             int64_t layer = next / g->n_routed_experts;
-            if (!r1_model_config__layer_is_moe(g, layer))
+            if (!r1_model_schema__at(g, experts, layer))
                 continue;
             jobs[batch].layer = layer;
             jobs[batch].expert = next % g->n_routed_experts;

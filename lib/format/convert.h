@@ -28,7 +28,9 @@ r1_status r1_convert__parse_rules(const char *spec, r1_quant_rules *out);
 /* Writes the canonical text of rules ("experts=q4_0,shared=keep,...") into buf. */
 void r1_convert__format_rules(const r1_quant_rules *rules, char *buf, size_t cap);
 /* The class of a tensor eligible for quantisation, or -1 (embeddings, norms, the router
- * mlp.gate.weight, e_score_correction_bias, scales, and anything not 2-D). */
+ * mlp.gate.weight, e_score_correction_bias, scales, and anything not 2-D), from its DeepSeek-style
+ * name. The converter takes the class from the architecture's schema (model_schema.h) and asks
+ * this only for a tensor no table names (stored where the schema tolerates extras). */
 int32_t r1_convert__classify(const char *name, int32_t n_dims);
 
 typedef struct r1_convert_opts {

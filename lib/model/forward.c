@@ -14,6 +14,8 @@
 #include "dtype.h"
 #include "error.h"
 #include "expert_cache.h"
+#include "expert_policy.h"
+#include "model_schema.h"
 #include "router.h"
 
 /* ---- weights ---------------------------------------------------------------------------- */
@@ -21,37 +23,10 @@
 static void r1_weight_row(const r1_tensor *w, int64_t r, float *out);
 static r1_status r1_mm(r1_forward *f, const r1_tensor *w, const float *x, int64_t n, float *y);
 
-static r1_status r1_expect_shape(const r1_tensor *t, const char *name, int64_t rows, int64_t cols)
+/* A vector weight (norm gain, routing bias), checked by the schema, as a new float32 array. */
+static r1_status r1_vector_f32(const r1_tensor *t, const char *name, float **out)
 {
-    if (t->n_dims == 1 && rows == 0 && t->shape[0] == cols)
-        return R1_OK;
-    if (t->n_dims == 2 && t->shape[0] == rows && t->shape[1] == cols)
-        return R1_OK;
-    return r1_error__set(R1_ERR_FORMAT, "tensor '%s' has shape (%lld%s%lld), expected (%lld, %lld)",
-                         name, (long long)t->shape[0], t->n_dims > 1 ? ", " : ") ndim ",
-                         (long long)(t->n_dims > 1 ? t->shape[1] : t->n_dims), (long long)rows,
-                         (long long)cols);
-}
-
-static r1_status r1_layer_tensor(const r1_container *c, int64_t layer, const char *suffix,
-                                 int64_t rows, int64_t cols, r1_tensor *out)
-{
-    r1_status st = r1_container__layer_tensor(c, layer, suffix, out);
-    if (st != R1_OK)
-        return st;
-    char name[160];
-    snprintf(name, sizeof name, "model.layers.%lld.%s", (long long)layer, suffix);
-    return r1_expect_shape(out, name, rows, cols);
-}
-
-/* A 1-D weight (norm gain, routing bias) as a new float32 array. */
-static r1_status r1_vector_f32(const r1_tensor *t, const char *name, int64_t n, float **out)
-{
-    r1_status st = r1_expect_shape(t, name, 0, n);
-    if (st != R1_OK)
-        return st;
-    if (r1_dtype__row_bytes(t->dtype, n) == 0 || r1_dtype__traits(t->dtype)->has_block_scale)
-        return r1_error__set(R1_ERR_FORMAT, "tensor '%s' has a type unusable for a vector", name);
+    const int64_t n = t->shape[0];
     float *v = malloc((size_t)n * sizeof *v);
     if (v == NULL)
         return r1_error__set(R1_ERR_NO_MEMORY, "cannot allocate %lld floats for '%s'", (long long)n,
@@ -61,70 +36,96 @@ static r1_status r1_vector_f32(const r1_tensor *t, const char *name, int64_t n, 
     return R1_OK;
 }
 
-static r1_status r1_layer_vector(const r1_container *c, int64_t layer, const char *suffix,
-                                 int64_t n, float **out)
+/* Schema entry e at layer (ignored for a global one), looked up and checked against the schema
+ * (model_schema.h): a matrix as a view in *w, a vector (layout R1_SLAYOUT_F32_COPY) copied to
+ * float32 into *vec. R1_ERR_NOT_FOUND naming a missing tensor, R1_ERR_FORMAT naming one whose
+ * shape or type the schema does not allow. */
+static r1_status r1_bind_tensor(const r1_model_config *cfg, const r1_container *c,
+                                const r1_schema_tensor *e, int64_t layer, r1_tensor *w, float **vec)
 {
+    char name[256];
+    r1_model_schema__name(e, layer, name, sizeof name);
     r1_tensor t;
-    r1_status st = r1_container__layer_tensor(c, layer, suffix, &t);
+    r1_status st = r1_container__tensor(c, name, &t);
+    if (st == R1_OK)
+        st = r1_model_schema__check(cfg, e, name, t.dtype, t.n_dims, t.shape);
     if (st != R1_OK)
         return st;
-    char name[160];
-    snprintf(name, sizeof name, "model.layers.%lld.%s", (long long)layer, suffix);
-    return r1_vector_f32(&t, name, n, out);
+    if ((e->layout == R1_SLAYOUT_F32_COPY) != (vec != NULL))
+        return r1_error__set(R1_ERR_UNSUPPORTED, "tensor '%s' has no place in the %s layer block",
+                             name, cfg->architecture);
+    if (vec != NULL)
+        return r1_vector_f32(&t, name, vec);
+    *w = t;
+    return R1_OK;
 }
 
-static r1_status r1_bind_layer(const r1_model_config *cfg, const r1_container *c, int64_t l,
-                               r1_layer_weights *w)
+/* Where the MLA + MoE layer block reads slot (model_schema.h R1_MSLOT_*) from: a matrix (*t) or
+ * a float32 vector (*vec); both NULL for a slot it does not read. */
+static void r1_mla_slot(r1_layer_weights *w, int32_t slot, r1_tensor **t, float ***vec)
 {
-    const int64_t D = cfg->hidden_size, H = cfg->num_attention_heads;
-    const int64_t dqk = cfg->qk_nope_head_dim + cfg->qk_rope_head_dim;
-    const int64_t rkv = cfg->kv_lora_rank, rq = cfg->q_lora_rank;
-    r1_status st = r1_layer_vector(c, l, "input_layernorm.weight", D, &w->attn_norm);
-    if (st == R1_OK && rq > 0) {
-        st = r1_layer_tensor(c, l, "self_attn.q_a_proj.weight", rq, D, &w->q_a);
-        if (st == R1_OK)
-            st = r1_layer_vector(c, l, "self_attn.q_a_layernorm.weight", rq, &w->q_a_norm);
-        if (st == R1_OK)
-            st = r1_layer_tensor(c, l, "self_attn.q_b_proj.weight", H * dqk, rq, &w->q_b);
-    } else if (st == R1_OK) {
-        st = r1_layer_tensor(c, l, "self_attn.q_proj.weight", H * dqk, D, &w->q);
+    *t = NULL;
+    *vec = NULL;
+    switch (slot) {
+    case R1_MSLOT_ATTN_NORM: *vec = &w->attn_norm; break;
+    case R1_MSLOT_Q_A: *t = &w->q_a; break;
+    case R1_MSLOT_Q_A_NORM: *vec = &w->q_a_norm; break;
+    case R1_MSLOT_Q_B: *t = &w->q_b; break;
+    case R1_MSLOT_Q: *t = &w->q; break;
+    case R1_MSLOT_KV_A: *t = &w->kv_a; break;
+    case R1_MSLOT_KV_A_NORM: *vec = &w->kv_a_norm; break;
+    case R1_MSLOT_KV_B: *t = &w->kv_b; break;
+    case R1_MSLOT_O: *t = &w->o; break;
+    case R1_MSLOT_FFN_NORM: *vec = &w->ffn_norm; break;
+    case R1_MSLOT_GATE: *t = &w->gate; break;
+    case R1_MSLOT_UP: *t = &w->up; break;
+    case R1_MSLOT_DOWN: *t = &w->down; break;
+    case R1_MSLOT_ROUTER: *t = &w->router; break;
+    case R1_MSLOT_ROUTER_BIAS: *vec = &w->router_bias; break;
+    case R1_MSLOT_SH_GATE: *t = &w->sh_gate; break;
+    case R1_MSLOT_SH_UP: *t = &w->sh_up; break;
+    case R1_MSLOT_SH_DOWN: *t = &w->sh_down; break;
+    default: break;
     }
-    if (st == R1_OK)
-        st = r1_layer_tensor(c, l, "self_attn.kv_a_proj_with_mqa.weight",
-                             rkv + cfg->qk_rope_head_dim, D, &w->kv_a);
-    if (st == R1_OK)
-        st = r1_layer_vector(c, l, "self_attn.kv_a_layernorm.weight", rkv, &w->kv_a_norm);
-    if (st == R1_OK)
-        st = r1_layer_tensor(c, l, "self_attn.kv_b_proj.weight",
-                             H * (cfg->qk_nope_head_dim + cfg->v_head_dim), rkv, &w->kv_b);
-    if (st == R1_OK)
-        st = r1_layer_tensor(c, l, "self_attn.o_proj.weight", D, H * cfg->v_head_dim, &w->o);
-    if (st == R1_OK)
-        st = r1_layer_vector(c, l, "post_attention_layernorm.weight", D, &w->ffn_norm);
-    if (st != R1_OK)
-        return st;
+}
+
+/* Layer l's weights: every per-layer tensor of the schema that belongs at l (its when column:
+ * q LoRA or not, dense or MoE FFN, shared experts, router bias) into its slot. */
+static r1_status r1_bind_layer(const r1_model_config *cfg, const r1_container *c,
+                               const r1_schema *schema, int64_t l, r1_layer_weights *w)
+{
     w->is_moe = r1_model_config__layer_is_moe(cfg, l);
-    if (!w->is_moe) {
-        const int64_t I = cfg->intermediate_size;
-        st = r1_layer_tensor(c, l, "mlp.gate_proj.weight", I, D, &w->gate);
-        if (st == R1_OK)
-            st = r1_layer_tensor(c, l, "mlp.up_proj.weight", I, D, &w->up);
-        if (st == R1_OK)
-            st = r1_layer_tensor(c, l, "mlp.down_proj.weight", D, I, &w->down);
-        return st;
+    r1_status st = R1_OK;
+    for (size_t i = 0; i < schema->n_tensors && st == R1_OK; i++) {
+        const r1_schema_tensor *e = &schema->tensors[i];
+        r1_tensor *t;
+        float **vec;
+        if (!e->per_layer || e->slot == R1_MSLOT_NONE || !r1_model_schema__at(cfg, e, l))
+            continue;
+        r1_mla_slot(w, e->slot, &t, &vec);
+        st = r1_bind_tensor(cfg, c, e, l, t, vec);
     }
-    st = r1_layer_tensor(c, l, "mlp.gate.weight", cfg->n_routed_experts, D, &w->router);
-    if (st == R1_OK && cfg->topk_method == R1_TOPK_NOAUX_TC)
-        st = r1_layer_vector(c, l, "mlp.gate.e_score_correction_bias", cfg->n_routed_experts,
-                             &w->router_bias);
-    if (st == R1_OK && cfg->n_shared_experts > 0) {
-        const int64_t I = cfg->n_shared_experts * cfg->moe_intermediate_size;
-        st = r1_layer_tensor(c, l, "mlp.shared_experts.gate_proj.weight", I, D, &w->sh_gate);
-        if (st == R1_OK)
-            st = r1_layer_tensor(c, l, "mlp.shared_experts.up_proj.weight", I, D, &w->sh_up);
-        if (st == R1_OK)
-            st = r1_layer_tensor(c, l, "mlp.shared_experts.down_proj.weight", D, I, &w->sh_down);
-    }
+    return st;
+}
+
+/* The embedding, the final norm and the head, by the schema's global slots (a tied model's head
+ * is its embedding). */
+static r1_status r1_bind_globals(r1_forward *f, const r1_container *c, const r1_schema *schema)
+{
+    const r1_model_config *cfg = f->cfg;
+    const r1_schema_tensor *embed = r1_model_schema__global(schema, R1_SLOT_EMBED);
+    const r1_schema_tensor *norm = r1_model_schema__global(schema, R1_SLOT_FINAL_NORM);
+    const r1_schema_tensor *head = r1_model_schema__global(schema, R1_SLOT_HEAD);
+    if (embed == NULL || norm == NULL || head == NULL)
+        return r1_error__set(R1_ERR_UNSUPPORTED, "the %s schema lacks the embedding, norm or head",
+                             cfg->architecture);
+    r1_status st = r1_bind_tensor(cfg, c, embed, -1, &f->embed, NULL);
+    if (st == R1_OK && r1_dtype__traits(f->embed.dtype)->has_block_scale)
+        st = r1_error__set(R1_ERR_UNSUPPORTED, "block-scaled embeddings are not supported");
+    if (st == R1_OK)
+        st = r1_bind_tensor(cfg, c, norm, -1, NULL, &f->final_norm);
+    if (st == R1_OK)
+        st = r1_bind_tensor(cfg, c, cfg->tie_word_embeddings ? embed : head, -1, &f->head, NULL);
     return st;
 }
 
@@ -191,35 +192,22 @@ r1_status r1_forward__bind(r1_forward *f, const r1_container *c, r1_expert_cache
             f->pf[i].left = 2 * R1_PF_WINDOW;
         }
     }
-    const int64_t D = cfg->hidden_size, V = cfg->vocab_size;
+    const r1_schema *schema = r1_model_schema__get(cfg);
     r1_status st = r1_rope__init(&f->rope, cfg);
     if (st == R1_OK)
         st = r1_router__check(cfg);
+    if (st == R1_OK && schema == NULL)
+        st =
+            r1_error__set(R1_ERR_UNSUPPORTED, "no schema for architecture '%s'", cfg->architecture);
     if (st == R1_OK)
-        st = r1_container__tensor(c, "model.embed_tokens.weight", &f->embed);
-    if (st == R1_OK)
-        st = r1_expect_shape(&f->embed, "model.embed_tokens.weight", V, D);
-    if (st == R1_OK && r1_dtype__traits(f->embed.dtype)->has_block_scale)
-        st = r1_error__set(R1_ERR_UNSUPPORTED, "block-scaled embeddings are not supported");
-    r1_tensor t;
-    if (st == R1_OK)
-        st = r1_container__tensor(c, "model.norm.weight", &t);
-    if (st == R1_OK)
-        st = r1_vector_f32(&t, "model.norm.weight", D, &f->final_norm);
-    if (st == R1_OK) {
-        const char *head =
-            cfg->tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight";
-        st = r1_container__tensor(c, head, &f->head);
-        if (st == R1_OK)
-            st = r1_expect_shape(&f->head, head, V, D);
-    }
+        st = r1_bind_globals(f, c, schema);
     if (st == R1_OK) {
         f->layers = calloc((size_t)cfg->num_hidden_layers, sizeof *f->layers);
         if (f->layers == NULL)
             st = r1_error__set(R1_ERR_NO_MEMORY, "cannot allocate the layer table");
     }
     for (int64_t l = 0; st == R1_OK && l < cfg->num_hidden_layers; l++)
-        st = r1_bind_layer(cfg, c, l, &f->layers[l]);
+        st = r1_bind_layer(cfg, c, schema, l, &f->layers[l]);
     const uint64_t uk_bytes = (uint64_t)cfg->num_hidden_layers *
                               (uint64_t)cfg->num_attention_heads * (uint64_t)cfg->kv_lora_rank *
                               (uint64_t)cfg->qk_nope_head_dim * sizeof(float);
@@ -253,7 +241,35 @@ void r1_forward__unbind(r1_forward *f)
     memset(f, 0, sizeof *f);
 }
 
+void r1_forward__share(r1_forward *f, const r1_forward *bound)
+{
+    /* The bound copy never runs a pass, so its gates are still at their first window. */
+    *f = *bound;
+    f->prof = NULL;
+    f->pf_stall0 = 0;
+    f->lookaheads = 0;
+}
+
 /* ---- cache and scratch -------------------------------------------------------------------- */
+
+int32_t r1_kv_cache__latent_dtype(const r1_model_config *cfg, int32_t dtype)
+{
+    /* A kv_lora_rank that is not whole blocks (no DeepSeek model has one) keeps f32, as a
+     * grouped-query cache of odd head size keeps f16. */
+    return dtype == R1_DTYPE_Q8_0 && cfg->kv_lora_rank % R1_QBLOCK == 0 ? R1_DTYPE_Q8_0
+                                                                        : R1_DTYPE_F32;
+}
+
+size_t r1_kv_cache__latent_row_bytes(const r1_model_config *cfg, int32_t dtype)
+{
+    const int64_t dl = cfg->kv_lora_rank + cfg->qk_rope_head_dim;
+    /* q8_0 rows (backend.h, R1_OP_MLA_DECODE): c_kv in blocks of 32, then k_pe in blocks of its
+     * own (the last zero-padded), so the two parts, of different magnitudes, never share a
+     * scale. */
+    if (r1_kv_cache__latent_dtype(cfg, dtype) == R1_DTYPE_Q8_0)
+        return r1_dtype__row_bytes(R1_DTYPE_Q8_0, (dl + R1_QBLOCK - 1) / R1_QBLOCK * R1_QBLOCK);
+    return (size_t)dl * sizeof(float);
+}
 
 r1_status r1_kv_cache__create(r1_kv_cache *kv, const r1_model_config *cfg, int64_t n_ctx,
                               int32_t dtype)
@@ -268,20 +284,24 @@ r1_status r1_kv_cache__create(r1_kv_cache *kv, const r1_model_config *cfg, int64
         kv->n_ctx = gst == R1_OK ? n_ctx : 0;
         return gst;
     }
-    /* The latent cache is f32 (a q8_0 latent cache is not built yet). */
-    if (dtype >= 0 && dtype != R1_DTYPE_F32)
+    /* The latent cache is f32 or q8_0 (f16 would save less than q8_0 and cost as much work). */
+    if (dtype >= 0 && dtype != R1_DTYPE_F32 && dtype != R1_DTYPE_Q8_0)
         return r1_error__set(R1_ERR_UNSUPPORTED,
-                             "this model keeps its latent attention cache in f32 only");
-    const size_t per = (size_t)cfg->num_hidden_layers * (size_t)n_ctx;
-    kv->lat = malloc(per * (size_t)(cfg->kv_lora_rank + cfg->qk_rope_head_dim) * sizeof(float));
-    if (kv->lat == NULL) {
+                             "a latent attention cache of type %s is not supported (f32, q8_0)",
+                             r1_dtype__traits(dtype) ? r1_dtype__traits(dtype)->name : "?");
+    kv->lat_dtype = r1_kv_cache__latent_dtype(cfg, dtype);
+    kv->lat_row_bytes = r1_kv_cache__latent_row_bytes(cfg, dtype);
+    const size_t bytes = (size_t)cfg->num_hidden_layers * (size_t)n_ctx * kv->lat_row_bytes;
+    if (kv->lat_dtype == R1_DTYPE_Q8_0)
+        kv->lat_q8 = malloc(bytes);
+    else
+        kv->lat = malloc(bytes);
+    if (kv->lat == NULL && kv->lat_q8 == NULL) {
         r1_kv_cache__destroy(kv);
         return r1_error__set(R1_ERR_NO_MEMORY, "cannot allocate a latent cache of %lld positions",
                              (long long)n_ctx);
     }
     kv->n_ctx = n_ctx;
-    kv->lat_dtype = R1_DTYPE_F32;
-    kv->lat_row_bytes = (size_t)(cfg->kv_lora_rank + cfg->qk_rope_head_dim) * sizeof(float);
     return R1_OK;
 }
 
@@ -306,9 +326,12 @@ static int64_t r1_attn_heads_per_group(int64_t H, int64_t T)
 
 struct r1_forward_scratch {
     int64_t max_tokens;
+    int64_t n_ctx;
     float *h, *a, *cq, *q, *kva, *qlat, *olat, *oh, *attn, *b, *ffn, *g, *u, *router;
     float *gx, *gy, *rope_cs, *scores, *wrow, *ckv_t, *gq;
-    float *uk_tmp; /* made on first use when the forward pass keeps no W_UK copy */
+    float *uk_tmp;  /* made on first use when the forward pass keeps no W_UK copy */
+    float *lat_f32; /* (lat_f32_rows, dl): a q8_0 cache's rows dequantised; made on first use */
+    int64_t lat_f32_rows;
     int32_t *sel;
     float *selw;
     /* A MoE layer's (token, expert) pairs grouped by expert: the experts used, in increasing
@@ -322,6 +345,10 @@ struct r1_forward_scratch {
     int32_t *ex_off;         /* (E + 1) */
     uint8_t *taken;          /* (E) */
     r1_dense_scratch *dense; /* the dense architectures' instead of all the above */
+    /* The sequences of the pass running (r1_forward__run_batch), for the products made per
+     * sequence (r1_seq_mm). */
+    const r1_forward_seq *seqs;
+    int64_t n_seqs;
 };
 
 r1_status r1_forward_scratch__create(r1_forward_scratch **out, const r1_model_config *cfg,
@@ -340,6 +367,7 @@ r1_status r1_forward_scratch__create(r1_forward_scratch **out, const r1_model_co
     if (s == NULL)
         return r1_error__set(R1_ERR_NO_MEMORY, "cannot allocate forward scratch");
     s->max_tokens = T;
+    s->n_ctx = n_ctx;
     if (r1_model_config__is_dense(cfg)) {
         r1_status dst = r1_dense_scratch__create(&s->dense, cfg, T, n_ctx);
         if (dst != R1_OK)
@@ -408,6 +436,7 @@ void r1_forward_scratch__destroy(r1_forward_scratch *s)
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         free(all[i]);
     free(s->uk_tmp);
+    free(s->lat_f32);
     free(s->sel);
     free(s->tok);
     free(s->ex_ids);
@@ -419,6 +448,11 @@ void r1_forward_scratch__destroy(r1_forward_scratch *s)
 int64_t r1_forward_scratch__max_tokens(const r1_forward_scratch *s)
 {
     return s->max_tokens;
+}
+
+int64_t r1_forward_scratch__n_ctx(const r1_forward_scratch *s)
+{
+    return s->n_ctx;
 }
 
 /* ---- small ops ---------------------------------------------------------------------------- */
@@ -507,8 +541,7 @@ void r1_forward__lap(r1_forward *f, int32_t cls, uint64_t *mark)
 
 static size_t r1_weight_bytes(const r1_tensor *w)
 {
-    const int64_t rows = r1_tensor__rows(w);
-    return w->nbytes + (w->scale ? (size_t)((rows + 127) / 128) * (size_t)w->scale_cols * 4 : 0);
+    return w->nbytes + r1_tensor__scale_bytes(w);
 }
 
 /* A weight product that counts the weight's bytes as read. */
@@ -540,21 +573,97 @@ static int r1_row_view(const r1_tensor *w, int64_t r0, int64_t n, r1_tensor *out
     return 1;
 }
 
-/* MLA in the weight-absorbed form (docs/model.md §2.6) for T new tokens at pos0...: caches the
- * latent and rotated rope key of each, then attends over every cached position <= its own. Every
- * product goes to the backend: queries are moved into the latent space per head, and the
- * scores and value sums of a group of heads are one product each against the cache. */
-static r1_status r1_attention(r1_forward *f, r1_forward_scratch *s, r1_kv_cache *kv, int64_t l,
-                              int64_t T, int64_t pos0)
+/* One latent row (c_kv normalised, then k_pe rotated: rkv + dr floats) as q8_0 blocks in the
+ * layout of backend.h (R1_OP_MLA_DECODE): c_kv's, then k_pe's, the last zero-padded. */
+static void r1_latent_quantize_row(int64_t rkv, int64_t dr, const float *row, r1_block_q8_0 *out)
+{
+    r1_quantize__q8_0(row, out, rkv);
+    float pe[R1_QBLOCK];
+    for (int64_t b = 0; b < (dr + R1_QBLOCK - 1) / R1_QBLOCK; b++) {
+        const int64_t n = dr - b * R1_QBLOCK < R1_QBLOCK ? dr - b * R1_QBLOCK : R1_QBLOCK;
+        memset(pe, 0, sizeof pe);
+        memcpy(pe, row + rkv + b * R1_QBLOCK, (size_t)n * sizeof(float));
+        r1_quantize__q8_0(pe, out + rkv / R1_QBLOCK + b, R1_QBLOCK);
+    }
+}
+
+/* T new rows of dl floats into layer l of a q8_0 cache at pos0; returns the layer's first row. */
+static const uint8_t *r1_latent_store_q8(const r1_model_config *cfg, r1_kv_cache *kv, int64_t l,
+                                         int64_t pos0, int64_t T, const float *rows)
+{
+    const int64_t rkv = cfg->kv_lora_rank, dr = cfg->qk_rope_head_dim;
+    uint8_t *layer = kv->lat_q8 + (size_t)l * (size_t)kv->n_ctx * kv->lat_row_bytes;
+    for (int64_t t = 0; t < T; t++)
+        r1_latent_quantize_row(
+            rkv, dr, rows + t * (rkv + dr),
+            (r1_block_q8_0 *)(void *)(layer + (size_t)(pos0 + t) * kv->lat_row_bytes));
+    return layer;
+}
+
+static _Atomic int32_t r1_latent_roundtrip;
+
+void r1_forward__set_latent_roundtrip(int32_t on)
+{
+    atomic_store(&r1_latent_roundtrip, on != 0);
+}
+
+/* Tests (r1_forward__set_latent_roundtrip): T rows of an f32 cache replaced by what a q8_0
+ * cache's readers see of them; R1_ERR_NO_MEMORY without room for one row's blocks. */
+static r1_status r1_latent_round_trip(const r1_model_config *cfg, float *rows, int64_t T,
+                                      int64_t row_stride)
+{
+    const int64_t rkv = cfg->kv_lora_rank, dr = cfg->qk_rope_head_dim;
+    const int64_t padded = (rkv + dr + R1_QBLOCK - 1) / R1_QBLOCK * R1_QBLOCK;
+    r1_block_q8_0 *blocks = malloc((size_t)(padded / R1_QBLOCK) * sizeof *blocks);
+    float *deq = malloc((size_t)padded * sizeof *deq);
+    for (int64_t t = 0; t < T && blocks != NULL && deq != NULL; t++) {
+        r1_latent_quantize_row(rkv, dr, rows + t * row_stride, blocks);
+        r1_dtype__dequantize_row(R1_DTYPE_Q8_0, blocks, NULL, deq, padded);
+        memcpy(rows + t * row_stride, deq, (size_t)(rkv + dr) * sizeof(float));
+    }
+    const r1_status st = blocks != NULL && deq != NULL
+                             ? R1_OK
+                             : r1_error__set(R1_ERR_NO_MEMORY, "latent round trip: no memory");
+    free(blocks);
+    free(deq);
+    return st;
+}
+
+/* The first n rows of a q8_0 cache's layer dequantised into the scratch's float rows (dl floats
+ * each: as much as one layer of an f32 cache at most), which grow with the rows read; NULL when
+ * they cannot be had. The same values as the decode op reads (r1_dtype__dequantize_row is every
+ * kernel level's reference). */
+static float *r1_latent_rows_f32(const r1_model_config *cfg, r1_forward_scratch *s,
+                                 const uint8_t *layer, const r1_kv_cache *kv, int64_t n)
+{
+    const int64_t rkv = cfg->kv_lora_rank, dr = cfg->qk_rope_head_dim, dl = rkv + dr;
+    const int64_t padded = (dl + R1_QBLOCK - 1) / R1_QBLOCK * R1_QBLOCK;
+    if (s->lat_f32_rows < n) {
+        /* twice what is needed, up to the cache's length: a long prompt's chunks regrow it a
+         * few times only */
+        const int64_t rows = 2 * n < kv->n_ctx ? 2 * n : kv->n_ctx;
+        free(s->lat_f32);
+        s->lat_f32_rows = 0;
+        /* a padded row's room at the end: each row is dequantised whole, padding included,
+         * and the next row overwrites that padding */
+        if ((s->lat_f32 = malloc((size_t)(rows * dl + padded) * sizeof(float))) == NULL)
+            return NULL;
+        s->lat_f32_rows = rows;
+    }
+    for (int64_t j = 0; j < n; j++)
+        r1_dtype__dequantize_row(R1_DTYPE_Q8_0, layer + (size_t)j * kv->lat_row_bytes, NULL,
+                                 s->lat_f32 + j * dl, padded);
+    return s->lat_f32;
+}
+
+/* The attention's input side for T rows, of however many sequences (their rows share every
+ * product): the normalised input, the queries into s->q and the latent projection into s->kva. */
+static r1_status r1_attention_in(r1_forward *f, r1_forward_scratch *s, int64_t l, int64_t T)
 {
     const r1_model_config *cfg = f->cfg;
     const r1_layer_weights *w = &f->layers[l];
-    const int64_t D = cfg->hidden_size, H = cfg->num_attention_heads;
-    const int64_t dn = cfg->qk_nope_head_dim, dr = cfg->qk_rope_head_dim, dv = cfg->v_head_dim;
-    const int64_t dqk = dn + dr, rkv = cfg->kv_lora_rank, rq = cfg->q_lora_rank;
-    const int64_t dl = rkv + dr; /* one latent-cache row: c_kv then k_pe */
+    const int64_t D = cfg->hidden_size, rq = cfg->q_lora_rank;
     r1_status st;
-
     if ((st = r1_rmsnorm(f, s->h, 0, w->attn_norm, T, D, s->a, 0)) != R1_OK)
         return st;
     if (rq > 0) {
@@ -566,18 +675,35 @@ static r1_status r1_attention(r1_forward *f, r1_forward_scratch *s, r1_kv_cache 
     } else {
         st = r1_mm(f, &w->q, s->a, T, s->q);
     }
-    if (st == R1_OK)
-        st = r1_mm(f, &w->kv_a, s->a, T, s->kva);
-    if (st != R1_OK)
-        return st;
+    return st == R1_OK ? r1_mm(f, &w->kv_a, s->a, T, s->kva) : st;
+}
+
+/* MLA in the weight-absorbed form (docs/model.md §2.6) for T new tokens of one sequence at
+ * pos0... (their queries and latents in s->q and s->kva, r1_attention_in): caches the latent and
+ * rotated rope key of each, then attends over every cached position <= its own, into s->oh (the
+ * caller applies the output projection over every sequence's rows at once). Every product goes
+ * to the backend: queries are moved into the latent space per head, and the scores and value
+ * sums of a group of heads are one product each against the cache. */
+static r1_status r1_attention(r1_forward *f, r1_forward_scratch *s, r1_kv_cache *kv, int64_t l,
+                              int64_t T, int64_t pos0)
+{
+    const r1_model_config *cfg = f->cfg;
+    const r1_layer_weights *w = &f->layers[l];
+    const int64_t H = cfg->num_attention_heads;
+    const int64_t dn = cfg->qk_nope_head_dim, dr = cfg->qk_rope_head_dim, dv = cfg->v_head_dim;
+    const int64_t dqk = dn + dr, rkv = cfg->kv_lora_rank;
+    const int64_t dl = rkv + dr; /* one latent-cache row: c_kv then k_pe */
+    r1_status st;
 
     /* The new latent rows: c_kv normalised straight into the cache, k_pe copied then rotated;
-     * every head's rope dims of the query rotated by the same angles. */
-    float *lat = kv->lat + (size_t)l * (size_t)kv->n_ctx * (size_t)dl;
-    float *fresh = lat + pos0 * dl;
+     * every head's rope dims of the query rotated by the same angles. A q8_0 cache's rows are
+     * made in place in kva instead, then quantised once (r1_latent_store_q8). */
+    const int lat_q8 = kv->lat_dtype == R1_DTYPE_Q8_0;
+    float *lat = lat_q8 ? NULL : kv->lat + (size_t)l * (size_t)kv->n_ctx * (size_t)dl;
+    float *fresh = lat_q8 ? s->kva : lat + pos0 * dl;
     if ((st = r1_rmsnorm(f, s->kva, rkv + dr, w->kv_a_norm, T, rkv, fresh, dl)) != R1_OK)
         return st;
-    for (int64_t t = 0; t < T; t++)
+    for (int64_t t = 0; t < T && !lat_q8; t++)
         memcpy(fresh + t * dl + rkv, s->kva + t * (rkv + dr) + rkv, (size_t)dr * sizeof(float));
     const r1_op_rope_params kp = {
         .n_rows = T, .n_vecs = 1, .row_stride = dl, .vec_stride = 0, .n_pairs = dr / 2};
@@ -586,11 +712,20 @@ static r1_status r1_attention(r1_forward *f, r1_forward_scratch *s, r1_kv_cache 
     if ((st = r1_compute__rope(f->compute, &kp, s->rope_cs, fresh + rkv)) != R1_OK ||
         (st = r1_compute__rope(f->compute, &qp, s->rope_cs, s->q + dn)) != R1_OK)
         return st;
+    const uint8_t *lat_rows_q8 = lat_q8 ? r1_latent_store_q8(cfg, kv, l, pos0, T, fresh) : NULL;
+    if (!lat_q8 && atomic_load(&r1_latent_roundtrip) &&
+        (st = r1_latent_round_trip(cfg, fresh, T, dl)) != R1_OK)
+        return st;
 
     /* One decoded token, or a chunk on a device: the whole attention of the layer is one op
      * (compute.c), over the latent cache a device mirrors, rows from pos0 on being new. */
-    const r1_compute_latent cache = {
-        .rows = lat, .cache_id = kv->id, .layer = l, .n_ctx = kv->n_ctx, .first_written = pos0};
+    const r1_compute_latent cache = {.rows = lat,
+                                     .rows_q8 = lat_rows_q8,
+                                     .row_bytes = kv->lat_row_bytes,
+                                     .cache_id = kv->id,
+                                     .layer = l,
+                                     .n_ctx = kv->n_ctx,
+                                     .first_written = pos0};
     if (T == 1) {
         const r1_op_mla_decode_params mp = {
             .n_heads = H,
@@ -605,7 +740,7 @@ static r1_status r1_attention(r1_forward *f, r1_forward_scratch *s, r1_kv_cache 
             return st;
         if (f->prof != NULL)
             f->prof->weight_bytes += r1_weight_bytes(&w->kv_b);
-        return r1_mm(f, &w->o, s->oh, T, s->attn);
+        return R1_OK;
     }
     /* A device without host access takes the chunk as one op and saves the round trips of the
      * products below. The CPU backend keeps them: they reuse the W_UK copies made at bind time
@@ -625,8 +760,12 @@ static r1_status r1_attention(r1_forward *f, r1_forward_scratch *s, r1_kv_cache 
             return st;
         if (f->prof != NULL)
             f->prof->weight_bytes += r1_weight_bytes(&w->kv_b);
-        return r1_mm(f, &w->o, s->oh, T, s->attn);
+        return R1_OK;
     }
+
+    /* A q8_0 cache's rows as float32 for the products below. */
+    if (lat_q8 && (lat = r1_latent_rows_f32(cfg, s, lat_rows_q8, kv, pos0 + T)) == NULL)
+        return r1_error__set(R1_ERR_NO_MEMORY, "cannot allocate float rows of a q8_0 cache");
 
     /* Without a kept copy, this layer's W_UK is transposed for this chunk only. */
     const float *uk_t = w->uk_t;
@@ -712,10 +851,29 @@ static r1_status r1_attention(r1_forward *f, r1_forward_scratch *s, r1_kv_cache 
         if (f->prof != NULL)
             f->prof->weight_bytes += r1_weight_bytes(&w->kv_b) / (size_t)(2 * H);
     }
-    return r1_mm(f, &w->o, s->oh, T, s->attn);
+    return R1_OK;
 }
 
 /* ---- feed-forward ------------------------------------------------------------------------- */
+
+/* y = x W^T over the pass's rows as one product per sequence (counted as weight traffic when
+ * count), for a weight kept in float (the router): the CPU backend takes BLAS for a product of
+ * several rows and its dot kernel for a few, so a product over every sequence's rows would round
+ * a row differently from the same row run alone. Per sequence, each row's kernel depends on its
+ * own sequence only; the router is small next to the experts it picks, so reading it per
+ * sequence costs little. */
+static r1_status r1_seq_mm(r1_forward *f, const r1_forward_scratch *s, const r1_tensor *w,
+                           const float *x, float *y, int32_t count)
+{
+    const int64_t cols = r1_tensor__cols(w), rows = r1_tensor__rows(w);
+    r1_status st = R1_OK;
+    for (int64_t i = 0, r0 = 0; i < s->n_seqs && st == R1_OK; r0 += s->seqs[i].n_rows, i++) {
+        const int64_t n = s->seqs[i].n_rows;
+        st = count ? r1_mm(f, w, x + r0 * cols, n, y + r0 * rows)
+                   : r1_compute__matmul(f->compute, w, x + r0 * cols, n, y + r0 * rows);
+    }
+    return st;
+}
 
 /* The router's parameters for a MoE layer of f's model, over n_rows tokens. */
 static r1_op_router_params r1_router_params(const r1_model_config *cfg, int64_t n_rows)
@@ -786,19 +944,24 @@ static r1_status r1_routed_expert(r1_forward *f, r1_forward_scratch *s, const r1
                      s->ey + (int64_t)r0 * D);
 }
 
+static r1_status r1_lookahead(r1_forward *f, r1_forward_scratch *s, int64_t l, int64_t T,
+                              int32_t first_half);
+
 /* The MoE block of layer l: routing; a request for every selected expert at once (the store's
  * I/O workers read them while the shared experts run); the routed experts in the order they
  * become resident, one pinned at a time, each into its own output rows; then the combination in
  * a fixed order (increasing expert index, each expert's tokens in order, then the shared
  * experts), so the result never depends on arrival order, budget, prefetch or I/O workers.
- * *mark is the profiling clock. */
-static r1_status r1_moe(r1_forward *f, r1_forward_scratch *s, int64_t l, int64_t T, uint64_t *mark)
+ * look: whether this pass runs the router lookahead (r1_prefetch_gate). *mark is the profiling
+ * clock. */
+static r1_status r1_moe(r1_forward *f, r1_forward_scratch *s, int64_t l, int64_t T, int32_t look,
+                        uint64_t *mark)
 {
     const r1_model_config *cfg = f->cfg;
     const r1_layer_weights *w = &f->layers[l];
     const int64_t D = cfg->hidden_size, E = cfg->n_routed_experts, K = cfg->num_experts_per_tok;
     const r1_op_router_params rp = r1_router_params(cfg, T);
-    r1_status st = r1_mm(f, &w->router, s->b, T, s->router);
+    r1_status st = r1_seq_mm(f, s, &w->router, s->b, s->router, 1);
     if (st == R1_OK)
         st = r1_compute__route(f->compute, &rp, s->router, w->router_bias, s->sel, s->selw);
     if (st != R1_OK)
@@ -807,6 +970,12 @@ static r1_status r1_moe(r1_forward *f, r1_forward_scratch *s, int64_t l, int64_t
     for (int32_t i = 0; i < n_used && st == R1_OK; i++)
         st = r1_expert_cache__request(f->experts, l, s->ex_ids[i], R1_EXPERT_DEMAND);
     if (st != R1_OK)
+        return st;
+    /* The surest half of the next MoE layer's experts is predicted now, not only once this
+     * layer's output is known: the drive then reads them while this layer's experts are
+     * computed instead of waiting for them (r1_lookahead). */
+    if (look && l + 1 < cfg->num_hidden_layers && f->layers[l + 1].is_moe &&
+        (st = r1_lookahead(f, s, l + 1, T, 1)) != R1_OK)
         return st;
     r1_forward__lap(f, R1_PROFILE_ROUTER, mark);
 
@@ -853,45 +1022,40 @@ static r1_status r1_moe(r1_forward *f, r1_forward_scratch *s, int64_t l, int64_t
     return R1_OK;
 }
 
-/* Router lookahead for MoE layer l, whose input is still to be computed: layer l's norm and
- * router applied to the residual stream as it is now (the output of layer l - 1, which the
- * attention of layer l changes little), and a prefetch of every expert that predicts for any
- * token of the chunk, those picked by more tokens first. Nothing here reaches the logits: the
- * buffers it uses (gx, router, sel, selw, ex_ids, ex_off) are rewritten before their next use,
- * and a wrong prediction only costs a read. Its product is not counted as weight traffic: the
- * router is read again, from cache, by the layer itself. */
-static r1_status r1_lookahead(r1_forward *f, r1_forward_scratch *s, int64_t l, int64_t T)
+/* Router lookahead for MoE layer l, whose input is still to be computed: layer l's norm and router
+ * applied to the residual stream as it is now, and a prefetch of the experts that predicts for the
+ * chunk's tokens, surest first (r1_expert_policy__predict): with first_half the first half, else
+ * those it is confident of. It runs twice per layer (r1_forward__run): first_half as soon as the
+ * previous MoE layer has demanded its experts, on the residual stream before they are added, so
+ * that the reads of the surest predictions queue right behind those demands and the drive reads on
+ * while that layer's experts are computed; then once the previous layer's output is known (a better
+ * guess: the attention of layer l changes little; what the first asked for is not asked again),
+ * only the confident ones: the demand that follows one attention block later asks for the rest.
+ * Nothing here reaches the logits: the buffers it uses (gx, router, sel, selw) are rewritten before
+ * their next use, the previous layer's grouping (ex_ids, ex_off, tok, tokw) is left alone, and a
+ * wrong prediction only costs a read. Its product is not counted as weight traffic: the router is
+ * read again, from cache, by the layer itself. */
+static r1_status r1_lookahead(r1_forward *f, r1_forward_scratch *s, int64_t l, int64_t T,
+                              int32_t first_half)
 {
     const r1_model_config *cfg = f->cfg;
     const r1_layer_weights *w = &f->layers[l];
-    const int64_t D = cfg->hidden_size, E = cfg->n_routed_experts, K = cfg->num_experts_per_tok;
+    const int64_t D = cfg->hidden_size, K = cfg->num_experts_per_tok;
     const r1_op_router_params rp = r1_router_params(cfg, T);
     r1_status st = r1_rmsnorm(f, s->h, 0, w->ffn_norm, T, D, s->gx, 0);
     if (st == R1_OK)
-        st = r1_compute__matmul(f->compute, &w->router, s->gx, T, s->router);
+        st = r1_seq_mm(f, s, &w->router, s->gx, s->router, 0);
     if (st == R1_OK)
         st = r1_compute__route(f->compute, &rp, s->router, w->router_bias, s->sel, s->selw);
     if (st != R1_OK)
         return st;
-    const int32_t n_used = r1_group_by_expert(s, T, K, E);
-    /* Most tokens first (a selection sort over at most E; for one token all tie), so when the
-     * budget has room for only some, it holds those most of the chunk needs. ex_off becomes
-     * each used expert's token count. */
-    for (int32_t i = 0; i < n_used; i++)
-        s->ex_off[i] = s->ex_off[i + 1] - s->ex_off[i];
-    for (int32_t i = 0; i < n_used; i++) {
-        int32_t best = i;
-        for (int32_t j = i + 1; j < n_used; j++)
-            if (s->ex_off[j] > s->ex_off[best])
-                best = j;
-        const int32_t e = s->ex_ids[best], n = s->ex_off[best];
-        s->ex_ids[best] = s->ex_ids[i];
-        s->ex_off[best] = s->ex_off[i];
-        s->ex_ids[i] = e;
-        s->ex_off[i] = n;
-        if ((st = r1_expert_cache__request(f->experts, l, e, R1_EXPERT_PREFETCH)) != R1_OK)
+    /* The predictions, surest first, in the front of sel (expert_policy.h): so that when the
+     * budget has room for only some, it holds those the chunk most likely needs. */
+    const int32_t n_ask = r1_expert_policy__predict(
+        s->sel, s->selw, T * K, first_half ? R1_PREDICT_SUREST_HALF : R1_PREDICT_CONFIDENT);
+    for (int32_t i = 0; i < n_ask; i++)
+        if ((st = r1_expert_cache__request(f->experts, l, s->sel[i], R1_EXPERT_PREFETCH)) != R1_OK)
             return st;
-    }
     return R1_OK;
 }
 
@@ -912,21 +1076,24 @@ void r1_forward__set_prefetch_adaptive(int32_t on)
     r1_prefetch_adaptive = on;
 }
 
-/* Whether this pass of T tokens runs the lookahead. Prompt chunks and decoded tokens wait for
- * different amounts of expert data per token, and the lookahead may pay for one and not the
- * other, so each has its own gate, and only the passes of its kind count in its windows. */
-static int32_t r1_prefetch_gate(r1_forward *f, int64_t T)
+/* Whether this pass runs the lookahead; decode: its rows are decoded tokens (one per sequence),
+ * not prompt chunks. Prompt chunks and decoded tokens wait for different amounts of expert data
+ * per token, and the lookahead may pay for one and not the other, so each has its own gate, and
+ * only the passes of its kind count in its windows. */
+static int32_t r1_prefetch_gate(r1_forward *f, int32_t decode)
 {
     if (!r1_prefetch_adaptive)
         return 1;
-    r1_lookahead_gate *g = &f->pf[T == 1];
+    r1_lookahead_gate *g = &f->pf[decode != 0];
     r1_expert_cache_counters k;
     r1_expert_cache__counters(f->experts, &k);
     f->pf_stall0 = k.stall_ns; /* r1_prefetch_gate_end adds this pass's share */
     if (g->left == 0) {
         if (g->phase == R1_PF_MEASURING) {
-            /* on <= off, per token: stall_on * tokens_off <= stall_off * tokens_on */
-            g->choice = (double)g->stall_ns[1] * (double)g->tokens[0] <=
+            /* on < off, per token: stall_on * tokens_off < stall_off * tokens_on. A tie is
+             * off: with every expert resident neither half waits, and the lookahead would
+             * only add its norm and router products to each layer. */
+            g->choice = (double)g->stall_ns[1] * (double)g->tokens[0] <
                         (double)g->stall_ns[0] * (double)g->tokens[1];
             g->phase = R1_PF_EXPLOITING;
             g->left = R1_PF_WINDOW * R1_PF_EXPLOIT;
@@ -944,11 +1111,11 @@ static int32_t r1_prefetch_gate(r1_forward *f, int64_t T)
 
 /* Charges the store's stall time since the gate ran, and the pass's tokens, to this pass's
  * kind and to the half of its measurement that look (whether it ran the lookahead) says. */
-static void r1_prefetch_gate_end(r1_forward *f, int64_t T, int32_t look)
+static void r1_prefetch_gate_end(r1_forward *f, int64_t T, int32_t decode, int32_t look)
 {
     if (!r1_prefetch_adaptive || !f->prefetch || !f->experts_bounded)
         return;
-    r1_lookahead_gate *g = &f->pf[T == 1];
+    r1_lookahead_gate *g = &f->pf[decode != 0];
     if (g->phase != R1_PF_MEASURING)
         return;
     r1_expert_cache_counters k;
@@ -962,24 +1129,120 @@ static void r1_prefetch_gate_end(r1_forward *f, int64_t T, int32_t look)
 r1_status r1_forward__run(r1_forward *f, r1_forward_scratch *s, r1_kv_cache *kv, const int32_t *ids,
                           int64_t T, int64_t pos0, float *logits, int32_t all_logits)
 {
+    const r1_forward_seq seq = {.kv = kv, .pos0 = pos0, .n_rows = T, .all_logits = all_logits};
+    return r1_forward__run_batch(f, s, &seq, 1, ids, logits);
+}
+
+/* Moves the per-row buffers the attention of one sequence reads and writes (its queries,
+ * latents, rope angles and output) by dr rows, so that row 0 is the sequence's first (and back
+ * with -dr); the rest is working memory it reuses from 0, and what the attention allocates on
+ * first use stays in s. */
+static void r1_scratch_shift(r1_forward_scratch *s, const r1_model_config *cfg, int64_t dr_rows)
+{
+    const int64_t H = cfg->num_attention_heads, dr = cfg->qk_rope_head_dim;
+    s->q += dr_rows * H * (cfg->qk_nope_head_dim + dr);
+    s->kva += dr_rows * (cfg->kv_lora_rank + dr);
+    s->rope_cs += dr_rows * dr;
+    s->oh += dr_rows * H * cfg->v_head_dim;
+}
+
+/* Whether the batch fits the scratch and every sequence its cache; T receives its rows. */
+static r1_status r1_batch_check(const r1_forward_scratch *s, const r1_forward_seq *seqs,
+                                int64_t n_seqs, int64_t *T)
+{
+    *T = 0;
+    if (seqs == NULL || n_seqs <= 0)
+        return r1_error__set(R1_ERR_INTERNAL, "forward pass over %lld sequences",
+                             (long long)n_seqs);
+    for (int64_t i = 0; i < n_seqs; i++) {
+        const r1_forward_seq *q = &seqs[i];
+        if (q->kv == NULL || q->n_rows <= 0 || q->pos0 < 0 || q->pos0 + q->n_rows > q->kv->n_ctx ||
+            q->kv->n_ctx > s->n_ctx)
+            return r1_error__set(R1_ERR_INTERNAL,
+                                 "forward chunk of %lld tokens at %lld does not fit",
+                                 (long long)q->n_rows, (long long)q->pos0);
+        *T += q->n_rows;
+    }
+    if (*T > s->max_tokens)
+        return r1_error__set(R1_ERR_INTERNAL,
+                             "forward pass of %lld rows exceeds the scratch's %lld", (long long)*T,
+                             (long long)s->max_tokens);
+    return R1_OK;
+}
+
+/* The final norm and head on the rows that get logits: all rows of a sequence with all_logits,
+ * else its last; gathered into s->gx when they are not already one run of rows. */
+static r1_status r1_batch_head(r1_forward *f, r1_forward_scratch *s, const r1_forward_seq *seqs,
+                               int64_t n_seqs, int64_t T, float *logits)
+{
+    const int64_t D = f->cfg->hidden_size;
+    const float *x = s->h;
+    int64_t n_out = 0;
+    if (n_seqs == 1) {
+        const int64_t first = seqs[0].all_logits ? 0 : T - 1;
+        x = s->h + first * D;
+        n_out = T - first;
+    } else {
+        int64_t r0 = 0;
+        for (int64_t i = 0; i < n_seqs; i++) {
+            const int64_t n = seqs[i].n_rows, first = seqs[i].all_logits ? r0 : r0 + n - 1;
+            memcpy(s->gx + n_out * D, s->h + first * D, (size_t)((r0 + n - first) * D) * 4);
+            n_out += r0 + n - first;
+            r0 += n;
+        }
+        x = s->gx;
+    }
+    r1_status st = r1_rmsnorm(f, x, 0, f->final_norm, n_out, D, s->a, 0);
+    if (st != R1_OK || n_seqs == 1 || r1_forward__rows_alike(&f->head))
+        return st == R1_OK ? r1_mm(f, &f->head, s->a, n_out, logits) : st;
+    /* A float head (a tied embedding): one product per sequence, as r1_seq_mm says. */
+    const int64_t V = f->cfg->vocab_size;
+    for (int64_t i = 0, r = 0; i < n_seqs && st == R1_OK; i++) {
+        const int64_t n = seqs[i].all_logits ? seqs[i].n_rows : 1;
+        st = r1_mm(f, &f->head, s->a + r * D, n, logits + r * V);
+        r += n;
+    }
+    return st;
+}
+
+int32_t r1_forward__rows_alike(const r1_tensor *w)
+{
+    return w->dtype == R1_DTYPE_Q8_0 || w->dtype == R1_DTYPE_Q4_0;
+}
+
+r1_status r1_forward__run_batch(r1_forward *f, r1_forward_scratch *s, const r1_forward_seq *seqs,
+                                int64_t n_seqs, const int32_t *ids, float *logits)
+{
     if (f->dense != NULL)
-        return r1_forward_dense__run(f, s->dense, kv->gqa, ids, T, pos0, logits, all_logits);
+        return r1_forward_dense__run_batch(f, s->dense, s->n_ctx, seqs, n_seqs, ids, logits);
     const r1_model_config *cfg = f->cfg;
     const int64_t D = cfg->hidden_size, dr = cfg->qk_rope_head_dim;
-    if (T <= 0 || T > s->max_tokens || pos0 < 0 || pos0 + T > kv->n_ctx)
-        return r1_error__set(R1_ERR_INTERNAL, "forward chunk of %lld tokens at %lld does not fit",
-                             (long long)T, (long long)pos0);
+    int64_t T;
+    r1_status st = r1_batch_check(s, seqs, n_seqs, &T);
+    if (st != R1_OK)
+        return st;
+    s->seqs = seqs;
+    s->n_seqs = n_seqs;
     const uint64_t start = f->prof != NULL ? r1_clock__now_ns() : 0;
     uint64_t mark = start;
-    const int32_t look = f->prefetch && f->experts_bounded && r1_prefetch_gate(f, T);
-    for (int64_t t = 0; t < T; t++) {
-        r1_weight_row(&f->embed, ids[t], s->h + t * D);
-        r1_rope__table(&f->rope, pos0 + t, s->rope_cs + t * dr);
-    }
+    const int32_t decode = T == n_seqs;
+    const int32_t look = f->prefetch && f->experts_bounded && r1_prefetch_gate(f, decode);
+    for (int64_t i = 0, r = 0; i < n_seqs; i++)
+        for (int64_t t = 0; t < seqs[i].n_rows; t++, r++) {
+            r1_weight_row(&f->embed, ids[r], s->h + r * D);
+            r1_rope__table(&f->rope, seqs[i].pos0 + t, s->rope_cs + r * dr);
+        }
     for (int64_t l = 0; l < cfg->num_hidden_layers; l++) {
         const r1_layer_weights *w = &f->layers[l];
         r1_forward__lap(f, R1_PROFILE_OTHER, &mark);
-        r1_status st = r1_attention(f, s, kv, l, T, pos0);
+        st = r1_attention_in(f, s, l, T);
+        for (int64_t i = 0, r0 = 0; i < n_seqs && st == R1_OK; r0 += seqs[i].n_rows, i++) {
+            r1_scratch_shift(s, cfg, r0);
+            st = r1_attention(f, s, seqs[i].kv, l, seqs[i].n_rows, seqs[i].pos0);
+            r1_scratch_shift(s, cfg, -r0);
+        }
+        if (st == R1_OK)
+            st = r1_mm(f, &w->o, s->oh, T, s->attn);
         if (st != R1_OK)
             return st;
         r1_forward__lap(f, R1_PROFILE_ATTENTION, &mark);
@@ -990,7 +1253,7 @@ r1_status r1_forward__run(r1_forward *f, r1_forward_scratch *s, r1_kv_cache *kv,
             return st;
         r1_forward__lap(f, R1_PROFILE_OTHER, &mark);
         if (w->is_moe) {
-            st = r1_moe(f, s, l, T, &mark);
+            st = r1_moe(f, s, l, T, look, &mark);
         } else {
             st = r1_swiglu(f, s, &w->gate, &w->up, &w->down, s->b, T, s->ffn);
             r1_forward__lap(f, R1_PROFILE_DENSE_MLP, &mark);
@@ -1003,18 +1266,15 @@ r1_status r1_forward__run(r1_forward *f, r1_forward_scratch *s, r1_kv_cache *kv,
          * thread still has the attention of layer l + 1 to compute. */
         if (look && l + 1 < cfg->num_hidden_layers && f->layers[l + 1].is_moe) {
             r1_forward__lap(f, R1_PROFILE_OTHER, &mark);
-            if ((st = r1_lookahead(f, s, l + 1, T)) != R1_OK)
+            if ((st = r1_lookahead(f, s, l + 1, T, 0)) != R1_OK)
                 return st;
             f->lookaheads++;
             r1_forward__lap(f, R1_PROFILE_ROUTER, &mark);
         }
     }
-    r1_prefetch_gate_end(f, T, look);
+    r1_prefetch_gate_end(f, T, decode, look);
     r1_forward__lap(f, R1_PROFILE_OTHER, &mark);
-    const int64_t first = all_logits ? 0 : T - 1, n_out = T - first;
-    r1_status st = r1_rmsnorm(f, s->h + first * D, 0, f->final_norm, n_out, D, s->a, 0);
-    if (st == R1_OK)
-        st = r1_mm(f, &f->head, s->a, n_out, logits);
+    st = r1_batch_head(f, s, seqs, n_seqs, T, logits);
     if (f->prof != NULL) {
         r1_forward__lap(f, R1_PROFILE_HEAD, &mark);
         f->prof->total_ns += mark - start;

@@ -89,12 +89,21 @@ typedef struct r1_forward {
 r1_status r1_forward__bind(r1_forward *f, const r1_container *c, r1_expert_cache *experts,
                            r1_compute *compute);
 void r1_forward__unbind(r1_forward *f);
+/* Makes f a session's forward pass over the model-derived data of bound (one r1_forward__bind
+ * per model, kept by the model: weights, norm and W_UK copies, rope), which f only reads, so any
+ * number of sessions on any threads share it; what is per session (profile, lookahead gates and
+ * counters) starts afresh in f. f is never unbound: bound goes with the model. */
+void r1_forward__share(r1_forward *f, const r1_forward *bound);
 /* Largest total size of the float32 copies of W_UK that binding makes (default 256 MiB);
  * process-wide, for tests: 0 makes every pass transpose W_UK into scratch instead. */
 void r1_forward__set_uk_copy_limit(uint64_t bytes);
 /* Whether the lookahead measures its worth and runs only where it shortens the waits for
  * expert data (1, the default), or runs in every pass (0); process-wide, for tests. */
 void r1_forward__set_prefetch_adaptive(int32_t on);
+/* Tests only: with on != 0, an f32 latent cache stores each new row as its q8_0 round trip, i.e.
+ * exactly the values a q8_0 cache gives its readers, so the two caches' logits must agree bit for
+ * bit (test_latent_q8); process-wide, set only while no forward pass runs. */
+void r1_forward__set_latent_roundtrip(int32_t on);
 
 /* The latent cache of docs/model.md §2.6: per layer and position, RMSNorm(c_kv) followed by the
  * rotated k_pe, in float32 (kv_lora_rank + qk_rope_head_dim values per token and layer). One row
@@ -113,9 +122,14 @@ typedef struct r1_kv_cache {
 } r1_kv_cache;
 
 /* dtype: the cache's value type (R1_DTYPE_*), or -1 for the model's default (f32 latent for MLA,
- * f16 for grouped-query attention); R1_ERR_UNSUPPORTED for a type the model cannot keep. */
+ * f16 for grouped-query attention); R1_ERR_UNSUPPORTED for a type the model cannot keep (MLA:
+ * f32 and q8_0; q8_0 is taken as f32 when kv_lora_rank is not a multiple of 32). */
 r1_status r1_kv_cache__create(r1_kv_cache *kv, const r1_model_config *cfg, int64_t n_ctx,
                               int32_t dtype);
+/* An MLA model's latent cache for a requested dtype (as above, -1: default): the type it gets,
+ * and the bytes of one position of one layer (lat_row_bytes). */
+int32_t r1_kv_cache__latent_dtype(const r1_model_config *cfg, int32_t dtype);
+size_t r1_kv_cache__latent_row_bytes(const r1_model_config *cfg, int32_t dtype);
 void r1_kv_cache__destroy(r1_kv_cache *kv);
 
 /* Working memory for chunks of up to max_tokens tokens at a time. */
@@ -135,5 +149,32 @@ void r1_forward__lap(r1_forward *f, int32_t cls, uint64_t *mark);
 
 r1_status r1_forward__run(r1_forward *f, r1_forward_scratch *s, r1_kv_cache *kv, const int32_t *ids,
                           int64_t n_tokens, int64_t pos0, float *logits, int32_t all_logits);
+
+/* One sequence's rows of a batched pass: n_rows consecutive rows of the batch, the tokens at
+ * positions pos0 ... pos0 + n_rows - 1 of its own cache kv (which holds the positions < pos0). */
+typedef struct r1_forward_seq {
+    r1_kv_cache *kv;
+    int64_t pos0;
+    int64_t n_rows;
+    int32_t all_logits; /* a logits row for each of its rows, else for its last only */
+} r1_forward_seq;
+
+/* Rows of several sequences in one pass: everything but attention (every product, routing,
+ * each routed expert once for all the rows routed to it, the lookahead) runs once over all the
+ * rows; attention runs per sequence over its own cache at its own positions. ids has one id per
+ * row, the sequences' rows in order; their total is at most the scratch's max_tokens, and every
+ * cache's n_ctx at most the scratch's. logits receives, sequence after sequence, its rows'
+ * logits (all_logits) or its last row's. Each row's result is bit-identical to the same rows
+ * run alone (r1_forward__run of its sequence) where the backend's products treat every row
+ * alike (r1_forward__rows_alike: the CPU's integer Q8_0/Q4_0 kernels); the products of weights
+ * kept in float that every model has (the router, a tied head) run per sequence for that. On
+ * failure every cache beyond its pos0 is unspecified. */
+r1_status r1_forward__run_batch(r1_forward *f, r1_forward_scratch *s, const r1_forward_seq *seqs,
+                                int64_t n_seqs, const int32_t *ids, float *logits);
+/* Whether the CPU backend's products with w treat every row alike whatever the number of rows
+ * (the integer kernels of Q8_0 and Q4_0); a float weight takes BLAS for several rows. */
+int32_t r1_forward__rows_alike(const r1_tensor *w);
+/* The n_ctx the scratch was made for: the longest cache a pass with it may read. */
+int64_t r1_forward_scratch__n_ctx(const r1_forward_scratch *s);
 
 #endif

@@ -400,10 +400,9 @@ static r1_status r1_dense_prefill_attention(r1_forward *f, r1_dense_scratch *s, 
     return R1_OK;
 }
 
-/* The attention block of layer l for T tokens at pos0 (docs/model.md §7.1), its output
- * projection in s->attn. */
-static r1_status r1_dense_attention(r1_forward *f, r1_dense_scratch *s, r1_gqa_cache *kv, int64_t l,
-                                    int64_t T, int64_t pos0)
+/* The attention's input side for T rows, of however many sequences (docs/model.md §7.1): the
+ * queries, keys and values of every row, rotated by each row's own angles (s->cs). */
+static r1_status r1_dense_attention_in(r1_forward *f, r1_dense_scratch *s, int64_t l, int64_t T)
 {
     const r1_model_config *cfg = f->cfg;
     const r1_dense_layer *w = &f->dense->layers[l];
@@ -424,9 +423,21 @@ static r1_status r1_dense_attention(r1_forward *f, r1_dense_scratch *s, r1_gqa_c
         .n_rows = T, .n_vecs = H, .row_stride = H * hd, .vec_stride = hd, .n_pairs = hd / 2};
     const r1_op_rope_params kp = {
         .n_rows = T, .n_vecs = KVH, .row_stride = KV, .vec_stride = hd, .n_pairs = hd / 2};
-    if ((st = r1_compute__rope(f->compute, &qp, s->cs, s->q)) != R1_OK ||
-        (st = r1_compute__rope(f->compute, &kp, s->cs, s->k)) != R1_OK)
+    if ((st = r1_compute__rope(f->compute, &qp, s->cs, s->q)) != R1_OK)
         return st;
+    return r1_compute__rope(f->compute, &kp, s->cs, s->k);
+}
+
+/* The attention of T rows of one sequence at pos0 (their queries, keys and values from
+ * r1_dense_attention_in) over its cache, into s->o; the caller applies the output projection to
+ * every sequence's rows at once. */
+static r1_status r1_dense_attention(r1_forward *f, r1_dense_scratch *s, r1_gqa_cache *kv, int64_t l,
+                                    int64_t T, int64_t pos0)
+{
+    const r1_model_config *cfg = f->cfg;
+    const int64_t H = cfg->num_attention_heads, KVH = cfg->num_key_value_heads;
+    const int64_t hd = cfg->head_dim, KV = KVH * hd;
+    r1_status st;
 
     /* The new rows into the cache, in its type; attention then reads them from there, so a
      * token attends to its own key exactly as later tokens will. */
@@ -453,7 +464,7 @@ static r1_status r1_dense_attention(r1_forward *f, r1_dense_scratch *s, r1_gqa_c
     } else {
         st = r1_dense_prefill_attention(f, s, kl, vl, kv->row_bytes, kv->dtype, T, pos0);
     }
-    return st == R1_OK ? r1_dense_mm(f, &w->w[R1_SLOT_O], s->o, T, s->attn) : st;
+    return st;
 }
 
 /* y = (silu(x W_gate^T) * (x W_up^T)) W_down^T (docs/model.md §7.1). */
@@ -475,30 +486,103 @@ r1_status r1_forward_dense__run(r1_forward *f, r1_dense_scratch *s, r1_gqa_cache
                                 const int32_t *ids, int64_t T, int64_t pos0, float *logits,
                                 int32_t all_logits)
 {
+    r1_kv_cache cache = {.n_ctx = kv != NULL ? kv->n_ctx : 0, .gqa = kv};
+    const r1_forward_seq seq = {.kv = &cache, .pos0 = pos0, .n_rows = T, .all_logits = all_logits};
+    return r1_forward_dense__run_batch(f, s, cache.n_ctx, &seq, 1, ids, logits);
+}
+
+/* Moves the per-row buffers one sequence's attention reads and writes (queries, keys, values,
+ * output) by dr rows, so that row 0 is the sequence's first (and back with -dr). */
+static void r1_dense_shift(r1_dense_scratch *s, const r1_model_config *cfg, int64_t dr)
+{
+    const int64_t QD = cfg->num_attention_heads * cfg->head_dim;
+    const int64_t KV = cfg->num_key_value_heads * cfg->head_dim;
+    s->q += dr * QD;
+    s->o += dr * QD;
+    s->k += dr * KV;
+    s->v += dr * KV;
+}
+
+/* The final norm and head on the rows that get logits (all rows of a sequence with all_logits,
+ * else its last), gathered into s->b when they are not one run of rows. */
+static r1_status r1_dense_head(r1_forward *f, r1_dense_scratch *s, const r1_forward_seq *seqs,
+                               int64_t n_seqs, int64_t T, float *logits)
+{
+    const int64_t D = f->cfg->hidden_size;
+    const float *x;
+    int64_t n_out = 0;
+    if (n_seqs == 1) {
+        const int64_t first = seqs[0].all_logits ? 0 : T - 1;
+        x = s->h + first * D;
+        n_out = T - first;
+    } else {
+        for (int64_t i = 0, r0 = 0; i < n_seqs; r0 += seqs[i].n_rows, i++) {
+            const int64_t n = seqs[i].n_rows, first = seqs[i].all_logits ? r0 : r0 + n - 1;
+            memcpy(s->b + n_out * D, s->h + first * D, (size_t)((r0 + n - first) * D) * 4);
+            n_out += r0 + n - first;
+        }
+        x = s->b;
+    }
+    r1_status st = r1_dense_rmsnorm(f, x, f->dense->final_norm, n_out, s->a);
+    if (st != R1_OK || n_seqs == 1 || r1_forward__rows_alike(&f->dense->head))
+        return st == R1_OK ? r1_dense_mm(f, &f->dense->head, s->a, n_out, logits) : st;
+    /* A float head (a tied embedding) rounds a row by the number of rows of its product (BLAS
+     * or the dot kernel): one product per sequence, so each row's is that of its sequence. */
+    const int64_t V = f->cfg->vocab_size;
+    for (int64_t i = 0, r = 0; i < n_seqs && st == R1_OK; i++) {
+        const int64_t n = seqs[i].all_logits ? seqs[i].n_rows : 1;
+        st = r1_dense_mm(f, &f->dense->head, s->a + r * D, n, logits + r * V);
+        r += n;
+    }
+    return st;
+}
+
+r1_status r1_forward_dense__run_batch(r1_forward *f, r1_dense_scratch *s, int64_t n_ctx,
+                                      const r1_forward_seq *seqs, int64_t n_seqs,
+                                      const int32_t *ids, float *logits)
+{
     const r1_model_config *cfg = f->cfg;
     const r1_dense *d = f->dense;
     const int64_t D = cfg->hidden_size, np = d->n_pairs;
-    if (s == NULL || kv == NULL || T <= 0 || T > s->max_tokens || pos0 < 0 || pos0 + T > kv->n_ctx)
-        return r1_error__set(R1_ERR_INTERNAL, "forward chunk of %lld tokens at %lld does not fit",
-                             (long long)T, (long long)pos0);
+    int64_t T = 0;
+    for (int64_t i = 0; i < n_seqs && seqs != NULL; i++) {
+        const r1_forward_seq *q = &seqs[i];
+        if (q->kv == NULL || q->kv->gqa == NULL || q->n_rows <= 0 || q->pos0 < 0 ||
+            q->pos0 + q->n_rows > q->kv->gqa->n_ctx || q->kv->gqa->n_ctx > n_ctx)
+            return r1_error__set(R1_ERR_INTERNAL,
+                                 "forward chunk of %lld tokens at %lld does not fit",
+                                 (long long)q->n_rows, (long long)q->pos0);
+        T += q->n_rows;
+    }
+    if (s == NULL || seqs == NULL || n_seqs <= 0 || T > s->max_tokens)
+        return r1_error__set(R1_ERR_INTERNAL, "forward pass of %lld rows does not fit",
+                             (long long)T);
     const uint64_t start = f->prof != NULL ? r1_clock__now_ns() : 0;
     uint64_t mark = start;
     const size_t embed_row = r1_dtype__row_bytes(d->embed.dtype, D);
-    for (int64_t t = 0; t < T; t++) {
-        r1_dtype__dequantize_row(d->embed.dtype,
-                                 (const uint8_t *)d->embed.data + (size_t)ids[t] * embed_row, NULL,
-                                 s->h + t * D, D);
-        /* Angles in double, rounded once (docs/model.md §3.5). */
-        for (int64_t m = 0; m < np; m++) {
-            const double a = (double)(pos0 + t) * d->inv_freq[m];
-            s->cs[t * 2 * np + 2 * m] = (float)cos(a);
-            s->cs[t * 2 * np + 2 * m + 1] = (float)sin(a);
+    for (int64_t i = 0, r = 0; i < n_seqs; i++)
+        for (int64_t t = 0; t < seqs[i].n_rows; t++, r++) {
+            r1_dtype__dequantize_row(d->embed.dtype,
+                                     (const uint8_t *)d->embed.data + (size_t)ids[r] * embed_row,
+                                     NULL, s->h + r * D, D);
+            /* Angles in double, rounded once (docs/model.md §3.5). */
+            for (int64_t m = 0; m < np; m++) {
+                const double a = (double)(seqs[i].pos0 + t) * d->inv_freq[m];
+                s->cs[r * 2 * np + 2 * m] = (float)cos(a);
+                s->cs[r * 2 * np + 2 * m + 1] = (float)sin(a);
+            }
         }
-    }
     for (int64_t l = 0; l < cfg->num_hidden_layers; l++) {
         const r1_dense_layer *w = &d->layers[l];
         r1_forward__lap(f, R1_PROFILE_OTHER, &mark);
-        r1_status st = r1_dense_attention(f, s, kv, l, T, pos0);
+        r1_status st = r1_dense_attention_in(f, s, l, T);
+        for (int64_t i = 0, r0 = 0; i < n_seqs && st == R1_OK; r0 += seqs[i].n_rows, i++) {
+            r1_dense_shift(s, cfg, r0);
+            st = r1_dense_attention(f, s, seqs[i].kv->gqa, l, seqs[i].n_rows, seqs[i].pos0);
+            r1_dense_shift(s, cfg, -r0);
+        }
+        if (st == R1_OK)
+            st = r1_dense_mm(f, &w->w[R1_SLOT_O], s->o, T, s->attn);
         r1_forward__lap(f, R1_PROFILE_ATTENTION, &mark);
         if (st == R1_OK)
             st = r1_dense_accumulate(f, s->attn, T, s->h);
@@ -513,10 +597,7 @@ r1_status r1_forward_dense__run(r1_forward *f, r1_dense_scratch *s, r1_gqa_cache
             return st;
     }
     r1_forward__lap(f, R1_PROFILE_OTHER, &mark);
-    const int64_t first = all_logits ? 0 : T - 1, n_out = T - first;
-    r1_status st = r1_dense_rmsnorm(f, s->h + first * D, d->final_norm, n_out, s->a);
-    if (st == R1_OK)
-        st = r1_dense_mm(f, &d->head, s->a, n_out, logits);
+    r1_status st = r1_dense_head(f, s, seqs, n_seqs, T, logits);
     if (f->prof != NULL) {
         r1_forward__lap(f, R1_PROFILE_HEAD, &mark);
         f->prof->total_ns += mark - start;

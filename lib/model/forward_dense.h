@@ -84,5 +84,10 @@ void r1_dense_scratch__destroy(r1_dense_scratch *s);
 r1_status r1_forward_dense__run(r1_forward *f, r1_dense_scratch *s, r1_gqa_cache *kv,
                                 const int32_t *ids, int64_t n_tokens, int64_t pos0, float *logits,
                                 int32_t all_logits);
+/* As r1_forward__run_batch (forward.h) for a dense model; n_ctx: the scratch's. */
+typedef struct r1_forward_seq r1_forward_seq;
+r1_status r1_forward_dense__run_batch(r1_forward *f, r1_dense_scratch *s, int64_t n_ctx,
+                                      const r1_forward_seq *seqs, int64_t n_seqs,
+                                      const int32_t *ids, float *logits);
 
 #endif

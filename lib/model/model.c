@@ -2,6 +2,7 @@
 #include "model.h"
 
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +37,11 @@ struct r1_model {
     r1_tokenizer *tokenizer;
     r1_compute compute;
     int32_t expert_prefetch; /* whether sessions run the router lookahead */
+    /* The model-derived part of the forward pass (r1_model__forward), bound on first use:
+     * forward_bound says it is, and both change only under forward_lock. */
+    pthread_mutex_t forward_lock;
+    atomic_int forward_bound;
+    r1_forward forward;
 };
 
 R1_API r1_status r1_model_opts_create(r1_model_opts **out)
@@ -192,6 +198,10 @@ static r1_status model_expert_budget(const r1_container *c, const r1_model_opts 
 
 static void model_free(r1_model *m)
 {
+    /* After every session: they only borrowed the bound forward pass. */
+    if (atomic_load(&m->forward_bound))
+        r1_forward__unbind(&m->forward);
+    pthread_mutex_destroy(&m->forward_lock);
     if (m->compute.ops != NULL)
         r1_compute__close(&m->compute);
     r1_tokenizer__destroy(m->tokenizer);
@@ -234,6 +244,11 @@ R1_API r1_status r1_model_load(r1_model **out, const char *path_utf8, r1_backend
     if (m == NULL)
         return r1_error__set(R1_ERR_NO_MEMORY, "out of memory");
     atomic_init(&m->refs, 1);
+    atomic_init(&m->forward_bound, 0);
+    if (pthread_mutex_init(&m->forward_lock, NULL) != 0) {
+        free(m);
+        return r1_error__set(R1_ERR_NO_MEMORY, "cannot create the model's lock");
+    }
     m->expert_prefetch = !opts->no_expert_prefetch;
     uint64_t expert_budget = 0;
     r1_status st = r1_container__open(&m->c, path_utf8);
@@ -265,6 +280,27 @@ R1_API r1_status r1_model_load(r1_model **out, const char *path_utf8, r1_backend
         return st;
     }
     *out = m;
+    return R1_OK;
+}
+
+r1_status r1_model__forward(r1_model *m, const r1_forward **out)
+{
+    /* The acquire pairs with the release below: a session that sees the flag sees the bound
+     * data. Bound at the first session rather than at load, so that loading for the tokenizer
+     * or the header (r1 tokenize, r1 plan) costs no W_UK copies. */
+    if (!atomic_load_explicit(&m->forward_bound, memory_order_acquire)) {
+        pthread_mutex_lock(&m->forward_lock);
+        r1_status st = R1_OK;
+        if (!atomic_load_explicit(&m->forward_bound, memory_order_relaxed)) {
+            st = r1_forward__bind(&m->forward, m->c, m->experts, &m->compute);
+            if (st == R1_OK)
+                atomic_store_explicit(&m->forward_bound, 1, memory_order_release);
+        }
+        pthread_mutex_unlock(&m->forward_lock);
+        if (st != R1_OK)
+            return st;
+    }
+    *out = &m->forward;
     return R1_OK;
 }
 

@@ -6,6 +6,7 @@
 #include "compute.h"
 #include "container.h"
 #include "expert_cache.h"
+#include "forward.h"
 #include "r1.h"
 #include "tokenizer.h"
 
@@ -18,6 +19,12 @@ const r1_model_config *r1_model__config(const r1_model *m);
 r1_compute *r1_model__compute(r1_model *m);
 /* 1 unless the options turned the router lookahead off (r1_model_opts_set_expert_prefetch). */
 int32_t r1_model__expert_prefetch(const r1_model *m);
+
+/* The forward pass bound once for this model (r1_forward__bind: weight views, norm and W_UK
+ * copies, rope), which its sessions share through r1_forward__share. Bound by the first caller,
+ * under the model's lock (a failure is returned to that caller and the next one tries again),
+ * then read-only until the model is freed; thread-safe. */
+r1_status r1_model__forward(r1_model *m, const r1_forward **out);
 
 /* Reference counting: a session retains its model and releases it when destroyed; the model is
  * freed when the last reference goes (r1_model_destroy drops the creator's reference).

@@ -192,10 +192,9 @@ R1_API r1_status r1_session_feed(r1_session *s, const int32_t *ids, size_t n)
     if (s->gen.active)
         return r1_error__set(R1_ERR_BAD_STATE, "r1_session_feed: a generation is in progress");
     r1_status st = r1_session__check_ids(s, ids, n);
+    /* Beyond the room left, the overflow policy shifts the cache or refuses. */
     if (st == R1_OK && (int64_t)(s->gen.n_queue + n) > s->n_ctx - s->position)
-        st = r1_error__set(R1_ERR_CONTEXT_FULL,
-                           "%zu queued tokens at position %lld exceed the context of %lld",
-                           s->gen.n_queue + n, (long long)s->position, (long long)s->n_ctx);
+        st = r1_session__make_room(s, (int64_t)(s->gen.n_queue + n), "queued tokens");
     if (st == R1_OK)
         st = r1_reserve((void **)&s->gen.queue, &s->gen.cap_queue, s->gen.n_queue + n,
                         sizeof(int32_t));
@@ -206,21 +205,36 @@ R1_API r1_status r1_session_feed(r1_session *s, const int32_t *ids, size_t n)
     return R1_OK;
 }
 
-R1_API r1_status r1_session_feed_text(r1_session *s, const char *text, size_t len, uint32_t flags)
+r1_status r1_session__encode(const r1_session *s, const char *text, size_t len, uint32_t flags,
+                             int32_t **ids_out, size_t *n_out)
 {
-    r1_error__clear();
-    if (s == NULL || (text == NULL && len > 0))
-        return r1_error__set(R1_ERR_INVALID_ARG, "r1_session_feed_text: %s is NULL",
-                             s ? "text" : "session");
     const r1_tokenizer *tok = r1_model__tokenizer(s->model);
     size_t n = 0;
+    *ids_out = NULL;
     r1_status st = r1_tokenizer__encode(tok, text, len, flags, NULL, 0, &n);
     if (st != R1_OK && st != R1_ERR_BUFFER_TOO_SMALL)
         return st;
     int32_t *ids = malloc((n ? n : 1) * sizeof *ids);
     if (ids == NULL)
         return r1_error__set(R1_ERR_NO_MEMORY, "cannot allocate %zu token ids", n);
-    st = r1_tokenizer__encode(tok, text, len, flags, ids, n, &n);
+    if ((st = r1_tokenizer__encode(tok, text, len, flags, ids, n, &n)) != R1_OK) {
+        free(ids);
+        return st;
+    }
+    *ids_out = ids;
+    *n_out = n;
+    return R1_OK;
+}
+
+R1_API r1_status r1_session_feed_text(r1_session *s, const char *text, size_t len, uint32_t flags)
+{
+    r1_error__clear();
+    if (s == NULL || (text == NULL && len > 0))
+        return r1_error__set(R1_ERR_INVALID_ARG, "r1_session_feed_text: %s is NULL",
+                             s ? "text" : "session");
+    int32_t *ids = NULL;
+    size_t n = 0;
+    r1_status st = r1_session__encode(s, text, len, flags, &ids, &n);
     if (st == R1_OK)
         st = r1_session_feed(s, ids, n);
     free(ids);
@@ -411,12 +425,12 @@ static r1_status r1_force_close_think(r1_session *s, int32_t close)
     return R1_OK;
 }
 
-R1_API r1_status r1_session_step(r1_session *s, int32_t *id_out, int32_t *kind_out)
+r1_status r1_generate__step_begin(r1_session *s, int32_t *id_out, int32_t *kind_out,
+                                  const int32_t **eval, size_t *n_eval)
 {
-    r1_error__clear();
-    if (s == NULL)
-        return r1_error__set(R1_ERR_INVALID_ARG, "r1_session_step: session is NULL");
     r1_generation *g = &s->gen;
+    *eval = NULL;
+    *n_eval = 0;
     if (id_out != NULL)
         *id_out = -1;
     if (kind_out != NULL)
@@ -433,17 +447,29 @@ R1_API r1_status r1_session_step(r1_session *s, int32_t *id_out, int32_t *kind_o
         return r1_finish(s, R1_DONE, g->last_token);
 
     /* The one forward pass of this step: a slice of the prompt, or the last emitted token. */
-    r1_status st;
     if (g->n_queue > 0) {
-        size_t n = g->n_queue < R1_STEP_PROMPT_TOKENS ? g->n_queue : R1_STEP_PROMPT_TOKENS;
-        if ((st = r1_session__eval(s, g->queue, n)) != R1_OK)
+        *eval = g->queue;
+        *n_eval = g->n_queue < R1_STEP_PROMPT_TOKENS ? g->n_queue : R1_STEP_PROMPT_TOKENS;
+    } else if (g->last_token >= 0) {
+        *eval = &g->last_token;
+        *n_eval = 1;
+    }
+    return R1_OK;
+}
+
+r1_status r1_generate__step_end(r1_session *s, r1_status st, size_t n_eval, int32_t *id_out,
+                                int32_t *kind_out)
+{
+    r1_generation *g = &s->gen;
+    if (g->n_queue > 0) {
+        if (st != R1_OK)
             return r1_finish(s, st, -1);
-        memmove(g->queue, g->queue + n, (g->n_queue - n) * sizeof *g->queue);
-        g->n_queue -= n;
+        memmove(g->queue, g->queue + n_eval, (g->n_queue - n_eval) * sizeof *g->queue);
+        g->n_queue -= n_eval;
         if (g->n_queue > 0)
             return R1_OK; /* prompt progress: no token yet */
-    } else if (g->last_token >= 0) {
-        if ((st = r1_session__eval(s, &g->last_token, 1)) != R1_OK)
+    } else if (n_eval > 0) {
+        if (st != R1_OK)
             return r1_finish(s, st, g->last_token);
         g->last_token = -1;
     }
@@ -518,6 +544,21 @@ R1_API r1_status r1_session_step(r1_session *s, int32_t *id_out, int32_t *kind_o
     if (finished)
         g->finished = 1;
     return R1_OK;
+}
+
+R1_API r1_status r1_session_step(r1_session *s, int32_t *id_out, int32_t *kind_out)
+{
+    r1_error__clear();
+    if (s == NULL)
+        return r1_error__set(R1_ERR_INVALID_ARG, "r1_session_step: session is NULL");
+    const int32_t *eval;
+    size_t n;
+    r1_status st = r1_generate__step_begin(s, id_out, kind_out, &eval, &n);
+    if (st != R1_OK)
+        return st;
+    if (n > 0)
+        st = r1_session__eval(s, eval, n);
+    return r1_generate__step_end(s, st, n, id_out, kind_out);
 }
 
 R1_API r1_status r1_session_piece(const r1_session *s, const char **text_out, size_t *len_out)

@@ -35,42 +35,16 @@
  * (eight buckets per power of two) and sorts only the bucket where the nucleus ends.
  */
 
-/* Keeps the history ring and its scratch copy to a few megabytes. */
-#define R1_SAMPLER_MAX_LAST_N (1 << 20)
-
 /* Probability buckets for top-p: 8 per binade over 64 binades below 1, plus one for the rest. */
 #define R1_SAMPLER_BUCKETS_PER_BINADE 8
 #define R1_SAMPLER_BINADES            64
 #define R1_SAMPLER_N_BUCKETS          ((R1_SAMPLER_BINADES + 2) * R1_SAMPLER_BUCKETS_PER_BINADE)
-
-typedef struct r1_bias {
-    int32_t id;
-    float bias;
-} r1_bias;
 
 typedef struct r1_cand {
     double w; /* unnormalised probability exp((logit - max) / T), 1 for the largest */
     float logit;
     int32_t id;
 } r1_cand;
-
-struct r1_sampler {
-    uint64_t seed;
-    uint64_t n_draws; /* index of the next draw */
-    float temperature, top_p, min_p;
-    int32_t top_k;
-    int32_t last_n;
-    float repeat, frequency, presence;
-    r1_bias *bias; /* n_bias entries sorted by id */
-    size_t n_bias, cap_bias;
-    int32_t *hist;    /* (last_n) ring of accepted ids, oldest at (hist_next - n_hist) */
-    int32_t *counted; /* (last_n) scratch: the window sorted, to count each id once */
-    size_t n_hist, hist_next;
-    r1_cand *cand; /* (cap_cand) scratch for one sample call */
-    size_t cap_cand;
-    r1_cand *edge; /* (cap_edge) scratch: the top-p bucket being sorted */
-    size_t cap_edge;
-};
 
 /* ------------------------------------------------------------------------------------------ */
 /* Random numbers                                                                             */

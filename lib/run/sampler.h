@@ -7,6 +7,36 @@
 
 #include "r1.h"
 
+/* Keeps the history ring and its scratch copy to a few megabytes. */
+#define R1_SAMPLER_MAX_LAST_N (1 << 20)
+
+typedef struct r1_bias {
+    int32_t id;
+    float bias;
+} r1_bias;
+
+typedef struct r1_cand r1_cand; /* a candidate of one sample call (sampler.c) */
+
+/* Here rather than in sampler.c so that saving and restoring a sampler (session_state.c) reads
+ * and replaces exactly these fields. */
+struct r1_sampler {
+    uint64_t seed;
+    uint64_t n_draws; /* index of the next draw */
+    float temperature, top_p, min_p;
+    int32_t top_k;
+    int32_t last_n;
+    float repeat, frequency, presence;
+    r1_bias *bias; /* n_bias entries sorted by id */
+    size_t n_bias, cap_bias;
+    int32_t *hist;    /* (last_n) ring of accepted ids, oldest at (hist_next - n_hist) */
+    int32_t *counted; /* (last_n) scratch: the window sorted, to count each id once */
+    size_t n_hist, hist_next;
+    r1_cand *cand; /* (cap_cand) scratch for one sample call */
+    size_t cap_cand;
+    r1_cand *edge; /* (cap_edge) scratch: the top-p bucket being sorted */
+    size_t cap_edge;
+};
+
 /* Sample as r1_sampler_sample() does, but only from ids below n_allowed: the rows of the output
  * matrix past the tokenizer's last id (vocabulary padding, docs/model.md §8.14) can never be
  * chosen. 1 <= n_allowed <= n_vocab. Advances the draw counter by one on success. */

@@ -72,6 +72,7 @@ R1_API void r1_session_destroy(r1_session *s)
         return;
     r1_generate__free(s);
     free(s->tokens);
+    free(s->dropped);
     free(s->logits);
     /* The device's copy of the cache goes with it (its id is never seen again anyway). */
     r1_compute__drop_latent(r1_model__compute(s->model), s->kv.id);
@@ -80,8 +81,7 @@ R1_API void r1_session_destroy(r1_session *s)
     if (s->prof != NULL)
         free(s->prof->expert_tokens);
     free(s->prof);
-    if (s->forward.cfg != NULL)
-        r1_forward__unbind(&s->forward);
+    /* s->forward only borrowed the model's bound data (r1_forward__share): nothing to unbind. */
     r1_model__release(s->model);
     free(s);
 }
@@ -110,9 +110,15 @@ R1_API r1_status r1_session_create(r1_session **out, r1_model *model, const r1_s
     s->model = r1_model__retain(model);
     s->n_ctx = n_ctx;
     s->logits_all = opts ? opts->logits_all : 0;
+    s->overflow = opts ? opts->overflow : 0;
+    s->overflow_keep = opts ? opts->overflow_keep : 0;
     int64_t chunk = n_ctx < R1_SESSION_CHUNK ? n_ctx : R1_SESSION_CHUNK;
-    r1_status st = r1_forward__bind(&s->forward, r1_model__container(model),
-                                    r1_model__experts(model), r1_model__compute(model));
+    /* The model-derived data is bound once per model and shared; the session keeps its own
+     * profile pointer and lookahead gates. */
+    const r1_forward *bound = NULL;
+    r1_status st = r1_model__forward(model, &bound);
+    if (st == R1_OK)
+        r1_forward__share(&s->forward, bound);
     s->forward.prefetch = r1_model__expert_prefetch(model);
     if (st == R1_OK)
         st = r1_forward_scratch__create(&s->scratch, cfg, chunk, n_ctx);
@@ -156,33 +162,49 @@ r1_status r1_session__check_ids(const r1_session *s, const int32_t *ids, size_t 
 
 r1_status r1_session__eval(r1_session *s, const int32_t *ids, size_t n)
 {
-    if ((int64_t)n > s->n_ctx - s->position)
-        return r1_error__set(R1_ERR_CONTEXT_FULL,
-                             "%zu tokens at position %lld exceed the context of %lld", n,
-                             (long long)s->position, (long long)s->n_ctx);
-    const int64_t vocab = s->forward.cfg->vocab_size;
-    r1_status st = r1_session_reserve_logits(s, s->logits_all ? (int64_t)n : 1);
+    r1_status st = r1_session__eval_prepare(s, n);
     if (st != R1_OK)
         return st;
+    const int64_t vocab = s->forward.cfg->vocab_size;
     const int64_t start = s->position, chunk = r1_forward_scratch__max_tokens(s->scratch);
-    for (int64_t done = 0; done < (int64_t)n; done += chunk) {
+    for (int64_t done = 0; done < (int64_t)n && st == R1_OK; done += chunk) {
         int64_t m = (int64_t)n - done < chunk ? (int64_t)n - done : chunk;
         /* Only the final chunk's last row matters unless every row was asked for. */
         float *out = s->logits_all ? s->logits + done * vocab : s->logits;
         st = r1_forward__run(&s->forward, s->scratch, &s->kv, ids + done, m, start + done, out,
                              s->logits_all);
-        if (st != R1_OK) {
-            /* The cache past the start is partial: the session returns to where it was. */
-            s->position = start;
-            s->logits_rows = 0;
-            return st;
-        }
     }
-    memcpy(s->tokens + start, ids, n * sizeof *ids);
-    s->position = start + (int64_t)n;
-    s->logits_rows = s->logits_all ? (int64_t)n : 1;
+    /* On failure the cache past the start is partial: the session stays where it was. */
+    r1_session__eval_commit(s, ids, n, NULL, st);
+    return st;
+}
+
+r1_status r1_session__eval_prepare(r1_session *s, size_t n)
+{
+    if ((int64_t)n > s->n_ctx - s->position) {
+        r1_status room = r1_session__make_room(s, (int64_t)n, "tokens");
+        if (room != R1_OK)
+            return room;
+    }
+    return r1_session_reserve_logits(s, s->logits_all ? (int64_t)n : 1);
+}
+
+void r1_session__eval_commit(r1_session *s, const int32_t *ids, size_t n, const float *logits,
+                             r1_status st)
+{
+    if (st != R1_OK) {
+        /* The cache past the position is partial: the session stays where it was. */
+        s->logits_rows = 0;
+        return;
+    }
+    const int64_t rows = s->logits_all ? (int64_t)n : 1;
+    if (logits != NULL)
+        memcpy(s->logits, logits,
+               (size_t)rows * (size_t)s->forward.cfg->vocab_size * sizeof(float));
+    memcpy(s->tokens + s->position, ids, n * sizeof *ids);
+    s->position += (int64_t)n;
+    s->logits_rows = rows;
     r1_generate__track_think(s, ids, n);
-    return R1_OK;
 }
 
 R1_API r1_status r1_session_eval(r1_session *s, const int32_t *ids, size_t n)
@@ -242,6 +264,7 @@ R1_API r1_status r1_session_truncate(r1_session *s, int32_t n_keep)
                              (int)n_keep, (long long)s->position);
     /* Positions >= n_keep are overwritten by the next evaluation; nothing to clear. */
     r1_generate__end(s);
+    r1_session__forget_dropped(s, n_keep);
     s->position = n_keep;
     s->think_open = 0;
     r1_generate__track_think(s, s->tokens, (size_t)n_keep);
@@ -255,6 +278,7 @@ R1_API r1_status r1_session_reset(r1_session *s)
     if (s == NULL)
         return r1_error__set(R1_ERR_INVALID_ARG, "r1_session_reset: session is NULL");
     r1_generate__end(s);
+    r1_session__forget_dropped(s, 0);
     s->think_open = 0;
     s->position = 0;
     s->logits_rows = 0;

@@ -1864,3 +1864,16 @@ r1_status r1_tokenizer__stream_flush(r1_tokenizer_stream *st, char *buf, size_t 
     *len_out = 0;
     return stream_run(st, NULL, 0, 1, buf, cap, len_out);
 }
+
+size_t r1_tokenizer__stream_held(const r1_tokenizer_stream *st, uint8_t held[4])
+{
+    memcpy(held, st->held, st->n_held);
+    return st->n_held;
+}
+
+void r1_tokenizer__stream_set_held(r1_tokenizer_stream *st, const uint8_t *held, size_t n)
+{
+    n = n < 3 ? n : 3;
+    memcpy(st->held, held, n);
+    st->n_held = n;
+}

@@ -156,5 +156,9 @@ r1_status r1_tokenizer__stream_push(r1_tokenizer_stream *st, int32_t id, char *b
                                     size_t *len_out);
 r1_status r1_tokenizer__stream_flush(r1_tokenizer_stream *st, char *buf, size_t cap,
                                      size_t *len_out);
+/* The bytes held back (at most 3: an incomplete UTF-8 character) into held; returns their count.
+ * set_held puts n <= 3 such bytes back (a saved session's stream, session_state.c). */
+size_t r1_tokenizer__stream_held(const r1_tokenizer_stream *st, uint8_t held[4]);
+void r1_tokenizer__stream_set_held(r1_tokenizer_stream *st, const uint8_t *held, size_t n);
 
 #endif

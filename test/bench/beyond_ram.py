@@ -18,7 +18,13 @@ Measures, in one run (issue 17; docs/performance.md "Beyond RAM"):
     allows);
   * IO floor = drive bandwidth / drive bytes per decoded token at the achieved hit rate, and the
     ratios the issue asks for: libr1 / llama.cpp, libr1 / IO floor, libr1 under the ballast /
-    libr1 unbounded, peak RSS / (budget + dense weights + KV cache) with 5 % allowed.
+    libr1 unbounded, peak RSS / (budget + dense weights + KV cache) with 5 % allowed;
+  * "budget at or above the working set" (no ballast; --ws-r1m, e.g. the Q4_0 model, which fits
+    in memory): in every round, the same model with a budget of all its experts' bytes
+    (--ws-budget) and with an unbounded store, both warm: an untimed prefill of --ws-depth tokens
+    (r1 bench -d) loads every expert the timed tokens use, which the timed tokens' misses (0)
+    confirm; the issue asks for decode within 5 % of the unbounded figure. --only-working-set
+    runs this part alone (no ballast, no llama.cpp).
 Medians and min-max over the rounds at the end; --json-out keeps every number.
 
 The ballast and the cache dropper are compiled from test/bench/*.c with cc into a temporary
@@ -405,6 +411,34 @@ def run_r1(args, budget_args, info, label):
     return res
 
 
+def run_working_set(args, info, tools, files, budget, order):
+    """The two warm runs of "budget at or above the working set": budget (bytes) and unbounded,
+    in order ("bounded", "unbounded" or the reverse), page cache dropped before each."""
+    out = []
+    for label in order:
+        avail = meminfo()["MemAvailable"]
+        log("  libr1 %s store, warm (%s, MemAvailable %.2f GiB)" % (
+            label, "budget %.2f GB" % (budget / 1e9) if label == "bounded" else "unbounded",
+            avail / GiB))
+        drop = drop_cache(tools, files)
+        run_args = argparse.Namespace(**vars(args))
+        run_args.r1m, run_args.n, run_args.reps = args.ws_r1m, args.ws_n, args.ws_reps
+        res = run_r1(run_args, ["--expert-ram", str(budget if label == "bounded" else 0),
+                                "-d", str(args.ws_depth)], info, "ws-" + label)
+        res["mem_available"] = avail
+        res["page_cache"] = drop
+        if label == "bounded" and "budget" not in res:
+            res["budget"] = budget
+        tg = res.get("json", {}).get("tg", {})
+        res["timed_misses"] = tg.get("expert_misses")
+        if res.get("tps") is not None:
+            log("      timed tokens' expert misses: %s%s" % (
+                res["timed_misses"], "" if res["timed_misses"] == 0 else
+                "  (not warm: raise --ws-depth, or the budget is below the working set)"))
+        out.append(res)
+    return out
+
+
 def kv_bytes(info, n_ctx):
     """The KV cache of n_ctx tokens: r1 plan's figure, else the latent cache's (kv_lora 512 +
     rope 64) float32 per token and layer (docs/model.md)."""
@@ -442,11 +476,30 @@ def main():
     ap.add_argument("--tools", help="directory holding built ballast and drop_file_cache")
     ap.add_argument("--libr1", help="libr1.so for the model's description (default: next to --r1)")
     ap.add_argument("--json-out", help="write every measurement here")
+    ap.add_argument("--ws-r1m", help="the model of the working-set comparison (default --r1m; "
+                    "one that fits in memory: the Q4_0 V2-Lite)")
+    ap.add_argument("--ws-budget", default="all",
+                    help="its bounded budget: BYTES, or all (default): every expert's bytes")
+    ap.add_argument("--ws-depth", type=int, default=512,
+                    help="untimed prefill tokens that load the working set (default 512)")
+    ap.add_argument("--ws-n", type=int, default=32, help="timed tokens per repetition (default 32)")
+    ap.add_argument("--ws-reps", type=int, default=3, help="repetitions per run (default 3)")
+    ap.add_argument("--no-working-set", action="store_true",
+                    help="skip the working-set comparison")
+    ap.add_argument("--only-working-set", action="store_true",
+                    help="only the working-set comparison: no ballast, no llama.cpp")
     args = ap.parse_args()
+    args.ws_r1m = args.ws_r1m or args.r1m
+    if args.only_working_set:
+        args.no_llama = args.no_reference = True
     if not args.no_llama and not (args.gguf and args.llama):
         ap.error("--gguf and --llama are needed unless --no-llama")
     if args.rounds < 1 or args.n < 1 or args.reps < 1:
         ap.error("--rounds, -n and --reps must be >= 1")
+    if args.ws_depth < 1 or args.ws_n < 1 or args.ws_reps < 1:
+        ap.error("--ws-depth, --ws-n and --ws-reps must be >= 1")
+    if args.only_working_set and args.no_working_set:
+        ap.error("--only-working-set and --no-working-set exclude each other")
     work = tempfile.mkdtemp(prefix="beyond_ram.")
     try:
         measure(args, work)
@@ -493,15 +546,40 @@ def measure(args, work):
         ballast_budget = None  # computed per round from MemAvailable under the ballast
     held = ("holds %.2f GiB" % (args.ballast_bytes / GiB) if args.ballast_bytes else
             "leaves %.2f GiB available" % (args.leave / GiB))
-    log("ballast: %s; libr1 under it: %s" % (
-        held, " ".join(ballast_budget) if ballast_budget else "--cache-gb (derived)"))
+    if args.only_working_set:
+        log("ballast: none (--only-working-set)")
+    else:
+        log("ballast: %s; libr1 under it: %s" % (
+            held, " ".join(ballast_budget) if ballast_budget else "--cache-gb (derived)"))
     log("")
     results = {"args": vars(args), "model_info": info, "drive_bw": [], "rounds": []}
     results["drive_bw"].append(drive_bandwidth(tools, args.r1m, args.bw_mb))
+    ws_budget, ws_files = None, [args.ws_r1m]
+    if not args.no_working_set:
+        ws_info = info if args.ws_r1m == args.r1m else model_info(args.r1, args.ws_r1m,
+                                                                   args.libr1)
+        if args.ws_budget != "all":
+            ws_budget = parse_bytes(args.ws_budget)
+        elif ws_info.get("expert_bytes"):
+            ws_budget = ws_info["expert_bytes"]
+        else:
+            sys.exit("beyond_ram: the experts' bytes of %s are unknown (no Python binding): "
+                     "give --ws-budget BYTES" % args.ws_r1m)
+        results["ws_model_info"] = ws_info
+        log("working set: %s, budget %.3f GB (%s) against unbounded, both after an untimed "
+            "prefill of %d tokens" % (args.ws_r1m, ws_budget / 1e9, "every expert's bytes"
+                                      if args.ws_budget == "all" else "--ws-budget",
+                                      args.ws_depth))
 
     for r in range(args.rounds):
         log("round %d of %d" % (r + 1, args.rounds))
         rnd = {"runs": []}
+        if args.only_working_set:
+            rnd["runs"] += run_working_set(args, ws_info, tools, ws_files, ws_budget, [
+                "bounded", "unbounded"] if r % 2 == 0 else ["unbounded", "bounded"])
+            results["rounds"].append(rnd)
+            log("")
+            continue
         ballast = Ballast(tools, args.leave, args.ballast_bytes)
         rnd["ballast"] = {"held": ballast.held, "mlocked": ballast.locked,
                           "lines": ballast.lines}
@@ -551,6 +629,9 @@ def measure(args, work):
             res = run_r1(args, reference_budget, info, "unbounded")
             res["page_cache"] = drop
             rnd["runs"].append(res)
+        if not args.no_working_set:
+            rnd["runs"] += run_working_set(args, ws_info, tools, ws_files, ws_budget, [
+                "bounded", "unbounded"] if r % 2 == 0 else ["unbounded", "bounded"])
         bw = drive_bandwidth(tools, args.r1m, args.bw_mb)
         results["drive_bw"].append(bw)
         rnd["drive_bw"] = bw
@@ -564,6 +645,33 @@ def measure(args, work):
         log("every number: %s" % args.json_out)
 
 
+def summarize_ws(args, results):
+    """Budget at or above the working set: both runs warm, compared within each round."""
+    runs = [x for rnd in results["rounds"] for x in rnd["runs"] if x.get("tps") is not None]
+    wsb = [x for x in runs if x.get("label") == "ws-bounded"]
+    wsu = [x for x in runs if x.get("label") == "ws-unbounded"]
+    ratio_ws, cold = [], 0
+    for rnd in results["rounds"]:
+        rr = {x.get("label"): x for x in rnd["runs"] if x.get("tps") is not None}
+        b, u = rr.get("ws-bounded"), rr.get("ws-unbounded")
+        if b and u:
+            ratio_ws.append(b["tps"] / u["tps"])
+            cold += (b.get("timed_misses") or 0) > 0 or (u.get("timed_misses") or 0) > 0
+    if wsb or wsu:
+        log("  budget >= working set (%s, budget %s GB, warm after -d %d):" % (
+            os.path.basename(args.ws_r1m), spread([x["budget"] / 1e9 for x in wsb
+                                                    if x.get("budget")]), args.ws_depth))
+        log("    bounded:   %s tok/s" % spread([x["tps"] for x in wsb]))
+        log("    unbounded: %s tok/s" % spread([x["tps"] for x in wsu]))
+        log("    bounded / unbounded (same round):                 %s   [issue: >= 0.95]" %
+            spread(ratio_ws))
+        log("    timed expert misses: bounded %s, unbounded %s%s" % (
+            [x.get("timed_misses") for x in wsb], [x.get("timed_misses") for x in wsu],
+            "" if cold == 0 else "  (%d rounds not warm: not a valid comparison)" % cold))
+    return {"ws_bounded_tps": [x["tps"] for x in wsb], "ws_unbounded_tps": [x["tps"] for x in wsu],
+            "ws_bounded_over_unbounded": ratio_ws, "ws_rounds_not_warm": cold}
+
+
 def summarize(args, info, results):
     drive_bw = median(results["drive_bw"])
     runs = [x for rnd in results["rounds"] for x in rnd["runs"]]
@@ -572,6 +680,11 @@ def summarize(args, info, results):
         return [x for x in runs if x["engine"] == engine and x.get("tps") is not None and
                 (label is None or x.get("label") == label) and x.get("ballast_alive", True)]
 
+    if args.only_working_set:
+        log("summary (%d rounds; each tok/s is the median of the run's %d repetitions of tg%d)"
+            % (len(results["rounds"]), args.ws_reps, args.ws_n))
+        results["summary"] = summarize_ws(args, results)
+        return
     llama = pick_runs("llama.cpp")
     r1b = pick_runs("libr1", "ballast")
     r1u = pick_runs("libr1", "unbounded")
@@ -638,7 +751,8 @@ def summarize(args, info, results):
         "r1_ballast_tps": [x["tps"] for x in r1b], "r1_unbounded_tps": [x["tps"] for x in r1u],
         "r1_over_llama": ratio_llama, "r1_over_io_floor": ratio_floor, "io_floor_tps": floors,
         "r1_ballast_over_unbounded": ratio_ref, "rss_over_limit": rss_ratio,
-        "rss_anon_over_limit": rss_anon_ratio, "hit_rate": hr, "drive_mb_per_token": dbt}
+        "rss_anon_over_limit": rss_anon_ratio, "hit_rate": hr, "drive_mb_per_token": dbt,
+        **summarize_ws(args, results)}
 
 
 if __name__ == "__main__":

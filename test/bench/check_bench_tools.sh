@@ -90,17 +90,46 @@ echo "$out" | grep -q "= 878.6 ms" || fail "project_r1.py head by bytes: $out"
 
 # ---- beyond_ram.py: one round, libr1 only, a ballast of 128 MiB --------------------------------
 out=$("$PY" "$SRC/beyond_ram.py" --r1 "$R1" --r1m "$MODEL" --no-llama --ballast-bytes 128M \
-    --rounds 1 -n 2 --reps 1 --bw-mb 16 --tools "$BUILD" --json-out "$TMP/beyond.json" 2>&1) ||
+    --rounds 1 -n 2 --reps 1 --bw-mb 16 --tools "$BUILD" --ws-depth 64 --ws-n 2 --ws-reps 1 \
+    --json-out "$TMP/beyond.json" 2>&1) ||
     fail "beyond_ram.py: $out"
 for want in "ballast: ready" "drive: 1 x 16 MiB O_DIRECT reads" "libr1 (ballast): tg2" \
-    "libr1 (unbounded): tg2" "libr1 under ballast:  " "libr1 / IO floor" "peak RSS GB"; do
+    "libr1 (unbounded): tg2" "libr1 under ballast:  " "libr1 / IO floor" "peak RSS GB" \
+    "libr1 (ws-bounded): tg2" "libr1 (ws-unbounded): tg2" "budget >= working set" \
+    "bounded / unbounded (same round)"; do
     echo "$out" | grep -q "$want" || fail "beyond_ram.py output lacks '$want': $out"
 done
 echo "$out" | grep "page cache: " | grep -v "after 0 " && fail "page cache not dropped: $out"
 "$PY" -c 'import json, sys; d = json.load(open(sys.argv[1])); r = d["rounds"][0]["runs"]
-assert [x["label"] for x in r] == ["ballast", "unbounded"], r
-assert all(x["rc"] == 0 and x["tps"] > 0 and x["peak_rss"] > 0 for x in r), r' \
+assert [x["label"] for x in r] == ["ballast", "unbounded", "ws-bounded", "ws-unbounded"], r
+assert all(x["rc"] == 0 and x["tps"] > 0 and x["peak_rss"] > 0 for x in r), r
+ws = {x["label"]: x for x in r}
+# the bounded run holds every expert; the untimed prefill left nothing to load in timed tokens
+assert ws["ws-bounded"]["budget"] == d["ws_model_info"]["expert_bytes"], ws["ws-bounded"]
+assert ws["ws-bounded"]["timed_misses"] == 0 and ws["ws-unbounded"]["timed_misses"] == 0, ws
+assert len(d["summary"]["ws_bounded_over_unbounded"]) == 1, d["summary"]' \
     "$TMP/beyond.json" || fail "beyond_ram.py JSON"
+# the working-set comparison alone (no ballast, no llama.cpp), two rounds in swapped order
+out=$("$PY" "$SRC/beyond_ram.py" --r1 "$R1" --r1m "$MODEL" --only-working-set --rounds 2 \
+    --bw-mb 16 --tools "$BUILD" --ws-depth 64 --ws-n 2 --ws-reps 1 \
+    --json-out "$TMP/ws.json" 2>&1) || fail "beyond_ram.py --only-working-set: $out"
+echo "$out" | grep -q "ballast: ready" && fail "--only-working-set ran a ballast: $out"
+"$PY" -c 'import json, sys; d = json.load(open(sys.argv[1]))
+labels = [[x["label"] for x in rnd["runs"]] for rnd in d["rounds"]]
+assert labels == [["ws-bounded", "ws-unbounded"], ["ws-unbounded", "ws-bounded"]], labels
+assert len(d["summary"]["ws_bounded_over_unbounded"]) == 2, d["summary"]' \
+    "$TMP/ws.json" || fail "beyond_ram.py --only-working-set JSON"
+
+# ---- chat_turns.py (issue 19): with one session a turn evaluates its new tokens only, fresh
+# every turn the whole conversation (columns: turn, new tok, ms, ms/tok, position, conv tok)
+out=$("$PY" "$SRC/chat_turns.py" "$MODEL" --turns 3 --max-tokens 4 2>&1) ||
+    fail "chat_turns.py: $out"
+echo "$out" | awk '$1 ~ /^[0-9]+$/ { n++; if ($1 > 1 && $2 >= $6) bad = 1 }
+    END { exit !(n == 3 && !bad) }' || fail "chat_turns.py reused no prefix: $out"
+out=$("$PY" "$SRC/chat_turns.py" "$MODEL" --turns 3 --max-tokens 4 --fresh 2>&1) ||
+    fail "chat_turns.py --fresh: $out"
+echo "$out" | awk '$1 ~ /^[0-9]+$/ { n++; if ($2 != $6) bad = 1 } END { exit !(n == 3 && !bad) }' ||
+    fail "chat_turns.py --fresh: $out"
 
 # ---- make_v3_slice.py: V3's shapes by default; a shrunken slice converts and runs ----------------
 NPY=""

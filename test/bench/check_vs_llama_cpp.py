@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""check_vs_llama_cpp.py: the side-by-side tools end to end: gguf_bytes.py on a small GGUF of known parts, vs_llama_cpp.py's rounds, medians, ratios and load records.
+"""check_vs_llama_cpp.py: the side-by-side tools end to end: gguf_bytes.py on a small GGUF of known parts, vs_llama_cpp.py's rounds, medians, ratios and load records, and the dense generator's HF/GGUF pair (test/ref/make_dense_shaped.py) at small widths.
 
 Usage: check_vs_llama_cpp.py BENCH_SRC_DIR R1 MODEL.r1m
 
@@ -85,6 +85,84 @@ print(json.dumps(out))
 '''
 
 
+# make_dense_shaped.py at small widths (the real vocabularies, so the tokenizers fit): 1 layer,
+# 64 wide, 2 query heads of 32 on 1 kv head, MLP 96.
+TINY = ["--layers", "1", "--set", "hidden_size=64", "--set", "num_attention_heads=2",
+        "--set", "num_key_value_heads=1", "--set", "intermediate_size=96"]
+
+
+def check_dense(gguf, np, src, r1, gguf_py, tmp):
+    """make_dense_shaped.py writes the same numbers into its HF folder and its GGUF (Q8_0 of the
+    BF16 values, Llama's q/k rows permuted as convert_hf_to_gguf.py does, llama3 rope factors,
+    the distill vocabularies), r1 converts the folder, and the bytes per decoded token agree part
+    by part between `r1 bench --json` and gguf_bytes.py (the embedding row aside: libr1 keeps
+    it in BF16)."""
+    root = os.path.abspath(os.path.join(src, "..", ".."))
+    gen = os.path.join(root, "test", "ref", "make_dense_shaped.py")
+    sys.path.insert(0, os.path.join(root, "test", "ref"))
+    import safetensors_io as st  # noqa: PLC0415
+
+    for model, bos, pre in (("qwen7b", 151646, "qwen2"), ("llama8b", 128000, "llama-bpe")):
+        hf, gf = os.path.join(tmp, model + "-hf"), os.path.join(tmp, model + ".gguf")
+        subprocess.run([sys.executable, gen, model, "--hf", hf, "--gguf", gf, "--gguf-py",
+                        gguf_py] + TINY, check=True, stdout=subprocess.DEVNULL)
+        hft = st.load_dir(hf)
+        cfg = json.load(open(os.path.join(hf, "config.json")))
+        assert cfg["hidden_size"] == 64 and cfg["num_hidden_layers"] == 1
+        r = gguf.GGUFReader(gf)
+        gt = {t.name: t for t in r.tensors}
+        arch = r.fields["general.architecture"].contents()
+        assert arch == ("qwen2" if model == "qwen7b" else "llama"), arch
+        assert r.fields["tokenizer.ggml.pre"].contents() == pre
+        assert r.fields["tokenizer.ggml.bos_token_id"].contents() == bos
+        assert len(r.fields["tokenizer.ggml.tokens"].contents()) == cfg["vocab_size"]
+        names = {"model.embed_tokens.weight": "token_embd.weight",
+                 "lm_head.weight": "output.weight", "model.norm.weight": "output_norm.weight",
+                 "model.layers.0.self_attn.q_proj.weight": "blk.0.attn_q.weight",
+                 "model.layers.0.self_attn.k_proj.weight": "blk.0.attn_k.weight",
+                 "model.layers.0.self_attn.v_proj.weight": "blk.0.attn_v.weight",
+                 "model.layers.0.mlp.down_proj.weight": "blk.0.ffn_down.weight",
+                 "model.layers.0.input_layernorm.weight": "blk.0.attn_norm.weight"}
+        if model == "qwen7b":
+            names["model.layers.0.self_attn.k_proj.bias"] = "blk.0.attn_k.bias"
+        else:
+            assert not any(n.endswith(".bias") for n in hft)
+        for hn, gn in names.items():
+            dt, arr = hft[hn]
+            f = st.to_float(dt, arr, np.float32)
+            t = gt[gn]
+            if f.ndim == 1:
+                assert t.tensor_type.name == "F32" and np.array_equal(np.asarray(t.data), f), gn
+                continue
+            if model == "llama8b" and gn in ("blk.0.attn_q.weight", "blk.0.attn_k.weight"):
+                nh = 2 if gn == "blk.0.attn_q.weight" else 1  # HF half split -> pairs
+                f = f.reshape(nh, 2, f.shape[0] // nh // 2, f.shape[1]).swapaxes(1, 2).reshape(
+                    f.shape)
+            want = gguf.quantize(f, gguf.GGMLQuantizationType.Q8_0)
+            assert t.tensor_type.name == "Q8_0" and np.array_equal(
+                np.asarray(t.data).reshape(want.shape), want), gn
+        if model == "llama8b":
+            rf = np.asarray(gt["rope_freqs.weight"].data)  # docs/model.md §7.3, head dim 32
+            assert rf.shape == (16,) and rf[0] == 1.0 and rf[-1] == 8.0, rf
+        # r1 converts the folder; both engines' bytes per token, part by part
+        r1m = os.path.join(tmp, model + ".r1m")
+        subprocess.run([r1, "convert", hf, r1m, "--quant", "q8_0"], check=True,
+                       stdout=subprocess.DEVNULL)
+        rj = json.loads(subprocess.run([r1, "bench", "-m", r1m, "-p", "0", "-n", "2", "--reps",
+                                        "1", "--json", "--triad-mb", "4", "-t", "1"],
+                                       check=True, stdout=subprocess.PIPE, text=True).stdout)
+        lj = json.loads(subprocess.run(
+            [sys.executable, os.path.join(src, "gguf_bytes.py"), "--gguf-py", gguf_py, gf],
+            check=True, stdout=subprocess.PIPE, text=True).stdout)
+        rp, lp = rj["bytes_per_token_parts"], lj["bytes_per_token_parts"]
+        for part in ("attention", "dense_mlp", "head"):
+            assert lp[part] > 0 and rp[part] == lp[part], (model, part, rp, lp)
+        for part in ("router", "shared", "experts"):
+            assert lp[part] == 0 and rp.get(part, 0) == 0, (model, part)
+        assert lp["embedding"] == 64 * 34 / 32 and rp["embedding"] == 64 * 2, (rp, lp)
+        assert lj["layers"] == 1 and lj["expert_count"] == 0
+
+
 def main():
     src, r1, model = sys.argv[1:4]
     gguf_py = find_gguf_py(src)
@@ -144,6 +222,7 @@ def main():
         b = s["models"]["T"]["bytes_per_token"]
         assert b["llama_cpp_total"] == sum(want.values()) and b["libr1_total"] > 0
         assert b["libr1"]["head"] > 0 and b["libr1"]["embedding"] > 0
+        check_dense(gguf, np, src, r1, gguf_py, tmp)
     print("vs_llama_cpp tools ok")
     return 0
 

@@ -9,17 +9,19 @@ different types (llama-quantize's Q4_0 keeps the output head in Q6_K):
 
 * embedding: one row of token_embd per token;
 * attention: every matrix of the layer's MLA block once (attn_k_b/attn_v_b in place of
-  attn_kv_b when the file has them, as llama.cpp then reads only those);
-* dense_mlp: ffn_gate/up/down of the leading dense layers;
+  attn_kv_b when the file has them, as llama.cpp then reads only those), or of a dense model's
+  grouped-query block (attn_q/k/v/output: Qwen2, Llama);
+* dense_mlp: ffn_gate/up/down of the leading dense layers, or of every layer of a dense model;
 * router: ffn_gate_inp;
 * shared: the *_shexp matrices;
 * experts: the routed experts a token selects: expert_used_count of expert_count of each
   *_exps tensor (a decode pass reads each selected expert once);
 * head: output (or token_embd again when the file ties them).
 
-One-dimensional tensors (norms, the router's bias) are left out of the total, as libr1 leaves
-them out; their bytes are reported as "vectors". Layers past block_count -
-nextn_predict_layers (multi-token prediction) are not run by decode and are left out too.
+One-dimensional tensors (norms, the router's bias, Qwen2's q/k/v biases, Llama-3's rope_freqs)
+are left out of the total, as libr1 leaves them out; their bytes are reported as "vectors".
+Layers past block_count - nextn_predict_layers (multi-token prediction) are not run by decode
+and are left out too.
 """
 
 import argparse

@@ -279,9 +279,11 @@ def main():
             print(f"| total | {l_total / 1e6:.1f} | {r1_total / 1e6:.1f} | "
                   f"{r1_total / l_total:.3f} |")
             types = lj.get("tensor_types", {})
+            body = ("routed experts " + types["blk.N.ffn_gate_exps.weight"]
+                    if "blk.N.ffn_gate_exps.weight" in types
+                    else "MLP " + types.get("blk.N.ffn_gate.weight", "?"))  # a dense model
             print(f"\nllama.cpp tensor types: head {types.get('output.weight', '(tied)')}, "
-                  f"embedding {types.get('token_embd.weight', '?')}, routed experts "
-                  f"{types.get('blk.N.ffn_gate_exps.weight', '?')}")
+                  f"embedding {types.get('token_embd.weight', '?')}, {body}")
             tgk = test_key(0, a.n, 0)
             if triad and (label, "libr1", tgk) in res:
                 lf, rf = triad * 1e9 / l_total, triad * 1e9 / r1_total
@@ -325,8 +327,9 @@ def main():
 
 
 def kernel_runs(a, models, summary, out_dir):
-    """test/bench_kernels at the expert shapes (gate/up and down) and the head shape of each
-    model: weight GB/s of every kernel and level next to a triad of the same threads."""
+    """test/bench_kernels at the expert shapes (gate/up and down), for a dense model (no
+    experts) at its MLP (gate/up, down) and attention (q/o, k/v) shapes, and at the head shape of
+    each model: weight GB/s of every kernel and level next to a triad of the same threads."""
     shapes = []
     for label, gguf, _ in models:
         if not a.gguf_py:
@@ -335,11 +338,15 @@ def kernel_runs(a, models, summary, out_dir):
         import gguf as g  # noqa: PLC0415
 
         r = g.GGUFReader(gguf)
+        moe = any(t.name.endswith("_exps.weight") for t in r.tensors)
+        pat = (r"blk\.\d+\.ffn_(gate|down)_exps\.weight$" if moe else
+               r"blk\.0\.(ffn_gate|ffn_down|attn_q|attn_k)\.weight$")
         for t in r.tensors:
-            m = re.match(r"blk\.\d+\.ffn_(gate|down)_exps\.weight$", t.name)
+            m = re.match(pat, t.name)
             if m or t.name == "output.weight":
                 cols, rows = int(t.shape[0]), int(t.shape[1])
-                what = "head" if t.name == "output.weight" else f"expert {m.group(1)}"
+                what = ("head" if t.name == "output.weight" else
+                        f"expert {m.group(1)}" if moe else m.group(1))
                 if (rows, cols, what) not in shapes:
                     shapes.append((rows, cols, what))
     print("\nkernel microbenchmark (test/bench_kernels, weight GB/s per dtype and level):")

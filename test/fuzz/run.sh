@@ -8,7 +8,7 @@ set -eu
 secs=${1:-60}
 top=$(cd "$(dirname "$0")/../.." && pwd)
 work=${FUZZ_WORK:-$top/build-fuzz}
-all="container tokenize detokenize tokenizer_json tokenizer_blob safetensors config chat"
+all="container tokenize detokenize tokenizer_json tokenizer_blob safetensors config chat session_state"
 targets=${R1_FUZZ_TARGETS:-$all}
 jobs=${R1_FUZZ_JOBS:-1}
 mkdir -p "$work/corpus" "$work/artifacts"
@@ -42,6 +42,7 @@ sources() {
     safetensors) echo "$lib/format/safetensors.c $lib/core/name_index.c $lib/core/error.c" ;;
     config) echo "$lib/model/model_config.c $lib/core/error.c" ;;
     chat) echo "$lib/text/chat.c $lib/core/utf8.c $lib/core/error.c" ;;
+    session_state) echo "$lib/run/session_file.c $lib/core/checksum.c $lib/core/utf8.c $lib/core/error.c" ;;
     *) echo "run.sh: unknown fuzz target '$1'" >&2; exit 2 ;;
     esac
 }
@@ -56,6 +57,7 @@ options() {
     tokenizer_blob) echo "-max_len=4096" ;;
     safetensors | config) echo "-max_len=8192 -dict=$fz/json.dict" ;;
     chat) echo "-max_len=4096 -dict=$fz/tokenize.dict" ;;
+    session_state) echo "-max_len=65536" ;;
     esac
 }
 

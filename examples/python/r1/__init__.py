@@ -18,6 +18,7 @@ from typing import Optional
 from . import _ffi
 from .core import (
     Backend,
+    Chat,
     ExpertCacheStats,
     GenOptions,
     Model,
@@ -32,6 +33,7 @@ from .core import (
     backends,
     convert,
     describe_backend,
+    generate_many,
     plan,
     version,
     version_number,
@@ -73,6 +75,7 @@ def library_path() -> str:
 
 __all__ = [
     "Backend",
+    "Chat",
     "ERRORS",
     "ExpertCacheStats",
     "GenOptions",
@@ -104,6 +107,7 @@ __all__ = [
     "backends",
     "convert",
     "describe_backend",
+    "generate_many",
     "library_path",
     "load_library",
     "plan",

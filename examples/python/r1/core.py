@@ -29,7 +29,7 @@ from typing import (
 )
 
 from . import _ffi
-from .errors import CANCELLED, DONE, OK, R1BadState, R1Error, check, error
+from .errors import CANCELLED, DONE, OK, R1BadState, R1Error, R1InvalidArgument, check, error
 
 # Flags and enums of r1.h.
 TOKENIZE_ADD_BOS = 0x1
@@ -39,6 +39,8 @@ DETOKENIZE_SKIP_SPECIAL = 0x1
 CONVERT_NO_SHUFFLE = 0x1
 ROLES: Dict[str, int] = {"system": 0, "user": 1, "assistant": 2}
 KINDS: Dict[int, Optional[str]] = {-1: None, 0: "reasoning", 1: "answer"}
+#: Session(overflow=...) names of the R1_OVERFLOW_* policies.
+OVERFLOW: Dict[str, int] = {"fail": 0, "shift": 1}
 _ERR_BUFFER_TOO_SMALL = -8
 _ERR_BAD_STATE = -11
 
@@ -180,6 +182,34 @@ def _grow_text(call: Callable[[Any, int, Any], int], first_cap: int = 256) -> by
         st = call(buf, length.value + 1, ctypes.byref(length))
     check(st)
     return buf.raw[: length.value]
+
+
+def _saved_bytes(call: Callable[[Any, int, Any], int]) -> bytes:
+    """Runs a save-to-buffer call (buf, cap, size_out): asks the size, then fills a buffer."""
+    size = ctypes.c_size_t(0)
+    st = call(None, 0, ctypes.byref(size))
+    if st != _ERR_BUFFER_TOO_SMALL:
+        check(st)
+    buf = bytearray(size.value)
+    arr = (ctypes.c_char * len(buf)).from_buffer(buf)
+    check(call(arr, len(buf), ctypes.byref(size)))
+    del arr  # releases the export, so the bytearray can become bytes
+    return bytes(buf)
+
+
+def _bytes_arg(data: Any) -> Tuple[Any, int]:
+    """A pointer to the bytes of *data* (bytes or any buffer) for a call, and their count."""
+    if isinstance(data, bytes):
+        return ctypes.cast(ctypes.c_char_p(data), ctypes.c_void_p), len(data)
+    try:
+        view = memoryview(data).cast("B")
+    except TypeError:
+        raise TypeError(
+            f"data must be bytes or a buffer, not {type(data).__name__}"
+        ) from None
+    if view.readonly:
+        return (ctypes.c_char * len(view)).from_buffer_copy(view), len(view)
+    return (ctypes.c_char * len(view)).from_buffer(view), len(view)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -600,6 +630,20 @@ class Sampler(_Handle):
         with self._use() as h:
             check(self._lib.r1_sampler_accept(h, token))
 
+    def save_bytes(self) -> bytes:
+        """The sampler's settings and state: logit biases, penalty window and history, seed and
+        draw counter (r1_sampler_save_to_buffer). A generation's sampler is saved with its
+        session (Session.save); this is for sampling by hand with sample()."""
+        with self._use() as h:
+            return _saved_bytes(lambda b, c, n: self._lib.r1_sampler_save_to_buffer(h, b, c, n))
+
+    def load_bytes(self, data: Any) -> None:
+        """Take the settings and state of save_bytes(): this sampler then draws what the saved
+        one would have. A damaged or foreign *data* raises and changes nothing."""
+        ptr, n = _bytes_arg(data)
+        with self._use() as h:
+            check(self._lib.r1_sampler_load_from_buffer(h, ptr, n))
+
 
 class GenOptions(_Handle):
     """Limits of one generation (r1_gen_opts): token limit, thinking budget, stop strings.
@@ -883,11 +927,13 @@ class _Generation:
     """One generation begun by Session.steps(): the sampler it borrows until it ends, and
     whether its iterator was given up while libr1's generation still runs."""
 
-    __slots__ = ("sampler", "abandoned")
+    __slots__ = ("sampler", "abandoned", "resumable")
 
-    def __init__(self, sampler: Sampler) -> None:
+    def __init__(self, sampler: Sampler, resumable: bool = False) -> None:
         self.sampler = sampler
         self.abandoned = False
+        #: Restored by Session.load(): no iterator yet, Session.resume() makes one.
+        self.resumable = resumable
 
 
 class Session(_Handle):
@@ -901,13 +947,25 @@ class Session(_Handle):
     """
 
     def __init__(
-        self, model: Model, context: Optional[int] = None, logits_all: bool = False
+        self,
+        model: Model,
+        context: Optional[int] = None,
+        logits_all: bool = False,
+        overflow: str = "fail",
+        keep: Optional[int] = None,
     ) -> None:
+        """*overflow* is what happens when the context is full: "fail" (R1ContextFull) or
+        "shift" (the oldest turns after the first *keep* positions are dropped and the rest of
+        the cache moved down: r1_session_opts_set_overflow; *keep* None keeps everything before
+        the first user turn, the system prompt)."""
         lib = _ffi.lib()
         self._lib = lib
         if not isinstance(model, Model):
             raise TypeError(f"model must be an r1.Model, not {type(model).__name__}")
         ctx = None if context is None else _int(context, "context")
+        if overflow not in OVERFLOW:
+            raise ValueError(f"overflow must be one of {sorted(OVERFLOW)}, not {overflow!r}")
+        keep_n = -1 if keep is None else _int(keep, "keep")
         model._borrow()  # raises R1BadState when the model is closed
         try:
             opts = _ffi.SessionOptsP()
@@ -916,6 +974,8 @@ class Session(_Handle):
                 if ctx is not None:  # else the library's default (never above the model's)
                     check(lib.r1_session_opts_set_context(opts, ctx))
                 check(lib.r1_session_opts_set_logits_all(opts, _flag(logits_all)))
+                if overflow != "fail" or keep is not None:  # else any libr1 1.1 will do
+                    check(lib.r1_session_opts_set_overflow(opts, OVERFLOW[overflow], keep_n))
                 h = _ffi.SessionP()
                 with model._use(borrowed=True) as mh:
                     check(lib.r1_session_create(ctypes.byref(h), mh, opts))
@@ -989,6 +1049,28 @@ class Session(_Handle):
             check(self._lib.r1_session_reset(h))
             self._end_generation()
 
+    def shift(self, n_keep: int, n_drop: int) -> None:
+        """Drop cached positions [n_keep, n_keep + n_drop) and move the rest down, their
+        rotary part re-rotated, without evaluating again (r1_session_shift)."""
+        n_keep, n_drop = _int(n_keep, "n_keep"), _int(n_drop, "n_drop")
+        with self._use() as h:
+            check(self._lib.r1_session_shift(h, n_keep, n_drop))
+
+    def sync(self, ids: Iterable[int]) -> None:
+        """Make *ids* the whole sequence the session holds: the cache keeps the longest prefix
+        it shares with them and only the rest is queued for the next generation
+        (r1_session_sync)."""
+        arr, n = _ids_array(ids)
+        with self._use() as h:
+            check(self._lib.r1_session_sync(h, arr, n))
+
+    def sync_text(self, text: str, special: bool = True) -> None:
+        """sync() with the tokens of *text* (e.g. a whole rendered conversation)."""
+        data = _encode(text)
+        flags = TOKENIZE_PARSE_SPECIAL if special else 0
+        with self._use() as h:
+            check(self._lib.r1_session_sync_text(h, data, len(data), flags))
+
     # Generation --------------------------------------------------------------------------
 
     def feed(self, ids: Iterable[int]) -> None:
@@ -1023,6 +1105,68 @@ class Session(_Handle):
                 self._lib.r1_session_counts(h, ctypes.byref(p), ctypes.byref(r), ctypes.byref(a))
             )
         return p.value, r.value, a.value
+
+    # Saved state ---------------------------------------------------------------------------
+
+    def save(self, path: PathArg) -> None:
+        """Save the session's state to *path*: cache, tokens, last logits, and a generation in
+        progress with its sampler's state (r1_session_save). The file is replaced atomically;
+        a failure leaves an existing file as it was."""
+        data = _path(path)
+        with self._use() as h:
+            check(self._lib.r1_session_save(h, data))
+
+    def save_bytes(self) -> bytes:
+        """The state save() writes, as bytes (r1_session_save_to_buffer)."""
+        with self._use() as h:
+            return _saved_bytes(lambda b, c, n: self._lib.r1_session_save_to_buffer(h, b, c, n))
+
+    def load(self, path: PathArg, sampler: Optional[Sampler] = None) -> None:
+        """Restore a state saved by save() (r1_session_load): the session then continues as the
+        saved one would have. It must come from a session of the same model file, context
+        length and cache type (else R1InvalidArgument); a damaged file raises R1Checksum or
+        R1Format. Any failure leaves the session as it was. A state saved during a generation
+        needs *sampler*, which takes the saved sampler's settings and state; resume() then
+        continues that generation. A generation running here is ended."""
+        data = _path(path)
+        self._restore(lambda h, sh: self._lib.r1_session_load(h, data, sh), sampler)
+
+    def load_bytes(self, data: Any, sampler: Optional[Sampler] = None) -> None:
+        """load() from the bytes of save_bytes() (any bytes-like object)."""
+        ptr, n = _bytes_arg(data)
+        self._restore(lambda h, sh: self._lib.r1_session_load_from_buffer(h, ptr, n, sh), sampler)
+
+    def _restore(self, call: Callable[[Any, Any], int], sampler: Optional[Sampler]) -> None:
+        if sampler is not None and not isinstance(sampler, Sampler):
+            raise TypeError(f"sampler must be an r1.Sampler, not {type(sampler).__name__}")
+        with self._use() as h, (sampler._use() if sampler is not None else _NoUse()) as sh:
+            check(call(h, sh))
+            self._end_generation()  # libr1 ended the generation that was running, if any
+            # Feeding nothing is refused exactly while a generation is in progress: the state
+            # held one, which now draws from the sampler (libr1 keeps it until it ends).
+            if sampler is not None and self._lib.r1_session_feed(h, None, 0) == _ERR_BAD_STATE:
+                sampler._borrow(held=True)
+                self._gen = _Generation(sampler, resumable=True)
+
+    def resume(self) -> Iterator[Step]:
+        """Continue the generation that load() restored (the state was saved during one),
+        yielding Steps as steps() does. R1BadState when there is none."""
+        gen = self._gen
+        if gen is None or not gen.resumable:
+            raise R1BadState(
+                _ERR_BAD_STATE,
+                "no restored generation to resume: load() a state saved during a generation, "
+                "with a sampler",
+                "R1_ERR_BAD_STATE",
+            )
+        gen.resumable = False
+        return self._resumed(gen)
+
+    def _resumed(self, gen: _Generation) -> Iterator[Step]:
+        try:
+            yield from self._run(gen)
+        finally:
+            self._finish(gen)
 
     def _queue_prompt(self, prompt: Prompt, raw: bool, reset: bool) -> None:
         if prompt is None:
@@ -1233,6 +1377,185 @@ class Session(_Handle):
         return self.last_status
 
 
+def generate_many(
+    sessions: Sequence[Session],
+    prompts: Sequence[Prompt],
+    *,
+    max_tokens: Optional[int] = None,
+    stop: Iterable[str] = (),
+    seed: int = 0x5EED,
+    temperature: Optional[float] = None,
+    top_p: Optional[float] = None,
+    logit_bias: Optional[Dict[int, float]] = None,
+    raw: bool = False,
+    reset: bool = True,
+) -> Iterator[List[Tuple[int, Step]]]:
+    """Generate on several sessions of one model together (r1_session_step_many): each round
+    is one step of every session still generating, through shared forward passes (each weight
+    read once for all of them). Yields, per round, ``[(index, Step), ...]`` for the sessions
+    that stepped (prompt progress has id -1 and kind None; a session's final text, if any,
+    comes as a last Step with id -1). A session leaves when its generation ends; its
+    last_status then says "done" or "cancelled". Each session gets prompts[i] (as for
+    Session.steps()) and a sampler of seed ``seed + i`` with the other keywords.
+
+    Every session is held for the whole generation: other calls on them raise R1BadState until
+    the iterator ends (exhausted, closed or collected: then the generations still running are
+    cancelled); cancel() may be called from any thread.
+    """
+    sessions = list(sessions)
+    prompts = list(prompts)
+    if not sessions or len(prompts) != len(sessions):
+        raise R1InvalidArgument(-1, "generate_many needs sessions and as many prompts")
+    if len(set(map(id, sessions))) != len(sessions):
+        raise R1InvalidArgument(-1, "generate_many: a session is listed twice")
+    lib = _ffi.lib()
+    own: List[_Handle] = []
+    started: List[Tuple[Session, _Generation]] = []
+    try:
+        options = GenOptions(max_tokens, None, None, stop)
+        own.append(options)
+        for i, (sess, prompt) in enumerate(zip(sessions, prompts)):
+            smp = Sampler(seed + i, temperature, top_p, logit_bias=logit_bias)
+            own.append(smp)
+            sess._drain_abandoned()
+            sess._queue_prompt(prompt, raw, reset)
+            with sess._use() as h, smp._use() as sh, options._use() as oh:
+                check(lib.r1_session_begin(h, sh, oh))
+                smp._borrow(held=True)
+                gen = sess._gen = _Generation(smp)
+                started.append((sess, gen))
+        yield from _step_many_rounds(lib, started)
+    finally:
+        # Generations still running (the iterator was given up): cancelled, their samplers
+        # given back.
+        for sess, gen in started:
+            if sess._gen is gen:
+                gen.abandoned = True
+                try:
+                    sess._drain_abandoned()
+                except Exception:
+                    pass
+        for obj in own:
+            obj.close()
+
+
+def _step_many_rounds(
+    lib: Any, started: List[Tuple[Session, _Generation]]
+) -> Iterator[List[Tuple[int, Step]]]:
+    live = list(range(len(started)))
+    text, length = ctypes.c_void_p(), ctypes.c_size_t()
+    while live:
+        n = len(live)
+        handles = (_ffi.SessionP * n)()
+        ids, kinds, sts = (ctypes.c_int32 * n)(), (ctypes.c_int32 * n)(), (ctypes.c_int32 * n)()
+        out: List[Tuple[int, Step]] = []
+        uses: List[Any] = []
+        failure: Optional[R1Error] = None
+        try:
+            for k, i in enumerate(live):
+                sess, gen = started[i]
+                u = sess._use()
+                handles[k] = u.__enter__()
+                uses.append(u)
+                su = gen.sampler._use(borrowed=True)
+                su.__enter__()
+                uses.append(su)
+            check(lib.r1_session_step_many(handles, n, ids, kinds, sts))
+            still = []
+            for k, i in enumerate(live):
+                sess, _gen = started[i]
+                st = sts[k]
+                if st != OK:
+                    sess._end_generation()
+                    ended = {DONE: "done", CANCELLED: "cancelled"}
+                    sess.last_status = ended.get(st, sess.last_status)
+                if st < 0:
+                    failure = failure or error(st)
+                    continue
+                if st == CANCELLED:
+                    continue
+                lib.r1_session_piece(handles[k], ctypes.byref(text), ctypes.byref(length))
+                m = length.value
+                piece = ctypes.string_at(text.value, m).decode("utf-8", "replace") if m else ""
+                if st == DONE:
+                    if piece:
+                        out.append((i, Step(-1, piece, KINDS.get(kinds[k]))))
+                    continue
+                out.append((i, Step(ids[k], piece, KINDS.get(kinds[k]))))
+                still.append(i)
+        finally:
+            for u in reversed(uses):
+                u.__exit__(None, None, None)
+        if failure is not None:
+            raise failure
+        live = still
+        if out:
+            yield out
+
+
+class Chat:
+    """A conversation kept in one Session: each send() renders the whole conversation and
+    gives it to Session.sync_text, so a turn evaluates only what follows the cached prefix (from
+    the last answer on: R1's chat format drops earlier reasoning) instead of the whole history.
+
+    ``overflow="shift"`` lets it go on past the context, dropping the oldest turns and keeping
+    the system prompt. close() (or ``with``) releases the session; one thread at a time.
+    """
+
+    def __init__(
+        self,
+        model: Model,
+        system: Optional[str] = None,
+        context: Optional[int] = None,
+        overflow: str = "fail",
+        keep: Optional[int] = None,
+    ) -> None:
+        self.session = Session(model, context=context, overflow=overflow, keep=keep)
+        #: The conversation so far (answers without their reasoning).
+        self.messages: List[Message] = []
+        if system is not None:
+            self.messages.append({"role": "system", "content": system})
+
+    def send(self, text: str, stream: bool = False, **kwargs: Any) -> Union[str, Iterator[str]]:
+        """Add a user message and answer it: the answer text, or with stream=True an iterator
+        of answer pieces. Keyword arguments as for Session.steps (sampling, limits). A failed
+        turn (R1ContextFull with overflow "fail") leaves the conversation as it was."""
+        self.messages.append({"role": "user", "content": text})
+        try:
+            prompt = self.session.model._chat_render(self.messages, True, True)
+            self.session.sync_text(prompt)
+            steps = self.session.steps(None, reset=False, **kwargs)
+        except BaseException:
+            self.messages.pop()
+            raise
+        pieces = self._answer(steps)
+        return pieces if stream else "".join(pieces)
+
+    def _answer(self, steps: Iterator[Step]) -> Iterator[str]:
+        answer: List[str] = []
+        ok = False
+        try:
+            for step in steps:
+                if step.text and step.kind == "answer":
+                    answer.append(step.text)
+                    yield step.text
+            ok = True
+        finally:
+            if ok or answer:  # an answer cut short stays, as r1 chat keeps it
+                self.messages.append({"role": "assistant", "content": "".join(answer)})
+            else:
+                self.messages.pop()
+
+    def close(self) -> None:
+        self.session.close()
+
+    def __enter__(self) -> "Chat":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def convert(
     hf_dir: PathArg,
     out_path: PathArg,
@@ -1267,6 +1590,7 @@ def convert(
 
 __all__ = [
     "Backend",
+    "Chat",
     "ExpertCacheStats",
     "GenOptions",
     "Model",
