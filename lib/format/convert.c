@@ -649,7 +649,7 @@ static void run_job(expert_job *j)
         if (w[k] == NULL || w[k]->n_dims != 2 || w[k]->shape[0] != want0 ||
             w[k]->shape[1] != want1 || w[k]->dtype < 0) {
             snprintf(j->err, sizeof j->err,
-                     "expert tensor '%s' is missing or is not a "
+                     "expert tensor '%.400s' is missing or is not a "
                      "supported [%" PRId64 ", %" PRId64 "] tensor",
                      name, want0, want1);
             job_fail(j, R1_ERR_FORMAT, j->err);
