@@ -562,6 +562,10 @@ def measure(args, work):
             ws_budget = parse_bytes(args.ws_budget)
         elif ws_info.get("expert_bytes"):
             ws_budget = ws_info["expert_bytes"]
+        elif (r1_plan(args.r1, args.ws_r1m, args.n) or {}).get("expert_bytes"):
+            # without the Python binding (e.g. a sanitizer build it cannot load), r1 plan says it
+            ws_info["expert_bytes"] = r1_plan(args.r1, args.ws_r1m, args.n)["expert_bytes"]
+            ws_budget = ws_info["expert_bytes"]
         else:
             sys.exit("beyond_ram: the experts' bytes of %s are unknown (no Python binding): "
                      "give --ws-budget BYTES" % args.ws_r1m)

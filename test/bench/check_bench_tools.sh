@@ -122,14 +122,21 @@ assert len(d["summary"]["ws_bounded_over_unbounded"]) == 2, d["summary"]' \
 
 # ---- chat_turns.py (issue 19): with one session a turn evaluates its new tokens only, fresh
 # every turn the whole conversation (columns: turn, new tok, ms, ms/tok, position, conv tok)
-out=$("$PY" "$SRC/chat_turns.py" "$MODEL" --turns 3 --max-tokens 4 2>&1) ||
-    fail "chat_turns.py: $out"
-echo "$out" | awk '$1 ~ /^[0-9]+$/ { n++; if ($1 > 1 && $2 >= $6) bad = 1 }
-    END { exit !(n == 3 && !bad) }' || fail "chat_turns.py reused no prefix: $out"
-out=$("$PY" "$SRC/chat_turns.py" "$MODEL" --turns 3 --max-tokens 4 --fresh 2>&1) ||
-    fail "chat_turns.py --fresh: $out"
-echo "$out" | awk '$1 ~ /^[0-9]+$/ { n++; if ($2 != $6) bad = 1 } END { exit !(n == 3 && !bad) }' ||
-    fail "chat_turns.py --fresh: $out"
+# It drives libr1 through the Python binding, which a sanitizer build's library cannot be loaded
+# into (its runtime must come first): that build checks the rest.
+if "$PY" -c 'import sys; sys.path.insert(0, sys.argv[1]); import r1; r1.version()' "$SRC/../../examples/python" \
+    2>&1 | grep -q "runtime does not come first"; then
+    echo "note: libr1 is built with a sanitizer; chat_turns.py not checked"
+else
+    out=$("$PY" "$SRC/chat_turns.py" "$MODEL" --turns 3 --max-tokens 4 2>&1) ||
+        fail "chat_turns.py: $out"
+    echo "$out" | awk '$1 ~ /^[0-9]+$/ { n++; if ($1 > 1 && $2 >= $6) bad = 1 }
+        END { exit !(n == 3 && !bad) }' || fail "chat_turns.py reused no prefix: $out"
+    out=$("$PY" "$SRC/chat_turns.py" "$MODEL" --turns 3 --max-tokens 4 --fresh 2>&1) ||
+        fail "chat_turns.py --fresh: $out"
+    echo "$out" | awk '$1 ~ /^[0-9]+$/ { n++; if ($2 != $6) bad = 1 } END { exit !(n == 3 && !bad) }' ||
+        fail "chat_turns.py --fresh: $out"
+fi
 
 # ---- make_v3_slice.py: V3's shapes by default; a shrunken slice converts and runs ----------------
 NPY=""
