@@ -4,12 +4,14 @@
 # threads as fibers) over a fake runtime (fake_cudart.c). Catches indexing, reduction and
 # launch-shape mistakes where no GPU is present;
 # it is no substitute for test/gpu/run_device_checks.sh on a GPU (no speed, no nvcc codegen).
-# Usage: test/gpu/emu/run_emulated.sh BUILD   (a build with -Dcuda=enabled and -Dtests=enabled)
+# Usage: test/gpu/emu/run_emulated.sh BUILD [CUDA_INCLUDE_DIR]
+#        (a build with -Dcuda=enabled and -Dtests=enabled; meson passes the toolkit's include dir,
+#        which it found from nvcc's own dry run, backends/meson.build)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../../.." && pwd)
 build=$(cd "${1:?usage: run_emulated.sh BUILD}" && pwd)
-cuda_inc=$(dirname "$(dirname "$(readlink -f "$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)")")")/include
+cuda_inc=${2:-/usr/local/cuda/include}
 work="$build/test/cuda-emu"
 mkdir -p "$work"
 ninja -C "$build" test/test_cuda >/dev/null
